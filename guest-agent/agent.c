@@ -393,8 +393,9 @@ static int start_psi(struct agent *a, char *why, size_t why_cap)
     if (r < 0) {
         snprintf(why, why_cap, "cannot register a trigger on %s: %s%s", a->opts.psi_file,
                  strerror(-r),
-                 r == -ENOENT ? " (the kernel needs CONFIG_PSI=y and psi=1 on its command line)"
-                              : "");
+                 r == -ENOENT && strcmp(a->opts.psi_file, AGENT_DEFAULT_PSI_FILE) == 0
+                     ? " (the kernel needs CONFIG_PSI=y and psi=1 on its command line)"
+                     : "");
         return -1;
     }
     for (int i = 0; i < 3; i++) {
