@@ -64,6 +64,7 @@ static size_t daemon_key_index(const char *name)
 void config_init(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
+    policy_config_defaults(&cfg->policy);
     struct config_daemon *d = &cfg->daemon;
     snprintf(d->control_socket, sizeof(d->control_socket), "%s", CONFIG_DEFAULT_CONTROL_SOCKET);
     d->log_level = LOG_LEVEL_INFO;
@@ -277,6 +278,9 @@ int config_guest_check(const struct config_guest *guest, char *err, size_t err_c
                 units_format_size(guest->ceiling_bytes, c, sizeof(c)));
         return -EINVAL;
     }
+    if (policy_guest_check(guest->floor_bytes, guest->ceiling_bytes, guest->weight, err,
+                           err_cap) < 0)
+        return -EINVAL;
     if (strcmp(guest->qmp_path, guest->channel_path) == 0) {
         set_err(err, err_cap, "guest '%s': qmp and channel are the same path", guest->name);
         return -EINVAL;
@@ -308,6 +312,12 @@ struct parse_state {
     int guest_section_seq; /* section_seq of the guest being filled, or 0 */
     int daemon_key_line[N_DAEMON_KEYS];
     int guest_key_line[N_GUEST_KEYS]; /* for the guest being filled */
+    struct {
+        char key[48];
+        int line;
+    } policy_keys[64]; /* [policy] keys already set, to refuse a second setting */
+    size_t n_policy_keys;
+    int policy_line; /* line of the first [policy] header */
     int bad_section_seq;              /* unknown section already reported */
     bool skip_section;                /* the current section is broken: ignore its keys */
     int pairs_in_section;             /* name = value pairs since the latest header */
@@ -478,6 +488,34 @@ static void daemon_key(struct parse_state *st, const char *key, const char *valu
     add_error(st, st->line, "unknown key '%s' in [daemon]", key);
 }
 
+static void policy_key(struct parse_state *st, const char *key, const char *value)
+{
+    if (!st->policy_line)
+        st->policy_line = st->section_line;
+    for (size_t i = 0; i < st->n_policy_keys; i++) {
+        if (strcmp(st->policy_keys[i].key, key) == 0) {
+            add_error(st, st->line, "'%s' is set twice in [policy] (first at line %d)", key,
+                      st->policy_keys[i].line);
+            return;
+        }
+    }
+    int r = policy_config_set(&st->cfg.policy, key, value);
+    if (r == -ENOENT) {
+        add_error(st, st->line, "unknown key '%s' in [policy] (see docs/policy.md)", key);
+        return;
+    }
+    if (r < 0) {
+        add_error(st, st->line, "bad value for %s: '%s' (see docs/policy.md for its unit and range)",
+                  key, value);
+        return;
+    }
+    if (st->n_policy_keys < sizeof(st->policy_keys) / sizeof(st->policy_keys[0]) &&
+        strlen(key) < sizeof(st->policy_keys[0].key)) {
+        strcpy(st->policy_keys[st->n_policy_keys].key, key);
+        st->policy_keys[st->n_policy_keys++].line = st->line;
+    }
+}
+
 /* inih's callback: one name = value pair. Always returns 1 (keep going): errors are
  * collected here with their line, so inih's own return means a syntax error. */
 static int on_pair(void *user, const char *section, const char *key, const char *value)
@@ -494,6 +532,8 @@ static int on_pair(void *user, const char *section, const char *key, const char 
                   key);
     } else if (strcmp(section, "daemon") == 0) {
         daemon_key(st, key, value);
+    } else if (strcmp(section, "policy") == 0) {
+        policy_key(st, key, value);
     } else if (strncmp(section, "guest", 5) == 0 && (section[5] == ' ' || section[5] == '\t')) {
         const char *name = section + 6;
         while (*name == ' ' || *name == '\t')
@@ -512,7 +552,10 @@ static void check_whole(struct parse_state *st)
 {
     struct config *cfg = &st->cfg;
     const struct config_daemon *d = &cfg->daemon;
+    char err[200];
 
+    if (policy_config_check(&cfg->policy, err, sizeof(err)) < 0)
+        add_error(st, st->policy_line, "[policy]: %s", err);
     if (d->guest_frame_burst < d->guest_frame_rate / 10)
         add_error(st, st->daemon_key_line[daemon_key_index("guest_frame_burst")], "guest_frame_burst must be at least a tenth "
                                               "of guest_frame_rate");

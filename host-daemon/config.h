@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "host-daemon/log.h"
+#include "host-daemon/policy.h"
 
 #define CONFIG_NAME_MAX 63    /* guest name length, without NUL */
 #define CONFIG_PATH_MAX 108   /* sizeof(sun_path): every path here is a unix socket or dir */
@@ -20,7 +21,7 @@
 /* Defaults, also documented in docs/configuration.md. */
 #define CONFIG_DEFAULT_CONTROL_SOCKET "/run/bellowsd/control.sock"
 #define CONFIG_DEFAULT_WEIGHT 100
-#define CONFIG_MAX_WEIGHT 1000
+#define CONFIG_MAX_WEIGHT 10000 /* policy_guest_check()'s limit */
 
 /* One statically configured guest. */
 struct config_guest {
@@ -29,7 +30,7 @@ struct config_guest {
     char channel_path[CONFIG_PATH_MAX]; /* QEMU's chardev socket of the virtio-serial port */
     uint64_t floor_bytes;               /* never balloon the guest below this size */
     uint64_t ceiling_bytes;             /* never give it more than this */
-    uint32_t weight;                    /* 1..1000: higher keeps memory longer under host pressure */
+    uint32_t weight;                    /* 1..10000: higher keeps memory longer under host pressure */
     int line;                           /* line of its [guest NAME] header; 0 if not from a file */
 };
 
@@ -51,6 +52,7 @@ struct config_daemon {
 
 struct config {
     struct config_daemon daemon;
+    struct policy_config policy; /* [policy]: policy_config_defaults() plus the file's keys */
     struct config_guest *guests; /* n_guests entries, in file order */
     size_t n_guests;
 };

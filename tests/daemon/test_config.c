@@ -51,6 +51,9 @@ static const char valid_text[] = "# bellowsd test config\n"
                                  "guest_byte_rate = 32K\n"
                                  "reconnect_max = 1min ; inline comment\n"
                                  "\n"
+                                 "[policy]\n"
+                                 "quiet_ms = 2min\n"
+                                 "critical_step_bytes = 256M\n"
                                  "[guest web1]\n"
                                  "qmp = /run/vm/web1.qmp\n"
                                  "channel = /run/vm/web1.chan\n"
@@ -80,6 +83,11 @@ static void valid_file(void **state)
     assert_int_equal(cfg.daemon.guest_byte_rate, 32768);
     assert_int_equal(cfg.daemon.reconnect_max_ms, 60000);
     assert_string_equal(cfg.daemon.proc_dir, "/proc");
+    struct policy_config defaults;
+    policy_config_defaults(&defaults);
+    assert_int_equal(cfg.policy.quiet_ms, 120000);
+    assert_int_equal(cfg.policy.critical_step_bytes, 256ull << 20);
+    assert_int_equal(cfg.policy.medium_dwell_ms, defaults.medium_dwell_ms);
 
     assert_int_equal(cfg.n_guests, 2);
     const struct config_guest *g = config_find_guest(&cfg, "web1");
@@ -89,7 +97,7 @@ static void valid_file(void **state)
     assert_int_equal(g->floor_bytes, 512ull << 20);
     assert_int_equal(g->ceiling_bytes, 2ull << 30);
     assert_int_equal(g->weight, 300);
-    assert_int_equal(g->line, 11);
+    assert_int_equal(g->line, 14);
     g = config_find_guest(&cfg, "db.2");
     assert_non_null(g);
     assert_int_equal(g->floor_bytes, 1048576);
@@ -178,6 +186,12 @@ static void invalid_cases_point_at_their_line(void **state)
                  "unknown section [nonsense]");
     expect_error("[daemon]\nreconnect_min = 2s\nreconnect_max = 1s\n", 3,
                  "reconnect_max is below reconnect_min");
+    expect_error("[policy]\nquiet_ms = 2min\nbogus_ms = 1s\n", 3, "unknown key 'bogus_ms' in [policy]");
+    expect_error("[policy]\nquiet_ms = soon\n", 2, "bad value for quiet_ms");
+    expect_error("[policy]\nquiet_ms = 2min\n[daemon]\ndry_run = 1\n[policy]\nquiet_ms = 1min\n",
+                 6, "'quiet_ms' is set twice in [policy] (first at line 2)");
+    expect_error("[daemon]\ndry_run = 1\n[policy]\nhost_psi_enter = 5\nhost_psi_exit = 10\n", 3,
+                 "[policy]: ");
     /* Syntax: inih's own line. */
     expect_error("[daemon]\nlog_level info\n", 2, "syntax error");
     expect_error("[daemon]\nlog_level = info\n\n[daemon\n", 4, "syntax error");
@@ -196,7 +210,7 @@ static void invalid_cases_point_at_their_line(void **state)
     expect_error("[guest a]\nqmp = /q.sock\nchannel = /c.sock\nceiling = 1G\n", 1,
                  "needs both floor and ceiling");
     expect_error("[guest a]\n" GUEST_OK "weight = 0\n", 6, "weight");
-    expect_error("[guest a]\n" GUEST_OK "weight = 1001\n", 6, "weight");
+    expect_error("[guest a]\n" GUEST_OK "weight = 10001\n", 6, "weight");
     expect_error("[guest a]\n" GUEST_OK "colour = blue\n", 6, "unknown key 'colour'");
     expect_error("[guest a]\n" GUEST_OK "floor = 128M\n", 6,
                  "'floor' is set twice in [guest a] (first at line 4)");
