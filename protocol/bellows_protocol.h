@@ -16,6 +16,12 @@
 
 /* Hard maximum of one frame on the wire, RS and LF included. */
 #define BP_MAX_FRAME 4096
+/* Longest payload (the JSON text between RS and LF). */
+#define BP_MAX_PAYLOAD (BP_MAX_FRAME - 2)
+
+/* Frame delimiters (RFC 7464). */
+#define BP_RS '\x1e'
+#define BP_LF '\n'
 
 /* Longest agent version and boot id strings, without their NUL. */
 #define BP_MAX_AGENT_LEN 63
@@ -23,6 +29,13 @@
 
 /* Largest integer accepted in any field: 2^53, the range a JSON double holds exactly. */
 #define BP_MAX_INT (UINT64_C(1) << 53)
+/* mono_ns is the one exception: 2^53 ns is only 104 days of guest uptime, so it may go up
+ * to 2^63 - 1 (jansson holds integers as int64_t exactly). */
+#define BP_MAX_MONO_NS ((uint64_t)INT64_MAX)
+
+/* welcome.report_interval_ms: 0 (keep the agent's own) or within these bounds. */
+#define BP_MIN_REPORT_INTERVAL_MS 1000
+#define BP_MAX_REPORT_INTERVAL_MS 3600000
 
 enum bp_level {
     BP_LEVEL_NONE = 0, /* only in reports: no pressure right now */
@@ -129,7 +142,11 @@ bool bp_level_parse(const char *name, enum bp_level *ret_level);
 /* "vmpressure", "psi"; NULL for an invalid value. */
 const char *bp_source_name(enum bp_source source);
 bool bp_source_parse(const char *name, enum bp_source *ret_source);
+/* "hello", "welcome", "pressure", "report"; NULL for an invalid value. */
 const char *bp_msg_type_name(enum bp_msg_type type);
+bool bp_msg_type_parse(const char *name, enum bp_msg_type *ret_type);
+/* Parse a name written by bp_error_name(); returns false when unknown. */
+bool bp_error_parse(const char *name, enum bp_error *ret_err);
 
 /* Encode one message as a complete frame (RS, JSON, LF) into buf.
  * Returns BP_OK and sets *ret_len, or BP_ERR_SPACE / BP_ERR_NOMEM / BP_ERR_RANGE
@@ -156,6 +173,7 @@ struct bp_framer {
     size_t len;       /* bytes of the current frame payload held in buf */
     bool in_frame;    /* an RS was seen and its LF not yet */
     bool overflow;    /* the current frame passed the limit: drop until LF or RS */
+    bool in_junk;     /* the last byte was discarded outside any frame */
     struct bp_framer_stats stats;
     char buf[BP_MAX_FRAME];
 };
