@@ -11,6 +11,9 @@
  * Commands carry numeric ids and replies are matched by id; each command has a timeout.
  * All callbacks run on the loop. Callbacks may call any qmp_client_* function, including
  * qmp_client_close() on the client that is calling them.
+ *
+ * The program must ignore SIGPIPE (libuv writes to the socket with write(2); a QEMU that
+ * went away must give an error, not kill the daemon).
  */
 #ifndef BELLOWS_QMP_H
 #define BELLOWS_QMP_H
