@@ -188,23 +188,4 @@ void bp_framer_feed(struct bp_framer *framer, const char *data, size_t len,
 /* Forget any partial frame (e.g. after a reconnect); statistics are kept. */
 void bp_framer_reset(struct bp_framer *framer);
 
-/* Host-side frame budget of one guest: a token bucket, BP_RATE_PER_S frames a second
- * sustained, bursts of BP_RATE_BURST. Frames over budget are dropped before decoding and
- * counted (docs/protocol.md, "Too frequent"). Pure: the caller passes the time in. */
-#define BP_RATE_PER_S 20
-#define BP_RATE_BURST 40
-
-struct bp_rate {
-    uint64_t last_ns;   /* when the credit was last topped up */
-    uint64_t credit_ns; /* saved-up time; a frame costs 1 s / BP_RATE_PER_S */
-    uint64_t allowed;   /* frames let through */
-    uint64_t dropped;   /* frames refused */
-};
-
-/* Start with a full burst at now_ns (any monotonic clock in ns). */
-void bp_rate_init(struct bp_rate *rate, uint64_t now_ns);
-/* Take one frame's cost at now_ns: true when the frame may be decoded, false (and
- * counted) when it is over budget. A clock that goes backwards adds no credit. */
-bool bp_rate_allow(struct bp_rate *rate, uint64_t now_ns);
-
 #endif
