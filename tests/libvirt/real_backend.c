@@ -297,11 +297,15 @@ int main(int argc, char **argv)
              "<memballoon model='virtio'/></devices></domain>", tag, tmpdir);
     t0 = now_ms();
     b_dom = create(conn, xml);
-    check(b_dom != NULL, "domain B created");
+    /* virDomainCreateXML blocks this loop until libvirtd has started the domain; its
+     * events are handled from the moment it returns. */
+    uint64_t started = now_ms();
+    check(b_dom != NULL, "domain B created (libvirtd took %llu ms)",
+          (unsigned long long)(started - t0));
     run_until(&rec.appeared, 2, 5000);
     check(rec.appeared == 2 && strstr(rec.last_info.name, "bellows-lvB-") != NULL,
-          "B reported %llu ms after its creation started", (unsigned long long)(rec.appeared_ms - t0));
-    check(rec.appeared_ms - t0 < 1000, "... within a second");
+          "B reported %llu ms after it started", (unsigned long long)(rec.appeared_ms - started));
+    check(rec.appeared_ms - started < 1000, "... within a second");
     check(rec.last_info.floor_bytes == 48 * MiB && rec.last_info.floor_from == LIBVIRT_LIMIT_DEFAULT &&
               rec.last_info.weight == 100 && rec.last_info.weight_from == LIBVIRT_LIMIT_DEFAULT &&
               strstr(rec.last_info.errors, "weight=\"heavy\"") != NULL,
