@@ -274,19 +274,24 @@ class Guest:
                                      stdout=log, stderr=log, start_new_session=True)
         log.close()
 
-    def wait_ready(self, timeout=120):
-        """Wait until the guest's shell is up; returns the boot time in seconds."""
-        def ready():
-            if self.proc.poll() is not None:
-                raise GuestError("%s: QEMU exited with %s, see %s/qemu.log"
-                                 % (self.name, self.proc.returncode, self.dir))
-            return re.search(r"^BELLOWS READY", self.console.text(self.boot_mark), re.M)
-        wait_for(ready, timeout, "%s to boot" % self.name)
+    def is_ready(self):
+        """True once the guest's shell is up (records boot time and the BOOTED facts);
+        raises if QEMU has exited."""
+        if self.proc.poll() is not None:
+            raise GuestError("%s: QEMU exited with %s, see %s/qemu.log"
+                             % (self.name, self.proc.returncode, self.dir))
+        text = self.console.text(self.boot_mark)
+        if not re.search(r"^BELLOWS READY", text, re.M):
+            return False
         self.boot_seconds = time.monotonic() - self.started_at
-        m = re.search(r"^BELLOWS BOOTED mem_total_kb=(\d+) psi=(\d) vmpressure=(\d)",
-                      self.console.text(self.boot_mark), re.M)
+        m = re.search(r"^BELLOWS BOOTED mem_total_kb=(\d+) psi=(\d) vmpressure=(\d)", text, re.M)
         self.booted = {"mem_total_kb": int(m.group(1)), "psi": m.group(2) == "1",
                        "vmpressure": m.group(3) == "1"}
+        return True
+
+    def wait_ready(self, timeout=120):
+        """Wait until the guest's shell is up; returns the boot time in seconds."""
+        wait_for(self.is_ready, timeout, "%s to boot" % self.name)
         return self.boot_seconds
 
     def observer(self):
@@ -342,10 +347,19 @@ class Guest:
 
 
 def boot_all(guests, timeout=180):
-    """Start every guest at once, then wait for each; returns boot seconds by name."""
+    """Start every guest at once, then wait for all; returns boot seconds by name."""
     for g in guests:
         g.start()
-    return {g.name: g.wait_ready(timeout) for g in guests}
+    pending = list(guests)
+
+    def all_ready():
+        for g in list(pending):
+            if g.is_ready():
+                pending.remove(g)
+        return not pending
+
+    wait_for(all_ready, timeout, "guests to boot")
+    return {g.name: g.boot_seconds for g in guests}
 
 
 def write_config(path, guests, settings=None, daemon=None):
