@@ -362,16 +362,17 @@ def boot_all(guests, timeout=180):
     return {g.name: g.boot_seconds for g in guests}
 
 
-def write_config(path, guests, settings=None, daemon=None):
+def write_config(path, guests, settings=None, daemon=None, policy=None):
     """Write a bellowsd configuration for these guests (docs/configuration.md).
     settings: {guest name: {key: value}} for floor, ceiling, weight and the like;
-    daemon: {key: value} for the [daemon] section."""
+    daemon, policy: {key: value} for the [daemon] and [policy] sections."""
     settings = settings or {}
     lines = []
-    if daemon:
-        lines.append("[daemon]")
-        lines += ["%s = %s" % kv for kv in daemon.items()]
-        lines.append("")
+    for section, keys in (("daemon", daemon), ("policy", policy)):
+        if keys:
+            lines.append("[%s]" % section)
+            lines += ["%s = %s" % kv for kv in keys.items()]
+            lines.append("")
     for g in guests:
         lines.append("[guest %s]" % g.name)
         lines.append("qmp = %s" % g.qmp_path)
