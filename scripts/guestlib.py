@@ -203,6 +203,63 @@ class Qmp:
         self.sock.close()
 
 
+class Channel:
+    """The host end of the agent's virtio-serial port: RFC 7464 frames (RS, JSON, LF) as
+    docs/protocol.md defines them, decoded to dicts. Stands in for bellowsd in tests of
+    the agent alone."""
+
+    def __init__(self, path, timeout=30):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        wait_for(lambda: self._try_connect(), timeout, "channel socket %s" % path)
+        self.buf = b""
+        self.frames = []  # (host monotonic time, dict) for every frame received
+        self.cursor = 0   # frames before this index were looked at by wait()
+
+    def _try_connect(self):
+        try:
+            self.sock.connect(self.path)
+            return True
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+
+    def send(self, msg):
+        self.sock.sendall(b"\x1e" + json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+
+    def _read(self, timeout):
+        if not select.select([self.sock], [], [], timeout)[0]:
+            return
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise GuestError("channel %s closed by QEMU" % self.path)
+        self.buf += chunk
+        while b"\n" in self.buf:
+            frame, self.buf = self.buf.split(b"\n", 1)
+            if b"\x1e" not in frame:
+                continue  # junk before the first RS
+            payload = frame.rsplit(b"\x1e", 1)[1]
+            self.frames.append((time.monotonic(), json.loads(payload)))
+
+    def wait(self, predicate, timeout, what):
+        """Wait for a frame f (dict) after the last one a wait() returned, with
+        predicate(f) true; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.cursor < len(self.frames):
+                f = self.frames[self.cursor][1]
+                self.cursor += 1
+                if predicate(f):
+                    return f
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GuestError("timed out after %.0fs waiting for %s on %s"
+                                 % (timeout, what, self.path))
+            self._read(min(left, 1.0))
+
+    def close(self):
+        self.sock.close()
+
+
 class Guest:
     """One QEMU guest booted from the bellows test image."""
 
@@ -232,7 +289,8 @@ class Guest:
         if not self.agent:
             args.append("bellows.agent=0")
         if self.agent_args:
-            args.append("bellows.agent_args=" + ",".join(self.agent_args))
+            args.append("bellows.agent_args=" +
+                        base64.b64encode(" ".join(self.agent_args).encode()).decode())
         if self.script:
             args.append("bellows.run=" + base64.b64encode(self.script.encode()).decode())
         if self.poweroff:
