@@ -150,6 +150,7 @@ struct policy_guest {
     bool actual_known;
     uint64_t actual_bytes;
     int64_t actual_at;
+    int64_t known_since;    /* start of the current stretch with a known actual */
     bool target_set;        /* a committed move may still be in flight */
     uint64_t target_bytes;
     int64_t target_at;

@@ -1,0 +1,306 @@
+/* Host end of a virtio-serial port: a reconnecting unix socket client on libuv. */
+#include "virtio/host_channel.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+/* One connection attempt and, if it succeeds, the connection. A new one is made for each
+ * attempt because a libuv handle can only be reused after its close callback. */
+struct conn {
+    uv_pipe_t pipe;
+    uv_connect_t req;
+    struct host_channel *ch;
+    size_t write_queued; /* bytes handed to uv_write and not yet done */
+    bool reading;
+};
+
+struct host_channel {
+    uv_loop_t *loop;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct host_channel_config cfg;
+    struct host_channel_callbacks cbs;
+    void *opaque;
+
+    uv_timer_t retry_timer;
+    struct conn *conn; /* current attempt or connection; NULL while waiting to retry */
+    bool connected;
+    bool paused;
+    bool started;
+    bool closing;
+    uint64_t backoff_ms;
+    unsigned open_handles; /* retry timer + connections not yet closed */
+    host_channel_closed_cb closed;
+
+    char read_buf[HOST_CHANNEL_READ_BUF];
+};
+
+struct write_req {
+    uv_write_t req;
+    struct conn *conn;
+    size_t len;
+    char data[];
+};
+
+static void try_connect(struct host_channel *ch);
+
+static void maybe_finish_close(struct host_channel *ch)
+{
+    if (!ch->closing || ch->open_handles > 0)
+        return;
+    if (ch->closed)
+        ch->closed(ch, ch->opaque);
+    free(ch);
+}
+
+static void on_conn_closed(uv_handle_t *handle)
+{
+    struct conn *conn = handle->data;
+    struct host_channel *ch = conn->ch;
+    free(conn);
+    ch->open_handles--;
+    maybe_finish_close(ch);
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    struct host_channel *ch = handle->data;
+    ch->open_handles--;
+    maybe_finish_close(ch);
+}
+
+static void on_retry(uv_timer_t *timer)
+{
+    struct host_channel *ch = timer->data;
+    try_connect(ch);
+}
+
+/* Forget the current connection and schedule the next attempt. */
+static void drop_conn(struct host_channel *ch, int err)
+{
+    struct conn *conn = ch->conn;
+    bool was_connected = ch->connected;
+
+    ch->conn = NULL;
+    ch->connected = false;
+    if (conn)
+        uv_close((uv_handle_t *)&conn->pipe, on_conn_closed);
+    if (ch->closing)
+        return;
+    uv_timer_start(&ch->retry_timer, on_retry, ch->backoff_ms, 0);
+    ch->backoff_ms *= 2;
+    if (ch->backoff_ms > ch->cfg.backoff_max_ms)
+        ch->backoff_ms = ch->cfg.backoff_max_ms;
+    if (ch->cbs.on_disconnect)
+        ch->cbs.on_disconnect(ch, err, was_connected, ch->opaque);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct conn *conn = handle->data;
+    *buf = uv_buf_init(conn->ch->read_buf, sizeof(conn->ch->read_buf));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *conn = stream->data;
+    struct host_channel *ch = conn->ch;
+
+    if (ch->conn != conn || ch->closing)
+        return;
+    if (nread > 0) {
+        if (ch->cbs.on_data)
+            ch->cbs.on_data(ch, buf->base, (size_t)nread, ch->opaque);
+    } else if (nread < 0) {
+        drop_conn(ch, nread == UV_EOF ? -EPIPE : (int)nread);
+    }
+}
+
+static void start_reading(struct host_channel *ch)
+{
+    struct conn *conn = ch->conn;
+    if (!ch->connected || ch->paused || conn->reading)
+        return;
+    int r = uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read);
+    if (r < 0) {
+        drop_conn(ch, r);
+        return;
+    }
+    conn->reading = true;
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    struct conn *conn = req->data;
+    struct host_channel *ch = conn->ch;
+
+    if (ch->conn != conn || ch->closing)
+        return;
+    if (status < 0) {
+        drop_conn(ch, status);
+        return;
+    }
+    ch->connected = true;
+    ch->backoff_ms = ch->cfg.backoff_min_ms;
+    if (ch->cbs.on_connect)
+        ch->cbs.on_connect(ch, ch->opaque);
+    if (ch->conn == conn && !ch->closing)
+        start_reading(ch);
+}
+
+static void try_connect(struct host_channel *ch)
+{
+    struct conn *conn = calloc(1, sizeof(*conn));
+    if (!conn) {
+        drop_conn(ch, -ENOMEM);
+        return;
+    }
+    conn->ch = ch;
+    int r = uv_pipe_init(ch->loop, &conn->pipe, 0);
+    if (r < 0) {
+        free(conn);
+        drop_conn(ch, r);
+        return;
+    }
+    conn->pipe.data = conn;
+    conn->req.data = conn;
+    ch->open_handles++;
+    ch->conn = conn;
+    /* Failures, even immediate ones, arrive through on_connected. */
+    uv_pipe_connect(&conn->req, &conn->pipe, ch->path, on_connected);
+}
+
+/* See host_channel.h. */
+int host_channel_new(uv_loop_t *loop, const char *path, const struct host_channel_config *cfg,
+                     const struct host_channel_callbacks *cbs, void *opaque,
+                     struct host_channel **ret_channel)
+{
+    if (!loop || !path || !path[0] || !cbs)
+        return -EINVAL;
+    struct host_channel *ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return -ENOMEM;
+    if (strlen(path) >= sizeof(ch->path)) {
+        free(ch);
+        return -ENAMETOOLONG;
+    }
+    strcpy(ch->path, path);
+    ch->loop = loop;
+    if (cfg)
+        ch->cfg = *cfg;
+    if (!ch->cfg.backoff_min_ms)
+        ch->cfg.backoff_min_ms = HOST_CHANNEL_DEFAULT_BACKOFF_MIN_MS;
+    if (!ch->cfg.backoff_max_ms)
+        ch->cfg.backoff_max_ms = HOST_CHANNEL_DEFAULT_BACKOFF_MAX_MS;
+    if (ch->cfg.backoff_max_ms < ch->cfg.backoff_min_ms)
+        ch->cfg.backoff_max_ms = ch->cfg.backoff_min_ms;
+    if (!ch->cfg.max_write_queue)
+        ch->cfg.max_write_queue = HOST_CHANNEL_DEFAULT_MAX_WRITE_QUEUE;
+    ch->cbs = *cbs;
+    ch->opaque = opaque;
+    ch->backoff_ms = ch->cfg.backoff_min_ms;
+    uv_timer_init(loop, &ch->retry_timer);
+    ch->retry_timer.data = ch;
+    ch->open_handles = 1;
+    *ret_channel = ch;
+    return 0;
+}
+
+/* See host_channel.h. */
+int host_channel_start(struct host_channel *ch)
+{
+    if (ch->started)
+        return -EALREADY;
+    ch->started = true;
+    try_connect(ch);
+    return 0;
+}
+
+/* See host_channel.h. */
+void host_channel_pause(struct host_channel *ch)
+{
+    ch->paused = true;
+    if (ch->conn && ch->conn->reading) {
+        uv_read_stop((uv_stream_t *)&ch->conn->pipe);
+        ch->conn->reading = false;
+    }
+}
+
+/* See host_channel.h. */
+void host_channel_resume(struct host_channel *ch)
+{
+    if (!ch->paused || ch->closing)
+        return;
+    ch->paused = false;
+    if (ch->conn)
+        start_reading(ch);
+}
+
+/* See host_channel.h. */
+bool host_channel_paused(const struct host_channel *ch)
+{
+    return ch->paused;
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    (void)status; /* a failed write shows up as a read error or EOF too */
+    struct write_req *w = (struct write_req *)req;
+    w->conn->write_queued -= w->len;
+    free(w);
+}
+
+/* See host_channel.h. */
+int host_channel_write(struct host_channel *ch, const char *data, size_t len)
+{
+    if (!ch->connected || ch->closing)
+        return -ENOTCONN;
+    struct conn *conn = ch->conn;
+    if (len > ch->cfg.max_write_queue - conn->write_queued || len > ch->cfg.max_write_queue)
+        return -ENOBUFS;
+    struct write_req *w = malloc(sizeof(*w) + len);
+    if (!w)
+        return -ENOMEM;
+    memcpy(w->data, data, len);
+    w->len = len;
+    w->conn = conn;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+    int r = uv_write(&w->req, (uv_stream_t *)&conn->pipe, &buf, 1, on_written);
+    if (r < 0) {
+        free(w);
+        return r;
+    }
+    conn->write_queued += len;
+    return 0;
+}
+
+/* See host_channel.h. */
+bool host_channel_connected(const struct host_channel *ch)
+{
+    return ch->connected;
+}
+
+/* See host_channel.h. */
+const char *host_channel_path(const struct host_channel *ch)
+{
+    return ch->path;
+}
+
+/* See host_channel.h. */
+void host_channel_close(struct host_channel *ch, host_channel_closed_cb closed)
+{
+    if (ch->closing)
+        return;
+    ch->closing = true;
+    ch->closed = closed;
+    uv_timer_stop(&ch->retry_timer);
+    uv_close((uv_handle_t *)&ch->retry_timer, on_timer_closed);
+    if (ch->conn) {
+        struct conn *conn = ch->conn;
+        ch->conn = NULL;
+        ch->connected = false;
+        uv_close((uv_handle_t *)&conn->pipe, on_conn_closed);
+    }
+}
