@@ -17,8 +17,6 @@ static const char *const reason_names[POLICY_R_COUNT] = {
     [POLICY_R_PAUSED] = "paused",
     [POLICY_R_UNKNOWN_ACTUAL] = "unknown-actual",
     [POLICY_R_SETTLING] = "settling",
-    [POLICY_R_STEADY] = "steady",
-    [POLICY_R_AT_TARGET] = "at-target",
     [POLICY_R_AT_CEILING] = "at-ceiling",
     [POLICY_R_AT_FLOOR] = "at-floor",
     [POLICY_R_CRITICAL_ECHO] = "critical-echo",
@@ -349,7 +347,6 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
                          const struct policy_guest *g, int64_t now, struct policy_decision *d)
 {
     d->from_bytes = g->actual_known ? g->actual_bytes : 0;
-    hold(d, POLICY_R_STEADY);
 
     if (g->paused) {
         hold(d, POLICY_R_PAUSED);
