@@ -483,6 +483,43 @@ static void test_host_reclaim_order(void **state)
     assert_int_equal(d[3].action, POLICY_HOLD);
 }
 
+/* Memory still on its way from one host round is not taken again from another guest by
+ * the next round; once it has landed and the host is still short, the next guest gives. */
+static void test_host_round_counts_memory_in_flight(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g[2];
+    struct policy_decision d[2];
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    for (int i = 0; i < 2; i++) {
+        policy_guest_init(&g[i], 256 * MIB, 4 * GIB, i == 0 ? 10 : 100);
+        policy_note_actual(&cfg, &g[i], 4 * GIB, 0);
+        struct bp_mem m = snapshot(4 * GIB, 640 * MIB);
+        policy_note_event(&cfg, &g[i], BP_LEVEL_NONE, &m, 0);
+    }
+    /* Short by 100 MiB, and it stays so (the host has not seen the memory yet). */
+    policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 100 * MIB);
+    policy_decide(&cfg, &host, g, 2, 1000, d);
+    assert_int_equal(d[0].reason, POLICY_R_HOST_PRESSURE);
+    assert_int_equal(d[0].to_bytes, 4 * GIB - 100 * MIB);
+    assert_int_equal(d[1].action, POLICY_HOLD);
+    policy_commit(&cfg, &g[0], &d[0], 1000);
+    policy_host_commit(&host, 1000);
+
+    policy_decide(&cfg, &host, g, 2, 7000, d); /* next round, guest 0 still moving */
+    assert_int_equal(d[0].reason, POLICY_R_SETTLING);
+    assert_int_equal(d[1].action, POLICY_HOLD);
+
+    policy_note_actual(&cfg, &g[0], 4 * GIB - 100 * MIB, 8000); /* landed */
+    policy_decide(&cfg, &host, g, 2, 8000, d); /* still short: the lowest weight again */
+    assert_int_equal(d[0].reason, POLICY_R_HOST_PRESSURE);
+    assert_int_equal(d[0].to_bytes, 4 * GIB - 200 * MIB);
+    assert_int_equal(d[1].action, POLICY_HOLD);
+}
+
 /* Host pressure has a real dead band: enter at 10 % PSI or 5 % available, leave only when
  * both are back under 2 % PSI and over 10 % available. */
 static void test_host_pressure_dead_band(void **state)
@@ -694,7 +731,8 @@ static bool is_inflate_reason(enum policy_reason r)
 /* Many guests, random events, snapshots (junk ones too), balloon moves that arrive or not,
  * host readings, floor/ceiling changes. Every move stays inside [floor, ceiling], goes the
  * way its action says, carries a reason of its kind; a paused or blind guest never moves;
- * and between now and policy_next_deadline() nothing holding starts to move. */
+ * between now and policy_next_deadline() nothing holding starts to move; and the
+ * pointer-array entry points agree with the array ones. */
 static void test_random_inputs_respect_limits(void **state)
 {
     (void)state;
@@ -703,12 +741,17 @@ static void test_random_inputs_respect_limits(void **state)
     struct policy_host host;
     struct policy_guest g[N];
     struct policy_decision d[N], later[N];
+    memset(d, 0, sizeof(d));
+    memset(later, 0, sizeof(later));
     policy_config_defaults(&cfg);
     policy_host_init(&host);
     for (int i = 0; i < N; i++) {
         uint64_t ceiling = (1 + rnd_below(16)) * 256 * MIB;
         policy_guest_init(&g[i], 1 + rnd_below(ceiling), ceiling, 1 + (uint32_t)rnd_below(200));
     }
+    const struct policy_guest *gp[N];
+    for (int i = 0; i < N; i++)
+        gp[i] = &g[i];
     int64_t now = 0;
     unsigned moves = 0, checked_deadlines = 0;
     for (int iter = 0; iter < 200000; iter++) {
@@ -754,7 +797,14 @@ static void test_random_inputs_respect_limits(void **state)
             break;
         }
 
+        /* The pointer-array entry points see the same guests the same way. */
+        struct policy_host hp = host;
+        policy_decide_ptrs(&cfg, &hp, gp, N, now, later);
         policy_decide(&cfg, &host, g, N, now, d);
+        assert_memory_equal(later, d, sizeof(d));
+        assert_int_equal(hp.pressure, host.pressure);
+        assert_int_equal(policy_next_deadline_ptrs(&cfg, &host, gp, N, now),
+                         policy_next_deadline(&cfg, &host, g, N, now));
         bool host_round = false;
         for (int k = 0; k < N; k++) {
             const struct policy_decision *x = &d[k];
@@ -943,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_level_decays_one_step_per_period),
         cmocka_unit_test(test_host_reclaim_order),
         cmocka_unit_test(test_host_pressure_dead_band),
+        cmocka_unit_test(test_host_round_counts_memory_in_flight),
         cmocka_unit_test(test_critical_burst_no_reversal_in_cooldown),
         cmocka_unit_test(test_threshold_guest_converges),
         cmocka_unit_test(test_wobbling_guest_converges),
