@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "bench/scale/procstat.h"
@@ -217,6 +218,80 @@ static int daemon_stat(struct procstat *st)
     return procstat_read(daemon_proc.pid, st);
 }
 
+/* --- the daemon's own counters, through its control socket (docs/control.md) --- */
+
+struct daemon_counters {
+    bool ok;
+    uint64_t frames, messages, pressure_events, invalid, rate_limited, throttled, moves;
+};
+
+static char ctl_path[96];
+
+/* One blocking "list" request; the benchmark's loop waits meanwhile, which is harmless:
+ * the daemon needs nothing from the simulated guests to answer. */
+static struct daemon_counters daemon_counters(void)
+{
+    struct daemon_counters c = {0};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", ctl_path);
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+        write(fd, "{\"cmd\":\"list\"}\n", 15) != 15)
+        goto out;
+    for (;;) {
+        if (cap - len < 65536) {
+            cap = cap ? cap * 2 : 1 << 20;
+            char *nb = realloc(buf, cap);
+            if (!nb)
+                goto out;
+            buf = nb;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n <= 0)
+            goto out;
+        len += (size_t)n;
+        if (memchr(buf + len - n, '\n', (size_t)n))
+            break;
+    }
+    json_error_t err;
+    json_t *reply = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, &err);
+    json_t *guests = json_object_get(reply, "guests");
+    size_t i;
+    json_t *g;
+    json_array_foreach(guests, i, g) {
+        json_t *k = json_object_get(g, "counters");
+        c.frames += (uint64_t)json_integer_value(json_object_get(k, "frames"));
+        c.messages += (uint64_t)json_integer_value(json_object_get(k, "messages"));
+        c.pressure_events += (uint64_t)json_integer_value(json_object_get(k, "pressure_events"));
+        c.invalid += (uint64_t)json_integer_value(json_object_get(k, "invalid"));
+        c.rate_limited += (uint64_t)json_integer_value(json_object_get(k, "rate_limited"));
+        c.throttled += (uint64_t)json_integer_value(json_object_get(k, "throttled"));
+        c.moves += (uint64_t)json_integer_value(json_object_get(k, "moves"));
+    }
+    c.ok = json_is_array(guests);
+    json_decref(reply);
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return c;
+}
+
+static json_t *counters_json(const struct daemon_counters *c)
+{
+    if (!c->ok)
+        return json_null();
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "frames", (json_int_t)c->frames,
+                     "messages", (json_int_t)c->messages, "pressure_events",
+                     (json_int_t)c->pressure_events, "invalid", (json_int_t)c->invalid,
+                     "rate_limited", (json_int_t)c->rate_limited, "throttled",
+                     (json_int_t)c->throttled, "moves", (json_int_t)c->moves);
+}
+
 /* --- readiness --- */
 
 static unsigned n_ready(void)
@@ -390,6 +465,7 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
         struct rusage u0, u1;
         uint64_t s0 = frames_sent_total();
         double q0 = per_frame > 0 ? (double)unread_bytes_total() / per_frame : 0;
+        struct daemon_counters c0 = daemon_counters();
         if (daemon_stat(&d0) < 0)
             break;
         getrusage(RUSAGE_SELF, &u0);
@@ -404,6 +480,7 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
         if (daemon_stat(&d1) < 0)
             break;
         getrusage(RUSAGE_SELF, &u1);
+        struct daemon_counters c1 = daemon_counters();
         uint64_t s1 = frames_sent_total();
         double q1 = per_frame > 0 ? (double)unread_bytes_total() / per_frame : 0;
         double secs = (double)(t1 - t0) / 1e9;
@@ -414,13 +491,26 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
                            (double)(u1.ru_utime.tv_usec - u0.ru_utime.tv_usec) / 1e6 +
                            (double)(u1.ru_stime.tv_usec - u0.ru_stime.tv_usec) / 1e6) /
                           secs * 100;
-        json_array_append_new(
-            stages, json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "offered_per_s", rate,
-                              "sent_per_s", (double)sent_ok / secs, "read_per_s", read_rate,
-                              "daemon_cpu_pct", cpu, "sim_cpu_pct", self_cpu,
-                              "queued_frames_end", q1, "rss_kb", (json_int_t)d1.rss_kb));
-        say("throughput: offered %.0f/s, sent %.0f/s, daemon read %.0f/s, daemon cpu %.0f%%, "
-            "sim cpu %.0f%%", rate, (double)sent_ok / secs, read_rate, cpu, self_cpu);
+        json_t *stage =
+            json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "offered_per_s", rate,
+                      "sent_per_s", (double)sent_ok / secs, "read_per_s", read_rate,
+                      "daemon_cpu_pct", cpu, "sim_cpu_pct", self_cpu, "queued_frames_end", q1,
+                      "rss_kb", (json_int_t)d1.rss_kb);
+        /* The daemon's own count of messages decoded over the same interval (the control
+         * requests themselves are outside the timed interval's edges by a few ms). */
+        double decoded_rate = -1;
+        if (c0.ok && c1.ok) {
+            decoded_rate = (double)(c1.messages - c0.messages) / secs;
+            json_object_set_new(stage, "decoded_per_s", json_real(decoded_rate));
+            json_object_set_new(stage, "rate_limited",
+                                json_integer((json_int_t)(c1.rate_limited - c0.rate_limited)));
+            json_object_set_new(stage, "invalid",
+                                json_integer((json_int_t)(c1.invalid - c0.invalid)));
+        }
+        json_array_append_new(stages, stage);
+        say("throughput: offered %.0f/s, sent %.0f/s, daemon read %.0f/s, decoded %.0f/s, "
+            "daemon cpu %.0f%%, sim cpu %.0f%%", rate, (double)sent_ok / secs, read_rate,
+            decoded_rate, cpu, self_cpu);
         if (read_rate > best)
             best = read_rate;
         bool kept_up = read_rate >= 0.97 * rate;
@@ -430,6 +520,7 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
             break;
     }
     uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(sim.loop, UV_RUN_NOWAIT); /* finish the close before tick leaves the stack */
     *ret_best_unsat = best_unsat;
     *ret_best = best;
     return stages;
@@ -555,11 +646,10 @@ int main(int argc, char **argv)
         say("cannot start %s", opt.bellowsd);
         return 1;
     }
-    char ctl[96];
-    snprintf(ctl, sizeof(ctl), "%s/ctl", dir);
+    snprintf(ctl_path, sizeof(ctl_path), "%s/ctl", dir);
     phase = "start";
-    if (!wait_until(file_exists, ctl, 10))
-        say("control socket %s did not appear within 10 s", ctl);
+    if (!wait_until(file_exists, ctl_path, 10))
+        say("control socket %s did not appear within 10 s", ctl_path);
     struct procstat st0 = {0}, stn = {0};
     run_for(0.5);
     daemon_stat(&st0);
@@ -652,6 +742,10 @@ out:
                                               "bad_from_daemon",
                                               (json_int_t)sim.counters.bad_from_daemon));
     bool daemon_survived_flag = daemon_running;
+    if (daemon_running) {
+        struct daemon_counters c = daemon_counters();
+        json_object_set_new(out, "daemon_counters", counters_json(&c));
+    }
     if (daemon_running) {
         json_object_set_new(out, "daemon_survived", json_true());
         phase = "stop";

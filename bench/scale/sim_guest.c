@@ -60,6 +60,22 @@ static int queue_write(uv_stream_t *s, const char *data, size_t len, struct sim_
     return 0;
 }
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Accept and close a second client at once: QEMU's sockets serve one client. */
+static void refuse(struct sim_guest *g, uv_stream_t *server)
+{
+    uv_pipe_t *extra = malloc(sizeof(*extra));
+    if (!extra)
+        return;
+    uv_pipe_init(g->sim->loop, extra, 0);
+    uv_accept(server, (uv_stream_t *)extra);
+    uv_close((uv_handle_t *)extra, free_handle);
+}
+
 /* --- scripted QMP monitor --- */
 
 static void qmp_send_json(struct sim_guest *g, json_t *msg)
@@ -186,10 +202,7 @@ static void qmp_accept(uv_stream_t *server, int status)
     if (status < 0)
         return;
     if (g->qmp_connected) { /* one monitor client at a time, as QEMU */
-        uv_pipe_t tmp;
-        uv_pipe_init(g->sim->loop, &tmp, 0);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
-            uv_close((uv_handle_t *)&tmp, NULL);
+        refuse(g, server);
         return;
     }
     uv_pipe_init(g->sim->loop, &g->qmp_conn, 0);
@@ -257,10 +270,7 @@ static void chan_accept(uv_stream_t *server, int status)
     if (status < 0)
         return;
     if (g->chan_connected) { /* a chardev socket takes one client */
-        uv_pipe_t tmp;
-        uv_pipe_init(g->sim->loop, &tmp, 0);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
-            uv_close((uv_handle_t *)&tmp, NULL);
+        refuse(g, server);
         return;
     }
     uv_pipe_init(g->sim->loop, &g->chan_conn, 0);
