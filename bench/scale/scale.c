@@ -9,10 +9,14 @@
  *              guest connected and silent (wake-ups per second);
  *   latency    --probes critical pressure frames, one at a time, each to a different
  *              guest: time from the frame written to the balloon command read by that
- *              guest's QMP peer (p50/p99/min/max);
+ *              guest's QMP peer (p50/p99/min/max); again under --load-rate frames/s of
+ *              background load when that is given;
  *   throughput pressure frames (level low) from all guests at rising offered rates, each
  *              for --stage-seconds: frames the daemon read per second (what left the
- *              sockets' queues) and its CPU use; stops once the daemon falls behind.
+ *              sockets' queues), messages it decoded per second (its own counters, read
+ *              through its control socket) and its CPU use; stops once it falls behind.
+ * The daemon runs with a fake host /proc (calm host) and per-guest rate limits raised to
+ * their maxima, so neither host pressure nor throttling shapes the figures.
  * See docs/benchmarks.md ("Scale"). */
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +48,7 @@ struct options {
     double start_rate;
     double max_rate;
     double connect_timeout;
+    double load_rate;
     const char *phases; /* comma list of rss,idle,latency,throughput */
     bool keep;
 };
@@ -346,7 +351,12 @@ static double pct(const uint64_t *sorted, unsigned n, double p)
     return (double)sorted[i] / 1000.0;
 }
 
-static json_t *run_latency(void)
+static void load_start(double rate);
+static void load_stop(void);
+
+/* Probes one at a time; with load_rate > 0, while all guests send low-level frames at that
+ * total rate. */
+static json_t *run_latency(double load_rate)
 {
     unsigned probes = opt.probes < sim.n_guests ? opt.probes : sim.n_guests;
     lat_ns = calloc(probes, sizeof(*lat_ns));
@@ -354,6 +364,12 @@ static json_t *run_latency(void)
     stray_balloons = 0;
     sim.on_balloon = on_balloon;
     unsigned missed = 0, unsent = 0;
+    if (load_rate > 0) {
+        load_start(load_rate);
+        /* Steady load first, and past the policy's 2 s critical window of the unloaded
+         * round's probes, so a guest probed twice is not held as an echo. */
+        run_for(2.5);
+    }
     for (unsigned i = 0; i < probes && daemon_running; i++) {
         /* A stride coprime with N visits distinct guests. */
         struct sim_guest *g = &sim.guests[(uint64_t)i * 7919 % sim.n_guests];
@@ -369,9 +385,12 @@ static json_t *run_latency(void)
             missed++;
         }
     }
+    if (load_rate > 0)
+        load_stop();
     sim.on_balloon = NULL;
     qsort(lat_ns, lat_n, sizeof(*lat_ns), cmp_u64);
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:I}", "probes", probes, "answered", lat_n,
+    json_t *j = json_pack("{s:f, s:i, s:i, s:i, s:i, s:I}", "load_per_s", load_rate, "probes",
+                          probes, "answered", lat_n,
                           "missed", missed, "unsent", unsent, "stray_balloon_cmds",
                           (json_int_t)stray_balloons);
     if (lat_n) {
@@ -410,6 +429,22 @@ static void load_tick(uv_timer_t *t)
             offered++; /* offered but refused by a full socket: the daemon is behind */
         }
     }
+}
+
+static uv_timer_t load_timer;
+
+/* Offer pressure frames (level low) from all guests at rate per second until load_stop(). */
+static void load_start(double rate)
+{
+    offered_rate = rate;
+    offer_start_ns = uv_hrtime();
+    offered = sent_ok = 0;
+    uv_timer_start(&load_timer, load_tick, 1, 1);
+}
+
+static void load_stop(void)
+{
+    uv_timer_stop(&load_timer);
 }
 
 static uint64_t frames_sent_total(void)
@@ -458,8 +493,6 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
     json_t *stages = json_array();
     double per_frame = queued_bytes_per_frame();
     double best_unsat = 0, best = 0;
-    uv_timer_t tick;
-    uv_timer_init(sim.loop, &tick);
     for (double rate = opt.start_rate; rate <= opt.max_rate && daemon_running; rate *= 2) {
         struct procstat d0, d1;
         struct rusage u0, u1;
@@ -470,12 +503,9 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
             break;
         getrusage(RUSAGE_SELF, &u0);
         uint64_t t0 = uv_hrtime();
-        offered_rate = rate;
-        offer_start_ns = t0;
-        offered = sent_ok = 0;
-        uv_timer_start(&tick, load_tick, 1, 1);
+        load_start(rate);
         run_for(opt.stage_seconds);
-        uv_timer_stop(&tick);
+        load_stop();
         uint64_t t1 = uv_hrtime();
         if (daemon_stat(&d1) < 0)
             break;
@@ -519,8 +549,6 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
         if (!kept_up)
             break;
     }
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(sim.loop, UV_RUN_NOWAIT); /* finish the close before tick leaves the stack */
     *ret_best_unsat = best_unsat;
     *ret_best = best;
     return stages;
@@ -533,7 +561,9 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: bellows-scale --bellowsd PATH [--guests N] [--phases LIST]\n"
             "         [--idle-seconds S] [--probes K] [--stage-seconds S]\n"
-            "         [--start-rate R] [--max-rate R] [--connect-timeout S] [--keep]\n"
+            "         [--start-rate R] [--max-rate R] [--connect-timeout S]\n"
+            "         [--load-rate R] [--keep]\n"
+            "  --load-rate: also probe latency under this background load (frames/s)\n"
             "  --phases: comma list of rss,idle,latency,throughput (default: all)\n");
 }
 
@@ -549,6 +579,7 @@ static void parse_args(int argc, char **argv)
         {"start-rate", required_argument, NULL, 'r'},
         {"max-rate", required_argument, NULL, 'm'},
         {"connect-timeout", required_argument, NULL, 'c'},
+        {"load-rate", required_argument, NULL, 'l'},
         {"keep", no_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {0},
@@ -565,6 +596,7 @@ static void parse_args(int argc, char **argv)
         case 'r': opt.start_rate = atof(optarg); break;
         case 'm': opt.max_rate = atof(optarg); break;
         case 'c': opt.connect_timeout = atof(optarg); break;
+        case 'l': opt.load_rate = atof(optarg); break;
         case 'K': opt.keep = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
@@ -632,6 +664,7 @@ int main(int argc, char **argv)
     sim.n_guests = opt.guests;
     sim.initial_actual = 1024 * MIB;
     sim.guests = calloc(opt.guests, sizeof(*sim.guests));
+    uv_timer_init(sim.loop, &load_timer);
     for (unsigned i = 0; i < opt.guests; i++) {
         struct sim_guest *g = &sim.guests[i];
         g->index = i;
@@ -715,13 +748,15 @@ int main(int argc, char **argv)
 
     if (want("latency") && daemon_running) {
         phase = "latency";
-        json_t *lat = run_latency();
-        json_object_set_new(out, "latency", lat);
-        say("latency: p50 %.0f us, p99 %.0f us (%lld answered, %lld missed)",
-            json_real_value(json_object_get(lat, "p50_us")),
+        for (int loaded = 0; loaded <= (opt.load_rate > 0); loaded++) {
+        json_t *lat = run_latency(loaded ? opt.load_rate : 0);
+        json_object_set_new(out, loaded ? "latency_loaded" : "latency", lat);
+        say("latency (load %.0f/s): p50 %.0f us, p99 %.0f us (%lld answered, %lld missed)",
+            loaded ? opt.load_rate : 0.0, json_real_value(json_object_get(lat, "p50_us")),
             json_real_value(json_object_get(lat, "p99_us")),
             (long long)json_integer_value(json_object_get(lat, "answered")),
             (long long)json_integer_value(json_object_get(lat, "missed")));
+        }
     }
 
     if (want("throughput") && daemon_running) {
@@ -762,6 +797,7 @@ out:
     for (unsigned i = 0; i < opt.guests; i++)
         if (sim.guests[i].framer)
             sim_guest_close(&sim.guests[i]);
+    uv_close((uv_handle_t *)&load_timer, NULL);
     uv_run(sim.loop, UV_RUN_NOWAIT);
     json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
     fputc('\n', stdout);
