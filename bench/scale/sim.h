@@ -40,6 +40,7 @@ struct sim_guest {
     char name[16];
     char qmp_path[108];
     char chan_path[108];
+    bool listening;
 
     /* scripted QMP monitor */
     uv_pipe_t qmp_server;
@@ -94,7 +95,7 @@ struct sim {
 /* Bind and listen on both sockets of guest g (paths already set). Returns 0 or -errno. */
 int sim_guest_listen(struct sim *sim, struct sim_guest *g);
 
-/* Close every handle of g; safe to call once per listened guest. */
+/* Close every handle of g; a no-op when it is not listening. */
 void sim_guest_close(struct sim_guest *g);
 
 /* Write g's next pressure frame (sequence number, snapshot) without blocking. Returns 1

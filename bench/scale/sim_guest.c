@@ -318,11 +318,15 @@ int sim_guest_listen(struct sim *sim, struct sim_guest *g)
         uv_close((uv_handle_t *)&g->qmp_server, NULL);
         return r;
     }
+    g->listening = true;
     return 0;
 }
 
 void sim_guest_close(struct sim_guest *g)
 {
+    if (!g->listening)
+        return;
+    g->listening = false;
     uv_close((uv_handle_t *)&g->qmp_server, NULL);
     uv_close((uv_handle_t *)&g->chan_server, NULL);
     if (g->qmp_connected)
