@@ -128,10 +128,12 @@ static int emit(struct agent *a, struct bp_msg *m)
     }
     guest_port_send(&a->port, frame, len);
 #ifdef BELLOWS_AGENT_BENCH
+    /* Benchmark build: wake-up to write() done, for frames written at once. */
     if (m->type == BP_MSG_PRESSURE && guest_port_ready(&a->port))
-        fprintf(stderr, "bench: seq=%llu level=%s wake_ns=%llu written_ns=%llu\n",
-                (unsigned long long)m->u.pressure.seq, bp_level_name(m->u.pressure.level),
-                (unsigned long long)m->u.pressure.mono_ns, (unsigned long long)now_ns());
+        logmsg("bench: seq=%llu level=%s source=%s wake_ns=%llu written_ns=%llu",
+               (unsigned long long)m->u.pressure.seq, bp_level_name(m->u.pressure.level),
+               bp_source_name(m->u.pressure.source), (unsigned long long)m->u.pressure.mono_ns,
+               (unsigned long long)now_ns());
 #endif
     return 0;
 }
