@@ -17,8 +17,6 @@ static const char *const reason_names[POLICY_R_COUNT] = {
     [POLICY_R_PAUSED] = "paused",
     [POLICY_R_UNKNOWN_ACTUAL] = "unknown-actual",
     [POLICY_R_SETTLING] = "settling",
-    [POLICY_R_STEADY] = "steady",
-    [POLICY_R_AT_TARGET] = "at-target",
     [POLICY_R_AT_CEILING] = "at-ceiling",
     [POLICY_R_AT_FLOOR] = "at-floor",
     [POLICY_R_CRITICAL_ECHO] = "critical-echo",
@@ -93,6 +91,7 @@ void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ce
         .ceiling_bytes = ceiling_bytes,
         .weight = weight,
         .actual_at = POLICY_NEVER,
+        .known_since = POLICY_NEVER,
         .target_at = POLICY_NEVER,
         .last_at = {POLICY_NEVER, POLICY_NEVER, POLICY_NEVER, POLICY_NEVER},
         .medium_since = POLICY_NEVER,
@@ -207,6 +206,8 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
                         uint64_t actual_bytes, int64_t now)
 {
     (void)cfg;
+    if (!g->actual_known)
+        g->known_since = now;
     g->actual_known = true;
     g->actual_bytes = actual_bytes;
     g->actual_at = now;
@@ -269,7 +270,7 @@ static bool snapshot_usable(const struct policy_config *cfg, const struct policy
         return false;
     if (now - g->mem_at > cfg->snapshot_max_age_ms)
         return false;
-    if (g->target_set && g->mem_at < g->target_at)
+    if (g->target_set && g->mem_at <= g->target_at)
         return false;
     return true;
 }
@@ -327,6 +328,11 @@ static void deflate_by(const struct policy_config *cfg, const struct policy_gues
                        struct policy_decision *d)
 {
     uint64_t to = min_u64(max_u64(add_sat(base, step), g->floor_bytes), g->ceiling_bytes);
+    if (base > d->from_bytes && to <= base) {
+        /* Everything this step would give is already on its way. */
+        hold(d, POLICY_R_SETTLING);
+        return;
+    }
     if (to <= d->from_bytes || to - d->from_bytes < min_u64(cfg->min_change_bytes, step)) {
         hold(d, POLICY_R_AT_CEILING);
         return;
@@ -341,7 +347,6 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
                          const struct policy_guest *g, int64_t now, struct policy_decision *d)
 {
     d->from_bytes = g->actual_known ? g->actual_bytes : 0;
-    hold(d, POLICY_R_STEADY);
 
     if (g->paused) {
         hold(d, POLICY_R_PAUSED);
@@ -430,8 +435,9 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         }
     }
 
-    /* Quiet inflate: slow to take. */
-    if (level > BP_LEVEL_NONE ||
+    /* Quiet inflate: slow to take. A guest just (re)connected counts as not yet quiet, so
+     * after a daemon or QEMU restart guests keep what they have for quiet_ms. */
+    if (level > BP_LEVEL_NONE || now - g->known_since < cfg->quiet_ms ||
         (g->last_event_at != POLICY_NEVER && now - g->last_event_at < cfg->quiet_ms)) {
         hold(d, POLICY_R_NOT_QUIET);
         return;
@@ -502,8 +508,9 @@ static bool reclaimable(const struct policy_config *cfg, const struct policy_gue
     if (g->last_deflate_at != POLICY_NEVER &&
         now - g->last_deflate_at < inflate_wait(cfg, g, now))
         return false;
+    /* Any snapshot, however old, is a better guide than none. */
     uint64_t limit = g->floor_bytes;
-    if (snapshot_usable(cfg, g, now))
+    if (g->mem_known && g->overhead_known)
         limit = max_u64(limit, guest_need(g, cfg->host_buffer_pct));
     if (g->hurt_known && now - g->hurt_at < cfg->hurt_memory_ms)
         limit = max_u64(limit, g->hurt_bytes);
@@ -607,8 +614,8 @@ void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
     if (d->action == POLICY_DEFLATE) {
         g->last_deflate_at = now;
         g->medium_since = now;
-        if (d->reason == POLICY_R_CRITICAL || d->reason == POLICY_R_MEDIUM ||
-            d->reason == POLICY_R_BUFFER) {
+        /* Remember the size at which the kernel said it hurt. */
+        if (d->reason == POLICY_R_CRITICAL || d->reason == POLICY_R_MEDIUM) {
             g->hurt_known = true;
             g->hurt_bytes = d->from_bytes;
             g->hurt_at = now;
@@ -653,6 +660,7 @@ int64_t policy_next_deadline(const struct policy_config *cfg, const struct polic
         }
         if (g->last_event_at != POLICY_NEVER)
             consider(&best, g->last_event_at + cfg->quiet_ms, now);
+        consider(&best, g->known_since + cfg->quiet_ms, now);
         if (g->last_deflate_at != POLICY_NEVER)
             consider(&best, g->last_deflate_at + inflate_wait(cfg, g, now), now);
         if (g->last_inflate_at != POLICY_NEVER)

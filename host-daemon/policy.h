@@ -106,8 +106,6 @@ enum policy_reason {
     POLICY_R_PAUSED = 0,      /* management paused by the operator */
     POLICY_R_UNKNOWN_ACTUAL,  /* the balloon's actual size is not known: never act blind */
     POLICY_R_SETTLING,        /* the balloon has not yet reached the last target */
-    POLICY_R_STEADY,          /* nothing to do: no pressure worth acting on, no spare */
-    POLICY_R_AT_TARGET,       /* the wanted size is within the dead band of the actual */
     POLICY_R_AT_CEILING,      /* would deflate, but the guest is at its ceiling */
     POLICY_R_AT_FLOOR,        /* would inflate, but the guest is at its floor or buffer */
     POLICY_R_CRITICAL_ECHO,   /* critical events already answered within the window */
@@ -150,6 +148,7 @@ struct policy_guest {
     bool actual_known;
     uint64_t actual_bytes;
     int64_t actual_at;
+    int64_t known_since;    /* start of the current stretch with a known actual */
     bool target_set;        /* a committed move may still be in flight */
     uint64_t target_bytes;
     int64_t target_at;

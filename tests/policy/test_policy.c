@@ -1,9 +1,12 @@
-/* The balloon policy, rule by rule, with stepped time. */
+/* The balloon policy, rule by rule, with stepped time: table-driven scenarios, host
+ * reclaim order, properties over random inputs, and simulated hours of a guest whose
+ * kernel hurts below a size the policy does not know. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -12,25 +15,31 @@
 
 #define MIB POLICY_MIB
 #define GIB (1024 * MIB)
+#define SEC 1000
+#define MIN (60 * SEC)
 
-/* A guest of 4 GiB maximum, floor 1 GiB, balloon at 4 GiB, quiet, no snapshot. */
-static void guest_4g(const struct policy_config *cfg, struct policy_guest *g, int64_t now)
-{
-    policy_guest_init(g, 1 * GIB, 4 * GIB, 100);
-    policy_note_actual(cfg, g, 4 * GIB, now);
-}
+/* What the guest's kernel keeps to itself in these tests: actual - MemTotal. */
+#define OVERHEAD (32 * MIB)
 
-/* A snapshot saying the guest uses used_bytes, sized as if the balloon is at actual and the
- * kernel keeps 32 MiB to itself. */
+/* Default steps for a 4 GiB ceiling: max(bytes, pct of 4 GiB). */
+#define CRIT_STEP (1 * GIB)                  /* 25 % */
+#define MEDIUM_STEP UINT64_C(429496729)      /* 10 % */
+#define INFLATE_STEP UINT64_C(85899345)      /* 2 % */
+#define HOST_STEP UINT64_C(214748364)        /* 5 % */
+
+/* A snapshot of a guest using used_bytes while its balloon is at actual. */
 static struct bp_mem snapshot(uint64_t actual, uint64_t used_bytes)
 {
     struct bp_mem m = {0};
-    uint64_t total = actual - 32 * MIB;
+    uint64_t total = actual - OVERHEAD;
     m.mem_total_kb = total / 1024;
-    m.mem_available_kb = (total - used_bytes) / 1024;
+    m.mem_available_kb = total > used_bytes ? (total - used_bytes) / 1024 : 0;
     m.mem_free_kb = m.mem_available_kb / 2;
     return m;
 }
+
+/* used * (1 + pct/100) + overhead, as the policy computes it (exact for the sizes used). */
+#define NEED(used, pct) ((used) + (used) * (pct) / 100 + OVERHEAD)
 
 static struct policy_decision decide1(const struct policy_config *cfg, struct policy_host *host,
                                       struct policy_guest *g, int64_t now)
@@ -40,41 +49,475 @@ static struct policy_decision decide1(const struct policy_config *cfg, struct po
     return d;
 }
 
-/* Decide, and if it moves, commit and let the balloon arrive at once. */
-static struct policy_decision step1(const struct policy_config *cfg, struct policy_host *host,
-                                    struct policy_guest *g, int64_t now)
+/* ---------------- table-driven scenarios ---------------- */
+
+enum op {
+    OP_END = 0,
+    OP_EVENT,   /* pressure event of .level, no snapshot */
+    OP_REPORT,  /* report of .level with a snapshot: the guest uses .bytes */
+    OP_ACTUAL,  /* the balloon reports .bytes */
+    OP_FORGET,  /* QMP link lost */
+    OP_EXPECT,  /* decide: expect .action/.reason (and .bytes as target unless 0); a move
+                 * is committed and the balloon arrives at once */
+    OP_EXPECT_NOARRIVE, /* same, but the balloon stays where it was */
+    OP_PAUSE,   /* paused = .level */
+    OP_LIMITS,  /* floor = .bytes, ceiling = .bytes2 */
+    OP_HOST,    /* host: psi .level, avail .bytes of 64 GiB */
+    OP_SET,     /* policy_config_set(.key, .bytes in decimal) */
+};
+
+struct step {
+    int64_t t;
+    enum op op;
+    int level;
+    uint64_t bytes;
+    enum policy_action action;
+    enum policy_reason reason;
+    uint64_t bytes2;
+    const char *key;
+};
+
+struct scenario {
+    const char *name;
+    uint64_t floor, ceiling, actual; /* actual 0: unknown at start */
+    struct step steps[40];
+};
+
+#define EV(t, lvl) {t, OP_EVENT, BP_LEVEL_##lvl, 0, 0, 0, 0, NULL}
+#define REPORT(t, lvl, used) {t, OP_REPORT, BP_LEVEL_##lvl, used, 0, 0, 0, NULL}
+#define ACTUAL(t, b) {t, OP_ACTUAL, 0, b, 0, 0, 0, NULL}
+#define FORGET(t) {t, OP_FORGET, 0, 0, 0, 0, 0, NULL}
+#define EXPECT(t, act, why, to) {t, OP_EXPECT, 0, to, POLICY_##act, POLICY_R_##why, 0, NULL}
+#define EXPECT_NOARRIVE(t, act, why, to) \
+    {t, OP_EXPECT_NOARRIVE, 0, to, POLICY_##act, POLICY_R_##why, 0, NULL}
+#define PAUSE(t, on) {t, OP_PAUSE, on, 0, 0, 0, 0, NULL}
+#define LIMITS(t, lo, hi) {t, OP_LIMITS, 0, lo, 0, 0, hi, NULL}
+#define HOST(t, psi, avail) {t, OP_HOST, psi, avail, 0, 0, 0, NULL}
+#define SET(key, value) {0, OP_SET, 0, value, 0, 0, 0, key}
+
+static const struct scenario scenarios[] = {
+    {"unknown actual holds, even when critical", 1 * GIB, 4 * GIB, 0, {
+        EV(1000, CRITICAL),
+        EXPECT(1000, HOLD, UNKNOWN_ACTUAL, 0),
+        ACTUAL(1500, 2 * GIB),
+        EXPECT(1500, DEFLATE, CRITICAL, 2 * GIB + CRIT_STEP),
+        FORGET(1600),
+        EV(5000, CRITICAL),
+        EXPECT(5000, HOLD, UNKNOWN_ACTUAL, 0),
+    }},
+    {"paused holds", 1 * GIB, 4 * GIB, 2 * GIB, {
+        PAUSE(0, 1),
+        EV(1000, CRITICAL),
+        EXPECT(1000, HOLD, PAUSED, 0),
+        PAUSE(1100, 0),
+        EXPECT(1100, DEFLATE, CRITICAL, 3 * GIB),
+    }},
+    {"critical deflates at once by the large step", 1 * GIB, 4 * GIB, 2 * GIB, {
+        EV(1000, CRITICAL),
+        EXPECT(1000, DEFLATE, CRITICAL, 3 * GIB),
+    }},
+    {"critical burst gives one deflate per window", 1 * GIB, 8 * GIB, 2 * GIB, {
+        EV(1000, CRITICAL),
+        EXPECT(1000, DEFLATE, CRITICAL, 4 * GIB), /* 25 % of 8 GiB */
+        EV(1100, CRITICAL), EXPECT(1100, HOLD, CRITICAL_ECHO, 0),
+        EV(1500, CRITICAL), EXPECT(1500, HOLD, CRITICAL_ECHO, 0),
+        EV(2900, CRITICAL), EXPECT(2900, HOLD, CRITICAL_ECHO, 0),
+        EXPECT(3100, HOLD, CRITICAL_ECHO, 0), /* window over, but no new event */
+        EV(3200, CRITICAL),
+        EXPECT(3200, DEFLATE, CRITICAL, 6 * GIB),
+    }},
+    {"critical at the ceiling holds", 1 * GIB, 4 * GIB, 4 * GIB, {
+        EV(1000, CRITICAL),
+        EXPECT(1000, HOLD, AT_CEILING, 0),
+    }},
+    {"critical near the ceiling stops at it", 1 * GIB, 4 * GIB, 3 * GIB + 512 * MIB, {
+        EV(1000, CRITICAL),
+        EXPECT(1000, DEFLATE, CRITICAL, 4 * GIB),
+    }},
+    {"critical below the floor lands at least on the floor", 3 * GIB + 512 * MIB, 4 * GIB,
+     2 * GIB, {
+        EV(1000, CRITICAL),
+        EXPECT(1000, DEFLATE, CRITICAL, 3 * GIB + 512 * MIB),
+    }},
+    {"critical adds to a deflate still in flight", 1 * GIB, 8 * GIB, 2 * GIB, {
+        EV(0, CRITICAL),
+        EXPECT_NOARRIVE(0, DEFLATE, CRITICAL, 4 * GIB),
+        EV(2500, CRITICAL),
+        EXPECT_NOARRIVE(2500, DEFLATE, CRITICAL, 6 * GIB),
+    }},
+    {"sustained medium deflates after the dwell, then needs a new dwell", 1 * GIB, 4 * GIB,
+     2 * GIB, {
+        EV(0, MEDIUM), EXPECT(0, HOLD, DWELL, 0),
+        EV(1000, MEDIUM), EXPECT(1000, HOLD, DWELL, 0),
+        EV(2999, MEDIUM), EXPECT(2999, HOLD, DWELL, 0),
+        EV(3000, MEDIUM), EXPECT(3000, DEFLATE, MEDIUM, 2 * GIB + MEDIUM_STEP),
+        EV(4000, MEDIUM), EXPECT(4000, HOLD, DWELL, 0),
+        EV(6000, MEDIUM), EXPECT(6000, DEFLATE, MEDIUM, 2 * GIB + 2 * MEDIUM_STEP),
+    }},
+    {"one medium event is not sustained", 1 * GIB, 4 * GIB, 2 * GIB, {
+        EV(0, MEDIUM),
+        EXPECT(5000, HOLD, DWELL, 0),
+        EXPECT(10000, HOLD, NOT_QUIET, 0), /* decayed to low */
+        EXPECT(30000, HOLD, NOT_QUIET, 0), /* none, but not quiet for long */
+    }},
+    {"a medium run broken by decay starts a new dwell", 1 * GIB, 4 * GIB, 2 * GIB, {
+        EV(0, MEDIUM),
+        EV(25000, MEDIUM), EXPECT(25000, HOLD, DWELL, 0),
+        EV(28000, MEDIUM), EXPECT(28000, DEFLATE, MEDIUM, 2 * GIB + MEDIUM_STEP),
+    }},
+    {"medium reports count as sustained medium", 1 * GIB, 4 * GIB, 2 * GIB, {
+        REPORT(0, MEDIUM, 1 * GIB),
+        REPORT(5000, MEDIUM, 1 * GIB),
+        EXPECT(5000, DEFLATE, MEDIUM, 2 * GIB + MEDIUM_STEP),
+    }},
+    {"a fresh guest is not inflated before the quiet time", 1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(0, NONE, 1 * GIB),
+        EXPECT(1000, HOLD, NOT_QUIET, 0),
+        REPORT(119000, NONE, 1 * GIB),
+        EXPECT(119999, HOLD, NOT_QUIET, 0),
+        EXPECT(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+    }},
+    {"quiet inflate by small steps, each after the interval and a new snapshot",
+     1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(120000, NONE, 1 * GIB),
+        EXPECT(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        EXPECT(125000, HOLD, INTERVAL, 0),
+        EXPECT(130000, HOLD, NO_SNAPSHOT, 0), /* the snapshot predates the move */
+        REPORT(131000, NONE, 1 * GIB),
+        EXPECT(131000, INFLATE, QUIET, 4 * GIB - 2 * INFLATE_STEP),
+    }},
+    {"no snapshot, no inflate; a stale one neither", 1 * GIB, 4 * GIB, 4 * GIB, {
+        EXPECT(200000, HOLD, NO_SNAPSHOT, 0),
+        REPORT(200000, NONE, 1 * GIB),
+        EXPECT(230001, HOLD, NO_SNAPSHOT, 0),
+        EXPECT(230000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+    }},
+    {"inflate stops at the buffer over used memory", 1 * GIB, 4 * GIB,
+     NEED(2560 * MIB, 20) + 50 * MIB, {
+        REPORT(120000, NONE, 2560 * MIB),
+        EXPECT(120000, INFLATE, QUIET, NEED(2560 * MIB, 20)),
+        REPORT(140000, NONE, 2560 * MIB),
+        EXPECT(140000, HOLD, AT_FLOOR, 0),
+    }},
+    {"inflate within the dead band of the buffer holds", 1 * GIB, 4 * GIB,
+     NEED(2560 * MIB, 20) + 10 * MIB, {
+        REPORT(120000, NONE, 2560 * MIB),
+        EXPECT(120000, HOLD, AT_FLOOR, 0),
+    }},
+    {"inflate stops at the floor", 3 * GIB, 4 * GIB, 3 * GIB + 50 * MIB, {
+        REPORT(120000, NONE, 512 * MIB),
+        EXPECT(120000, INFLATE, QUIET, 3 * GIB),
+        REPORT(140000, NONE, 512 * MIB),
+        EXPECT(140000, HOLD, AT_FLOOR, 0),
+    }},
+    {"low pressure keeps a guest from being inflated", 1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(0, NONE, 1 * GIB),
+        EV(100000, LOW),
+        REPORT(200000, NONE, 1 * GIB),
+        EXPECT(200000, HOLD, NOT_QUIET, 0),
+        REPORT(220000, NONE, 1 * GIB),
+        EXPECT(220000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+    }},
+    {"cooldown after a deflate before any inflate", 1 * GIB, 4 * GIB, 2 * GIB, {
+        EV(0, CRITICAL),
+        EXPECT(0, DEFLATE, CRITICAL, 3 * GIB),
+        REPORT(200000, NONE, 512 * MIB),
+        EXPECT(200000, HOLD, COOLDOWN, 0),
+        REPORT(299999, NONE, 512 * MIB),
+        EXPECT(299999, HOLD, COOLDOWN, 0),
+        EXPECT(300000, INFLATE, QUIET, 3 * GIB - INFLATE_STEP),
+    }},
+    {"the size a guest hurt at is not taken again for a while", 1 * GIB, 4 * GIB, 2 * GIB, {
+        EV(0, CRITICAL),
+        EXPECT(0, DEFLATE, CRITICAL, 3 * GIB), /* hurt at 2 GiB */
+        ACTUAL(200000, 2 * GIB + INFLATE_STEP + 10 * MIB), /* as if many steps went by */
+        REPORT(300000, NONE, 512 * MIB),
+        EXPECT(300000, HOLD, AT_FLOOR, 0),
+        REPORT(1800000, NONE, 512 * MIB), /* hurt forgotten after 30 min */
+        EXPECT(1800000, INFLATE, QUIET, 2 * GIB + 10 * MIB),
+    }},
+    {"a guest that flips direction waits twice as long", 1 * GIB, 4 * GIB, 4 * GIB, {
+        SET("hurt_memory_ms", 0), /* only the backoff holds it back here */
+        REPORT(120000, NONE, 512 * MIB),
+        EXPECT(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        EV(130000, CRITICAL), /* inflate -> deflate: one flip */
+        EXPECT(130000, DEFLATE, CRITICAL, 4 * GIB),
+        REPORT(430000, NONE, 512 * MIB),
+        EXPECT(430000, HOLD, BACKOFF, 0), /* 300 s passed, 600 s needed */
+        REPORT(730000, NONE, 512 * MIB),
+        EXPECT(730000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP), /* second flip */
+        EV(740000, CRITICAL),
+        EXPECT(740000, DEFLATE, CRITICAL, 4 * GIB), /* third flip: 8 x 300 s */
+        REPORT(740000 + 2399000, NONE, 512 * MIB),
+        EXPECT(740000 + 2399000, HOLD, BACKOFF, 0),
+        REPORT(740000 + 2400000, NONE, 512 * MIB),
+        EXPECT(740000 + 2400000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+    }},
+    {"a move on its way is waited for, up to the settle timeout", 1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(120000, NONE, 512 * MIB),
+        EXPECT_NOARRIVE(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        REPORT(135000, NONE, 512 * MIB),
+        EXPECT(135000, HOLD, SETTLING, 0),
+        EXPECT(149999, HOLD, SETTLING, 0),
+        /* The balloon never got there; after 30 s the actual is the truth again. */
+        EXPECT(150000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+    }},
+    {"medium waits for a move on its way; critical does not", 1 * GIB, 8 * GIB, 2 * GIB, {
+        EV(0, MEDIUM), EV(3000, MEDIUM),
+        EXPECT_NOARRIVE(3000, DEFLATE, MEDIUM, 2 * GIB + 858993459),
+        EV(4000, MEDIUM), EV(7000, MEDIUM),
+        EXPECT(7000, HOLD, SETTLING, 0),
+        EV(7100, CRITICAL),
+        EXPECT(7100, DEFLATE, CRITICAL, 2 * GIB + 858993459 + 2 * GIB),
+    }},
+    {"below the floor: back to it", 1 * GIB, 4 * GIB, 512 * MIB, {
+        EXPECT(0, DEFLATE, BELOW_FLOOR, 1 * GIB),
+        EXPECT(1000, HOLD, NOT_QUIET, 0),
+    }},
+    {"a floor missed by less than a page is not crossed", 1 * GIB, 4 * GIB,
+     1 * GIB - 4095, {
+        EXPECT(0, HOLD, NOT_QUIET, 0),
+    }},
+    {"above a lowered ceiling: back to it, even under pressure", 1 * GIB, 4 * GIB, 4 * GIB, {
+        LIMITS(0, 1 * GIB, 3 * GIB),
+        EV(0, CRITICAL),
+        EXPECT(0, INFLATE, ABOVE_CEILING, 3 * GIB),
+        EV(100, CRITICAL),
+        EXPECT(100, HOLD, AT_CEILING, 0),
+    }},
+    {"free memory under the low buffer: deflate to the full buffer", 1 * GIB, 4 * GIB,
+     2 * GIB, {
+        REPORT(0, NONE, 1945 * MIB),
+        EXPECT(0, DEFLATE, BUFFER, NEED(1945 * MIB, 20)),
+        REPORT(10000, NONE, 1945 * MIB),
+        EXPECT(10000, HOLD, NOT_QUIET, 0),
+    }},
+    {"no buffer deflate while the host is short", 1 * GIB, 4 * GIB, 2 * GIB, {
+        HOST(0, 50, 32 * GIB),
+        REPORT(0, NONE, 1945 * MIB),
+        EXPECT(0, HOLD, NOT_QUIET, 0),
+        HOST(1000, 0, 32 * GIB),
+        EXPECT(1000, DEFLATE, BUFFER, NEED(1945 * MIB, 20)),
+    }},
+    {"host pressure reclaims from a quiet guest down to the host buffer", 1 * GIB, 4 * GIB,
+     4 * GIB, {
+        REPORT(0, NONE, 1 * GIB),
+        HOST(1000, 20, 32 * GIB), /* PSI only: one host step per round */
+        EXPECT(1000, INFLATE, HOST_PRESSURE, 4 * GIB - HOST_STEP),
+        HOST(2000, 20, 32 * GIB),
+        EXPECT(2000, HOLD, NOT_QUIET, 0), /* round interval not over */
+    }},
+    {"host pressure never takes from a guest under pressure", 1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(0, NONE, 1 * GIB),
+        EV(500, MEDIUM),
+        HOST(1000, 20, 1 * GIB),
+        EXPECT(1000, HOLD, DWELL, 0),
+    }},
+    {0},
+};
+
+static void run_scenario(void **state)
 {
-    struct policy_decision d = decide1(cfg, host, g, now);
-    if (d.action != POLICY_HOLD) {
-        policy_commit(cfg, g, &d, now);
-        policy_note_actual(cfg, g, d.to_bytes, now);
+    const struct scenario *sc = *state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g;
+    policy_config_defaults(&cfg);
+    assert_int_equal(policy_config_check(&cfg, NULL, 0), 0);
+    policy_host_init(&host);
+    policy_guest_init(&g, sc->floor, sc->ceiling, 100);
+    if (sc->actual)
+        policy_note_actual(&cfg, &g, sc->actual, 0);
+
+    for (const struct step *s = sc->steps; s->op != OP_END; s++) {
+        switch (s->op) {
+        case OP_EVENT:
+            policy_note_event(&cfg, &g, (enum bp_level)s->level, NULL, s->t);
+            break;
+        case OP_REPORT: {
+            uint64_t at = g.actual_known ? g.actual_bytes : sc->ceiling;
+            struct bp_mem m = snapshot(at, s->bytes);
+            policy_note_event(&cfg, &g, (enum bp_level)s->level, &m, s->t);
+            break;
+        }
+        case OP_ACTUAL:
+            policy_note_actual(&cfg, &g, s->bytes, s->t);
+            break;
+        case OP_FORGET:
+            policy_forget_actual(&g);
+            break;
+        case OP_PAUSE:
+            g.paused = s->level != 0;
+            break;
+        case OP_LIMITS:
+            g.floor_bytes = s->bytes;
+            g.ceiling_bytes = s->bytes2;
+            break;
+        case OP_HOST:
+            policy_host_input(&host, s->level, 64 * GIB, s->bytes);
+            break;
+        case OP_SET: {
+            char value[32];
+            snprintf(value, sizeof(value), "%llu", (unsigned long long)s->bytes);
+            assert_int_equal(policy_config_set(&cfg, s->key, value), 0);
+            assert_int_equal(policy_config_check(&cfg, NULL, 0), 0);
+            break;
+        }
+        case OP_EXPECT:
+        case OP_EXPECT_NOARRIVE: {
+            struct policy_decision d = decide1(&cfg, &host, &g, s->t);
+            if (d.action != s->action || d.reason != s->reason ||
+                (s->bytes && d.to_bytes != s->bytes))
+                fail_msg("%s: at t=%lld expected %s/%s to %llu, got %s/%s %llu -> %llu",
+                         sc->name, (long long)s->t, policy_action_name(s->action),
+                         policy_reason_name(s->reason), (unsigned long long)s->bytes,
+                         policy_action_name(d.action), policy_reason_name(d.reason),
+                         (unsigned long long)d.from_bytes, (unsigned long long)d.to_bytes);
+            if (d.action == POLICY_HOLD) {
+                assert_int_equal(d.to_bytes, d.from_bytes);
+                break;
+            }
+            policy_commit(&cfg, &g, &d, s->t);
+            if (d.reason == POLICY_R_HOST_PRESSURE)
+                policy_host_commit(&host, s->t);
+            if (s->op == OP_EXPECT)
+                policy_note_actual(&cfg, &g, d.to_bytes, s->t);
+            break;
+        }
+        case OP_END:
+            break;
+        }
     }
-    return d;
 }
 
-static void test_unknown_actual_holds(void **state)
+/* ---------------- single rules outside the table ---------------- */
+
+static void test_level_decays_one_step_per_period(void **state)
 {
     (void)state;
     struct policy_config cfg;
-    struct policy_host host;
     struct policy_guest g;
     policy_config_defaults(&cfg);
-    policy_host_init(&host);
     policy_guest_init(&g, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_guest_level(&cfg, &g, 0), BP_LEVEL_NONE);
     policy_note_event(&cfg, &g, BP_LEVEL_CRITICAL, NULL, 1000);
-    struct policy_decision d = decide1(&cfg, &host, &g, 1000);
-    assert_int_equal(d.action, POLICY_HOLD);
-    assert_int_equal(d.reason, POLICY_R_UNKNOWN_ACTUAL);
-
-    /* Known, then lost again: still blind. */
-    policy_note_actual(&cfg, &g, 2 * GIB, 1100);
-    policy_forget_actual(&g);
-    d = decide1(&cfg, &host, &g, 1200);
-    assert_int_equal(d.action, POLICY_HOLD);
-    assert_int_equal(d.reason, POLICY_R_UNKNOWN_ACTUAL);
+    assert_int_equal(policy_guest_level(&cfg, &g, 1000), BP_LEVEL_CRITICAL);
+    assert_int_equal(policy_guest_level(&cfg, &g, 10999), BP_LEVEL_CRITICAL);
+    assert_int_equal(policy_guest_level(&cfg, &g, 11000), BP_LEVEL_MEDIUM);
+    assert_int_equal(policy_guest_level(&cfg, &g, 21000), BP_LEVEL_LOW);
+    assert_int_equal(policy_guest_level(&cfg, &g, 31000), BP_LEVEL_NONE);
+    /* A low event later does not lower the level still held from the critical one. */
+    policy_note_event(&cfg, &g, BP_LEVEL_LOW, NULL, 12000);
+    assert_int_equal(policy_guest_level(&cfg, &g, 12000), BP_LEVEL_MEDIUM);
+    assert_int_equal(policy_guest_level(&cfg, &g, 25000), BP_LEVEL_LOW);
+    /* Junk levels from a guest are ignored. */
+    policy_note_event(&cfg, &g, (enum bp_level)9, NULL, 40000);
+    assert_int_equal(policy_guest_level(&cfg, &g, 40000), BP_LEVEL_NONE);
+    assert_int_equal(g.last_event_at, 12000);
 }
 
-static void test_critical_deflates_at_once(void **state)
+/* Four guests under host pressure. Order: the lowest weight first, then among equal
+ * weights the quietest (oldest last event); never the one under medium pressure, though
+ * its weight is the lowest. */
+static void test_host_reclaim_order(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g[4];
+    struct policy_decision d[4];
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    const uint32_t weights[4] = {100, 100, 50, 10};
+    for (int i = 0; i < 4; i++) {
+        policy_guest_init(&g[i], 256 * MIB, 4 * GIB, weights[i]);
+        policy_note_actual(&cfg, &g[i], 4 * GIB, 0);
+        struct bp_mem m = snapshot(4 * GIB, 640 * MIB);
+        policy_note_event(&cfg, &g[i], BP_LEVEL_NONE, &m, 0);
+    }
+    policy_note_event(&cfg, &g[0], BP_LEVEL_LOW, NULL, 50000);    /* quiet-ish, weight 100 */
+    policy_note_event(&cfg, &g[1], BP_LEVEL_LOW, NULL, 1000);     /* quieter, weight 100 */
+    policy_note_event(&cfg, &g[2], BP_LEVEL_LOW, NULL, 45000);    /* weight 50 */
+    policy_note_event(&cfg, &g[3], BP_LEVEL_MEDIUM, NULL, 59000); /* lowest weight, hurting */
+    int64_t now = 60000;
+    for (int i = 0; i < 4; i++) {
+        struct bp_mem m = snapshot(4 * GIB, 640 * MIB);
+        policy_note_event(&cfg, &g[i], BP_LEVEL_NONE, &m, now);
+    }
+
+    /* Host short by 2 host steps: exit threshold 10 % of 64 GiB minus available. */
+    uint64_t avail = 64 * GIB / 10 - 2 * HOST_STEP;
+    policy_host_input(&host, 20, 64 * GIB, avail); /* PSI puts the host under pressure */
+    policy_decide(&cfg, &host, g, 4, now, d);
+    assert_true(host.pressure);
+    /* g[2]: weight 50; then g[1], quieter (older event) than g[0]. */
+    assert_int_equal(d[2].action, POLICY_INFLATE);
+    assert_int_equal(d[2].reason, POLICY_R_HOST_PRESSURE);
+    assert_int_equal(d[2].to_bytes, 4 * GIB - HOST_STEP);
+    assert_int_equal(d[1].action, POLICY_INFLATE);
+    assert_int_equal(d[1].reason, POLICY_R_HOST_PRESSURE);
+    assert_int_equal(d[1].to_bytes, 4 * GIB - HOST_STEP);
+    assert_int_equal(d[0].action, POLICY_HOLD);
+    assert_int_equal(d[3].action, POLICY_HOLD); /* under pressure: never reclaimed */
+
+    /* Short by less: only the first in order gives. */
+    policy_host_init(&host);
+    policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 100 * MIB);
+    policy_decide(&cfg, &host, g, 4, now, d);
+    assert_int_equal(d[2].action, POLICY_INFLATE);
+    assert_int_equal(d[2].to_bytes, 4 * GIB - 100 * MIB);
+    assert_int_equal(d[1].action, POLICY_HOLD);
+    assert_int_equal(d[0].action, POLICY_HOLD);
+    assert_int_equal(d[3].action, POLICY_HOLD);
+
+    /* Reclaim goes no lower than the host buffer over what the guest uses. */
+    policy_host_init(&host);
+    policy_host_input(&host, 0, 64 * GIB, 0);
+    for (int i = 0; i < 4; i++)
+        policy_note_actual(&cfg, &g[i], NEED(640 * MIB, 10) + 100 * MIB, now);
+    policy_decide(&cfg, &host, g, 4, now, d);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(d[i].action, POLICY_INFLATE);
+        assert_int_equal(d[i].to_bytes, NEED(640 * MIB, 10));
+    }
+    assert_int_equal(d[3].action, POLICY_HOLD);
+}
+
+/* Host pressure has a real dead band: enter at 10 % PSI or 5 % available, leave only when
+ * both are back under 2 % PSI and over 10 % available. */
+static void test_host_pressure_dead_band(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_decision d;
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    policy_decide(&cfg, &host, NULL, 0, 0, &d);
+    assert_false(host.pressure); /* no reading yet */
+
+    const struct {
+        double psi;
+        uint64_t avail_pct;
+        bool pressure;
+    } seq[] = {
+        {9.9, 50, false}, {10.0, 50, true},  {5.0, 50, true},  {2.0, 50, true},
+        {1.9, 50, false}, {1.9, 6, false},   {1.9, 5, true},   {1.9, 9, true},
+        {1.9, 10, true},  {1.9, 11, false},  {9.0, 9, false},
+    };
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        policy_host_input(&host, seq[i].psi, 100 * GIB, seq[i].avail_pct * GIB);
+        policy_decide(&cfg, &host, NULL, 0, (int64_t)i * 1000, &d);
+        if (host.pressure != seq[i].pressure)
+            fail_msg("step %zu: psi %.1f avail %llu %%: pressure %d, expected %d", i,
+                     seq[i].psi, (unsigned long long)seq[i].avail_pct, host.pressure,
+                     seq[i].pressure);
+    }
+}
+
+/* A critical burst over a guest being inflated quietly: one deflate, and no inflate
+ * within the cooldown however the burst's tail and the quiet after it fall. */
+static void test_critical_burst_no_reversal_in_cooldown(void **state)
 {
     (void)state;
     struct policy_config cfg;
@@ -83,17 +526,369 @@ static void test_critical_deflates_at_once(void **state)
     policy_config_defaults(&cfg);
     policy_host_init(&host);
     policy_guest_init(&g, 1 * GIB, 4 * GIB, 100);
-    policy_note_actual(&cfg, &g, 2 * GIB, 0);
-    policy_note_event(&cfg, &g, BP_LEVEL_CRITICAL, NULL, 5000);
-    struct policy_decision d = decide1(&cfg, &host, &g, 5000);
-    assert_int_equal(d.action, POLICY_DEFLATE);
-    assert_int_equal(d.reason, POLICY_R_CRITICAL);
-    assert_int_equal(d.from_bytes, 2 * GIB);
-    /* max(256 MiB, 25 % of 4 GiB) = 1 GiB */
-    assert_int_equal(d.to_bytes, 3 * GIB);
+    policy_note_actual(&cfg, &g, 4 * GIB, 0);
+
+    int deflates = 0, inflates_before = 0, inflates_in_cooldown = 0;
+    int64_t deflated_at = POLICY_NEVER;
+    for (int64_t t = 0; t < 20 * MIN; t += 100) {
+        if (t % (5 * SEC) == 0) {
+            struct bp_mem m = snapshot(g.actual_bytes, 1 * GIB);
+            policy_note_event(&cfg, &g, BP_LEVEL_NONE, &m, t);
+        }
+        /* 45 critical events over 1.5 s at 5 minutes, three per tick. */
+        if (t >= 5 * MIN && t < 5 * MIN + 1500)
+            for (int k = 0; k < 3; k++)
+                policy_note_event(&cfg, &g, BP_LEVEL_CRITICAL, NULL, t);
+        struct policy_decision d = decide1(&cfg, &host, &g, t);
+        if (d.action == POLICY_HOLD)
+            continue;
+        policy_commit(&cfg, &g, &d, t);
+        policy_note_actual(&cfg, &g, d.to_bytes, t);
+        if (d.action == POLICY_DEFLATE) {
+            deflates++;
+            deflated_at = t;
+        } else if (deflated_at == POLICY_NEVER) {
+            inflates_before++;
+        } else if (t - deflated_at < cfg.deflate_cooldown_ms) {
+            inflates_in_cooldown++;
+        }
+    }
+    assert_true(inflates_before > 0); /* it was being inflated when the burst came */
+    assert_int_equal(deflates, 1);
+    assert_int_equal(deflated_at, 5 * MIN);
+    assert_int_equal(inflates_in_cooldown, 0);
 }
 
-static void test_paused_holds(void **state)
+/* ---------------- simulated hours ---------------- */
+
+/* A guest whose kernel hurts (medium) when its balloon is below hurt_below and is
+ * critical under crit_below; the policy only sees events. One tick per second, reports
+ * every 5 s, the balloon arrives one tick after a command. Returns reversals. */
+struct sim {
+    uint64_t floor, ceiling, start;
+    uint64_t used;
+    uint64_t hurt_below;    /* at tick 0 */
+    int64_t wobble;         /* +- this much on hurt_below, period 10 min */
+    int hours;
+    /* results */
+    unsigned reversals;
+    unsigned moves;
+    unsigned seconds_hurting;
+    uint64_t min_actual;
+};
+
+static void simulate(struct sim *s)
+{
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g;
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    policy_guest_init(&g, s->floor, s->ceiling, 100);
+    policy_note_actual(&cfg, &g, s->start, 0);
+    uint64_t pending = 0;
+    enum policy_action last = POLICY_HOLD;
+    s->min_actual = UINT64_MAX;
+
+    for (int64_t t = 0; t < (int64_t)s->hours * 3600 * SEC; t += SEC) {
+        if (pending) {
+            policy_note_actual(&cfg, &g, pending, t);
+            pending = 0;
+        }
+        uint64_t actual = g.actual_bytes;
+        if (actual < s->min_actual)
+            s->min_actual = actual;
+        /* A triangle wave on the hurt threshold: the workload's need moves. */
+        int64_t phase = (t / SEC) % 600;
+        int64_t tri = phase < 300 ? phase : 600 - phase; /* 0..300 */
+        uint64_t hurt_below = s->hurt_below + (uint64_t)(s->wobble * (tri - 150) / 150);
+        enum bp_level level = BP_LEVEL_NONE;
+        if (actual < hurt_below - 256 * MIB)
+            level = BP_LEVEL_CRITICAL;
+        else if (actual < hurt_below)
+            level = BP_LEVEL_MEDIUM;
+        if (level != BP_LEVEL_NONE) {
+            s->seconds_hurting++;
+            policy_note_event(&cfg, &g, level, NULL, t);
+        }
+        if ((t / SEC) % 5 == 0) {
+            struct bp_mem m = snapshot(actual, s->used);
+            policy_note_event(&cfg, &g, level, &m, t);
+        }
+        struct policy_decision d = decide1(&cfg, &host, &g, t);
+        assert_true(d.to_bytes >= s->floor || d.action == POLICY_HOLD);
+        assert_true(d.to_bytes <= s->ceiling || d.action == POLICY_HOLD);
+        if (d.action == POLICY_HOLD)
+            continue;
+        policy_commit(&cfg, &g, &d, t);
+        pending = d.to_bytes;
+        s->moves++;
+        if (last != POLICY_HOLD && last != d.action)
+            s->reversals++;
+        last = d.action;
+    }
+    assert_int_equal(g.reversals, s->reversals);
+}
+
+/* The guest hurts below 2.5 GiB though it "uses" only 1 GiB (page cache it needs): the
+ * buffer rule would take it down to 1.25 GiB; pressure and the memory of it stop that. */
+static void test_threshold_guest_converges(void **state)
+{
+    (void)state;
+    struct sim s = {
+        .floor = 512 * MIB, .ceiling = 4 * GIB, .start = 4 * GIB,
+        .used = 1 * GIB, .hurt_below = 2 * GIB + 512 * MIB, .wobble = 0, .hours = 1,
+    };
+    simulate(&s);
+    print_message("threshold guest, 1 h: %u moves, %u reversals, %u s hurting, min %llu MiB\n",
+                  s.moves, s.reversals, s.seconds_hurting,
+                  (unsigned long long)(s.min_actual / MIB));
+    assert_true(s.moves > 5);        /* it did take memory */
+    assert_true(s.reversals <= 4);   /* ... and stopped going back and forth */
+    assert_true(s.seconds_hurting <= 120);
+}
+
+/* The same with the threshold wandering +-256 MiB every 10 minutes, over 3 hours. */
+static void test_wobbling_guest_converges(void **state)
+{
+    (void)state;
+    struct sim s = {
+        .floor = 512 * MIB, .ceiling = 4 * GIB, .start = 4 * GIB,
+        .used = 1 * GIB, .hurt_below = 2 * GIB + 512 * MIB, .wobble = 256 * MIB, .hours = 3,
+    };
+    simulate(&s);
+    print_message("wobbling guest, 3 h: %u moves, %u reversals, %u s hurting, min %llu MiB\n",
+                  s.moves, s.reversals, s.seconds_hurting,
+                  (unsigned long long)(s.min_actual / MIB));
+    assert_true(s.moves > 5);
+    assert_true(s.reversals <= 10);       /* at most ~3 an hour, falling with the backoff */
+    assert_true(s.seconds_hurting <= 600); /* out of 10800 */
+}
+
+/* ---------------- properties over random inputs ---------------- */
+
+/* xorshift64*: a fixed seed, the same run every time. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+static uint64_t rnd_below(uint64_t n)
+{
+    return n ? rnd() % n : 0;
+}
+
+static bool is_deflate_reason(enum policy_reason r)
+{
+    return r == POLICY_R_CRITICAL || r == POLICY_R_MEDIUM || r == POLICY_R_BUFFER ||
+           r == POLICY_R_BELOW_FLOOR;
+}
+static bool is_inflate_reason(enum policy_reason r)
+{
+    return r == POLICY_R_ABOVE_CEILING || r == POLICY_R_QUIET || r == POLICY_R_HOST_PRESSURE;
+}
+
+/* Many guests, random events, snapshots (junk ones too), balloon moves that arrive or not,
+ * host readings, floor/ceiling changes. Every move stays inside [floor, ceiling], goes the
+ * way its action says, carries a reason of its kind; a paused or blind guest never moves;
+ * and between now and policy_next_deadline() nothing holding starts to move. */
+static void test_random_inputs_respect_limits(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g[N];
+    struct policy_decision d[N], later[N];
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    for (int i = 0; i < N; i++) {
+        uint64_t ceiling = (1 + rnd_below(16)) * 256 * MIB;
+        policy_guest_init(&g[i], 1 + rnd_below(ceiling), ceiling, 1 + (uint32_t)rnd_below(200));
+    }
+    int64_t now = 0;
+    unsigned moves = 0, checked_deadlines = 0;
+    for (int iter = 0; iter < 200000; iter++) {
+        now += (int64_t)rnd_below(rnd_below(4) == 0 ? 60000 : 1000);
+        int i = (int)rnd_below(N);
+        switch (rnd_below(10)) {
+        case 0:
+        case 1:
+            policy_note_event(&cfg, &g[i], (enum bp_level)rnd_below(5), NULL, now);
+            break;
+        case 2: {
+            struct bp_mem m = {0};
+            if (rnd_below(8) == 0) { /* junk from an untrusted guest */
+                m.mem_total_kb = rnd();
+                m.mem_available_kb = rnd();
+            } else {
+                m.mem_total_kb = (g[i].ceiling_bytes - rnd_below(64 * MIB)) / 1024;
+                m.mem_available_kb = rnd_below(m.mem_total_kb + 1);
+            }
+            policy_note_event(&cfg, &g[i], (enum bp_level)rnd_below(4), &m, now);
+            break;
+        }
+        case 3:
+            if (rnd_below(10) == 0)
+                policy_forget_actual(&g[i]);
+            else
+                policy_note_actual(&cfg, &g[i], rnd_below(g[i].ceiling_bytes * 2), now);
+            break;
+        case 4:
+            policy_host_input(&host, (double)rnd_below(3000) / 100.0, 64 * GIB,
+                              rnd_below(64 * GIB));
+            break;
+        case 5:
+            if (rnd_below(20) == 0) {
+                uint64_t c = (1 + rnd_below(16)) * 256 * MIB;
+                g[i].ceiling_bytes = c;
+                g[i].floor_bytes = 1 + rnd_below(c);
+            } else if (rnd_below(20) == 0) {
+                g[i].paused = !g[i].paused;
+            }
+            break;
+        default:
+            break;
+        }
+
+        policy_decide(&cfg, &host, g, N, now, d);
+        bool host_round = false;
+        for (int k = 0; k < N; k++) {
+            const struct policy_decision *x = &d[k];
+            if (x->action == POLICY_HOLD) {
+                assert_int_equal(x->to_bytes, x->from_bytes);
+                assert_false(is_deflate_reason(x->reason) || is_inflate_reason(x->reason));
+                continue;
+            }
+            assert_false(g[k].paused);
+            assert_true(g[k].actual_known);
+            assert_int_equal(x->from_bytes, g[k].actual_bytes);
+            assert_true(x->to_bytes >= g[k].floor_bytes);
+            assert_true(x->to_bytes <= g[k].ceiling_bytes);
+            if (x->action == POLICY_DEFLATE) {
+                assert_true(x->to_bytes > x->from_bytes);
+                assert_true(is_deflate_reason(x->reason));
+            } else {
+                assert_true(x->to_bytes < x->from_bytes);
+                assert_true(is_inflate_reason(x->reason));
+            }
+            host_round |= x->reason == POLICY_R_HOST_PRESSURE;
+        }
+
+        /* Most of the time the daemon issues what was decided. */
+        if (rnd_below(4) != 0) {
+            for (int k = 0; k < N; k++) {
+                if (d[k].action == POLICY_HOLD)
+                    continue;
+                policy_commit(&cfg, &g[k], &d[k], now);
+                moves++;
+                if (rnd_below(3) != 0)
+                    policy_note_actual(&cfg, &g[k], d[k].to_bytes, now);
+            }
+            if (host_round)
+                policy_host_commit(&host, now);
+        }
+
+        /* When everything holds, the daemon sleeps until policy_next_deadline(): nothing
+         * may start to move before it. */
+        if (iter % 8 == 0) {
+            policy_decide(&cfg, &host, g, N, now, d);
+            bool all_hold = true;
+            for (int k = 0; k < N; k++)
+                all_hold &= d[k].action == POLICY_HOLD;
+            int64_t next = policy_next_deadline(&cfg, &host, g, N, now);
+            assert_true(next > now);
+            if (all_hold && next != POLICY_NO_DEADLINE && next - now > 1) {
+                struct policy_host h2 = host;
+                int64_t probe = now + 1 + (int64_t)rnd_below((uint64_t)(next - now - 1));
+                policy_decide(&cfg, &h2, g, N, probe, later);
+                for (int k = 0; k < N; k++)
+                    if (later[k].action != POLICY_HOLD)
+                        fail_msg("iter %d guest %d: hold (%s) at %lld became %s (%s) at "
+                                 "%lld before the deadline %lld",
+                                 iter, k, policy_reason_name(d[k].reason), (long long)now,
+                                 policy_action_name(later[k].action),
+                                 policy_reason_name(later[k].reason), (long long)probe,
+                                 (long long)next);
+                checked_deadlines++;
+            }
+        }
+    }
+    print_message("random: %u moves, %u deadline checks\n", moves, checked_deadlines);
+    assert_true(moves > 1000);
+    assert_true(checked_deadlines > 1000);
+}
+
+/* ---------------- configuration ---------------- */
+
+static void test_config_set_and_check(void **state)
+{
+    (void)state;
+    struct policy_config cfg, before;
+    char err[200];
+    policy_config_defaults(&cfg);
+    assert_int_equal(policy_config_check(&cfg, err, sizeof(err)), 0);
+
+    assert_int_equal(policy_config_set(&cfg, "quiet_ms", "90s"), 0);
+    assert_int_equal(cfg.quiet_ms, 90000);
+    assert_int_equal(policy_config_set(&cfg, "deflate_cooldown_ms", "10min"), 0);
+    assert_int_equal(cfg.deflate_cooldown_ms, 600000);
+    assert_int_equal(policy_config_set(&cfg, "medium_dwell_ms", "1500"), 0);
+    assert_int_equal(cfg.medium_dwell_ms, 1500);
+    assert_int_equal(policy_config_set(&cfg, "critical_step_bytes", "512M"), 0);
+    assert_int_equal(cfg.critical_step_bytes, 512 * MIB);
+    assert_int_equal(policy_config_set(&cfg, "min_change_bytes", "1GiB"), 0);
+    assert_int_equal(cfg.min_change_bytes, 1 * GIB);
+    assert_int_equal(policy_config_set(&cfg, "buffer_pct", "25.5%"), 0);
+    assert_true(cfg.buffer_pct == 25.5);
+    assert_int_equal(policy_config_set(&cfg, "flip_max_shift", "6"), 0);
+    assert_int_equal(cfg.flip_max_shift, 6);
+
+    before = cfg;
+    assert_int_equal(policy_config_set(&cfg, "no_such_key", "1"), -ENOENT);
+    assert_int_equal(policy_config_set(&cfg, "quiet_ms", "-5"), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "quiet_ms", "5 s"), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "quiet_ms", "99999999999999h"), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "quiet_ms", ""), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "critical_step_bytes", "12X"), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "critical_step_bytes", "99999999T"), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "buffer_pct", "101"), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "buffer_pct", "nan"), -EINVAL);
+    assert_int_equal(policy_config_set(&cfg, "flip_max_shift", "21"), -EINVAL);
+    assert_memory_equal(&cfg, &before, sizeof(cfg));
+
+    policy_config_defaults(&cfg);
+    cfg.host_psi_exit = cfg.host_psi_enter;
+    assert_int_equal(policy_config_check(&cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "host_psi_exit"));
+    policy_config_defaults(&cfg);
+    cfg.host_avail_exit_pct = cfg.host_avail_enter_pct;
+    assert_int_equal(policy_config_check(&cfg, err, sizeof(err)), -EINVAL);
+    policy_config_defaults(&cfg);
+    cfg.buffer_low_pct = 30;
+    assert_int_equal(policy_config_check(&cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "buffer_low_pct"));
+    policy_config_defaults(&cfg);
+    cfg.inflate_step_bytes = 0;
+    cfg.inflate_step_pct = 0;
+    assert_int_equal(policy_config_check(&cfg, NULL, 0), -EINVAL);
+    policy_config_defaults(&cfg);
+    cfg.level_decay_ms = 0;
+    assert_int_equal(policy_config_check(&cfg, err, sizeof(err)), -EINVAL);
+
+    assert_int_equal(policy_guest_check(1 * GIB, 4 * GIB, 100, err, sizeof(err)), 0);
+    assert_int_equal(policy_guest_check(5 * GIB, 4 * GIB, 100, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "floor"));
+    assert_int_equal(policy_guest_check(0, 4 * GIB, 100, err, sizeof(err)), -EINVAL);
+    assert_int_equal(policy_guest_check(1, 0, 100, err, sizeof(err)), -EINVAL);
+    assert_int_equal(policy_guest_check(1 * GIB, 4 * GIB, 0, err, sizeof(err)), -EINVAL);
+    assert_int_equal(policy_guest_check(1 * GIB, 4 * GIB, 10001, err, sizeof(err)), -EINVAL);
+}
+
+static void test_next_deadline(void **state)
 {
     (void)state;
     struct policy_config cfg;
@@ -101,14 +896,19 @@ static void test_paused_holds(void **state)
     struct policy_guest g;
     policy_config_defaults(&cfg);
     policy_host_init(&host);
-    guest_4g(&cfg, &g, 0);
-    g.actual_bytes = 2 * GIB;
+    policy_guest_init(&g, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 0), POLICY_NO_DEADLINE);
+    policy_note_actual(&cfg, &g, 4 * GIB, 0);
+    /* Quiet time since the actual became known. */
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 0), 120000);
+    policy_note_event(&cfg, &g, BP_LEVEL_MEDIUM, NULL, 130000);
+    /* Decay steps at 140 s and 150 s, quiet at 250 s. */
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 130000), 140000);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 140000), 150000);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 150000), 250000);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 250000), POLICY_NO_DEADLINE);
     g.paused = true;
-    policy_note_event(&cfg, &g, BP_LEVEL_CRITICAL, NULL, 10);
-    struct policy_decision d = decide1(&cfg, &host, &g, 10);
-    assert_int_equal(d.action, POLICY_HOLD);
-    assert_int_equal(d.reason, POLICY_R_PAUSED);
-    assert_int_equal(d.to_bytes, d.from_bytes);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 130000), POLICY_NO_DEADLINE);
 }
 
 static void test_names(void **state)
@@ -117,21 +917,41 @@ static void test_names(void **state)
     for (int r = 0; r < POLICY_R_COUNT; r++) {
         assert_non_null(policy_reason_name((enum policy_reason)r));
         assert_string_not_equal(policy_reason_name((enum policy_reason)r), "?");
+        for (int s = 0; s < r; s++)
+            assert_string_not_equal(policy_reason_name((enum policy_reason)r),
+                                    policy_reason_name((enum policy_reason)s));
     }
     assert_string_equal(policy_reason_name(POLICY_R_COUNT), "?");
+    assert_string_equal(policy_action_name(POLICY_HOLD), "hold");
+    assert_string_equal(policy_action_name(POLICY_DEFLATE), "deflate");
     assert_string_equal(policy_action_name(POLICY_INFLATE), "inflate");
     assert_string_equal(policy_action_name((enum policy_action)7), "?");
 }
 
 int main(void)
 {
-    (void)step1;
-    (void)snapshot;
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unknown_actual_holds),
-        cmocka_unit_test(test_critical_deflates_at_once),
-        cmocka_unit_test(test_paused_holds),
+    enum { NS = sizeof(scenarios) / sizeof(scenarios[0]) - 1 };
+    struct CMUnitTest tests[NS + 16];
+    size_t n = 0;
+    for (size_t i = 0; i < NS; i++)
+        tests[n++] = (struct CMUnitTest){
+            .name = scenarios[i].name,
+            .test_func = run_scenario,
+            .initial_state = (void *)&scenarios[i],
+        };
+    const struct CMUnitTest more[] = {
+        cmocka_unit_test(test_level_decays_one_step_per_period),
+        cmocka_unit_test(test_host_reclaim_order),
+        cmocka_unit_test(test_host_pressure_dead_band),
+        cmocka_unit_test(test_critical_burst_no_reversal_in_cooldown),
+        cmocka_unit_test(test_threshold_guest_converges),
+        cmocka_unit_test(test_wobbling_guest_converges),
+        cmocka_unit_test(test_random_inputs_respect_limits),
+        cmocka_unit_test(test_config_set_and_check),
+        cmocka_unit_test(test_next_deadline),
         cmocka_unit_test(test_names),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+        tests[n++] = more[i];
+    return _cmocka_run_group_tests("policy", tests, n, NULL, NULL);
 }
