@@ -283,7 +283,7 @@ enum bp_error bp_decode(const char *payload, size_t len, struct bp_msg *ret_msg,
     if (!root) {
         if (json_error_code(&jerr) == json_error_out_of_memory)
             return fail(&why, BP_ERR_NOMEM, "out of memory");
-        return fail(&why, BP_ERR_JSON, "json: %s at byte %d", jerr.text, jerr.position);
+        return fail(&why, BP_ERR_JSON, "%s (byte %d)", jerr.text, jerr.position);
     }
 
     enum bp_error err;

@@ -213,6 +213,26 @@ static void test_decode_checks(void **state)
     }
 }
 
+/* A payload longer than a frame can hold is refused before parsing, even when valid JSON. */
+static void test_decode_oversized_payload(void **state)
+{
+    (void)state;
+    static char payload[BP_MAX_PAYLOAD + 2];
+    const char *head = "{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":[],\"pad\":\"";
+    size_t n = strlen(head);
+    memcpy(payload, head, n);
+    memset(payload + n, 'p', sizeof(payload) - n - 2);
+    memcpy(payload + sizeof(payload) - 2, "\"}", 2);
+    struct bp_msg out;
+    assert_int_equal(bp_decode(payload, BP_MAX_PAYLOAD + 2, &out, NULL, 0), BP_ERR_RANGE);
+    /* one byte over the limit is refused too, exactly the limit is accepted */
+    memmove(payload + sizeof(payload) - 3, "\"}", 2);
+    assert_int_equal(bp_decode(payload, BP_MAX_PAYLOAD + 1, &out, NULL, 0), BP_ERR_RANGE);
+    memmove(payload + sizeof(payload) - 4, "\"}", 2);
+    assert_int_equal(bp_decode(payload, BP_MAX_PAYLOAD, &out, NULL, 0), BP_OK);
+    assert_int_equal(out.type, BP_MSG_WELCOME);
+}
+
 /* The decoder leaves its output untouched on failure and fills the detail. */
 static void test_decode_failure_leaves_output(void **state)
 {
@@ -338,6 +358,41 @@ static void test_encode_exact_bytes(void **state)
     assert_memory_equal(buf, want, len);
 }
 
+/* The longest message of each type, every field at its widest, fits a frame with room
+ * to spare: BP_ERR_SPACE from BP_MAX_FRAME is impossible for valid messages. */
+static void test_largest_messages_fit(void **state)
+{
+    (void)state;
+    char buf[BP_MAX_FRAME];
+    size_t len = 0;
+    struct bp_msg m = sample_hello();
+    memset(m.u.hello.agent, 'a', BP_MAX_AGENT_LEN);
+    m.u.hello.agent[BP_MAX_AGENT_LEN] = '\0';
+    memset(m.u.hello.boot_id, '"', BP_MAX_BOOT_ID_LEN); /* escaped: two bytes each */
+    m.u.hello.boot_id[BP_MAX_BOOT_ID_LEN] = '\0';
+    assert_int_equal(bp_encode(&m, buf, sizeof(buf), &len), BP_OK);
+    assert_true(len < 512);
+
+    m = sample_pressure();
+    m.u.pressure.seq = BP_MAX_INT;
+    m.u.pressure.mono_ns = BP_MAX_MONO_NS;
+    m.u.pressure.level = BP_LEVEL_CRITICAL;
+    m.u.pressure.source = BP_SOURCE_VMPRESSURE;
+    uint64_t *ints[] = {&m.u.pressure.mem.mem_total_kb, &m.u.pressure.mem.mem_free_kb,
+                        &m.u.pressure.mem.mem_available_kb, &m.u.pressure.mem.committed_as_kb,
+                        &m.u.pressure.mem.swap_total_kb, &m.u.pressure.mem.swap_free_kb,
+                        &m.u.pressure.mem.pswpin, &m.u.pressure.mem.pswpout,
+                        &m.u.pressure.mem.pgmajfault, &m.u.pressure.mem.psi_some_total_us,
+                        &m.u.pressure.mem.psi_full_total_us};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+        *ints[i] = BP_MAX_INT;
+    m.u.pressure.mem.psi_some_avg10 = 0.000123456789; /* the longest %.6g form */
+    m.u.pressure.mem.psi_full_avg10 = 99.9999999;
+    assert_int_equal(bp_encode(&m, buf, sizeof(buf), &len), BP_OK);
+    assert_true(len < 1024);
+    print_message("largest pressure frame: %zu bytes\n", len);
+}
+
 /* Allocation failure injection: fail the Nth allocation, count the rest. */
 static size_t alloc_count, alloc_fail_at;
 
@@ -436,9 +491,11 @@ int main(void)
         cmocka_unit_test(test_psi_averages_exact),
         cmocka_unit_test(test_decode_checks),
         cmocka_unit_test(test_decode_failure_leaves_output),
+        cmocka_unit_test(test_decode_oversized_payload),
         cmocka_unit_test(test_encode_rejects_out_of_range),
         cmocka_unit_test(test_encode_space),
         cmocka_unit_test(test_encode_exact_bytes),
+        cmocka_unit_test(test_largest_messages_fit),
         cmocka_unit_test_setup_teardown(test_encode_decode_allocation_failures,
                                         install_alloc_funcs, restore_alloc_funcs),
     };
