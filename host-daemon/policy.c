@@ -1,8 +1,7 @@
-/* bellows balloon policy: the per-guest rules and the host reclaim round.
+/* bellows balloon policy: per-guest state, the per-guest rules, commit and deadlines.
+ * The host side is in policy_host.c, tunables in policy_config.c.
  * Pure: no clock, no I/O, no allocation. See policy.h and docs/policy.md. */
-#include "host-daemon/policy.h"
-
-#include <math.h>
+#include "host-daemon/policy_internal.h"
 
 /* One page: balloon sizes are page-granular, so a limit missed by less is not crossed. */
 #define PAGE_BYTES UINT64_C(4096)
@@ -49,40 +48,6 @@ const char *policy_reason_name(enum policy_reason reason)
     return reason_names[reason];
 }
 
-void policy_config_defaults(struct policy_config *cfg)
-{
-    *cfg = (struct policy_config){
-        .level_decay_ms = 10000,
-        .medium_dwell_ms = 3000,
-        .critical_window_ms = 2000,
-        .quiet_ms = 120000,
-        .deflate_cooldown_ms = 300000,
-        .inflate_interval_ms = 10000,
-        .settle_timeout_ms = 30000,
-        .snapshot_max_age_ms = 30000,
-        .critical_step_bytes = 256 * POLICY_MIB,
-        .critical_step_pct = 25.0,
-        .medium_step_bytes = 64 * POLICY_MIB,
-        .medium_step_pct = 10.0,
-        .inflate_step_bytes = 32 * POLICY_MIB,
-        .inflate_step_pct = 2.0,
-        .host_step_bytes = 128 * POLICY_MIB,
-        .host_step_pct = 5.0,
-        .buffer_pct = 20.0,
-        .buffer_low_pct = 5.0,
-        .host_buffer_pct = 10.0,
-        .min_change_bytes = 16 * POLICY_MIB,
-        .flip_forget_ms = 3600000,
-        .flip_max_shift = 4,
-        .hurt_memory_ms = 1800000,
-        .host_psi_enter = 10.0,
-        .host_psi_exit = 2.0,
-        .host_avail_enter_pct = 5.0,
-        .host_avail_exit_pct = 10.0,
-        .host_reclaim_interval_ms = 5000,
-    };
-}
-
 void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ceiling_bytes,
                        uint32_t weight)
 {
@@ -103,72 +68,6 @@ void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ce
         .last_flip_at = POLICY_NEVER,
         .hurt_at = POLICY_NEVER,
     };
-}
-
-void policy_host_init(struct policy_host *host)
-{
-    *host = (struct policy_host){
-        .pressure_since = POLICY_NEVER,
-        .last_reclaim_at = POLICY_NEVER,
-    };
-}
-
-void policy_host_input(struct policy_host *host, double psi_some_avg10,
-                       uint64_t mem_total_bytes, uint64_t mem_available_bytes)
-{
-    host->known = mem_total_bytes > 0 && isfinite(psi_some_avg10);
-    host->psi_some_avg10 = psi_some_avg10;
-    host->mem_total_bytes = mem_total_bytes;
-    host->mem_available_bytes = mem_available_bytes;
-}
-
-void policy_host_commit(struct policy_host *host, int64_t now)
-{
-    host->last_reclaim_at = now;
-}
-
-/* ---- small arithmetic helpers, saturating so guest-sent numbers cannot wrap ---- */
-
-static uint64_t add_sat(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-static uint64_t sub_sat(uint64_t a, uint64_t b)
-{
-    return a > b ? a - b : 0;
-}
-
-static uint64_t max_u64(uint64_t a, uint64_t b)
-{
-    return a > b ? a : b;
-}
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-    return a < b ? a : b;
-}
-
-static uint64_t dist_u64(uint64_t a, uint64_t b)
-{
-    return a > b ? a - b : b - a;
-}
-
-/* pct percent of x, saturating at UINT64_MAX. */
-static uint64_t pct_of(uint64_t x, double pct)
-{
-    double v = (double)x * pct / 100.0;
-    if (!(v > 0))
-        return 0;
-    if (v >= 18446744073709551615.0)
-        return UINT64_MAX;
-    return (uint64_t)v;
-}
-
-/* A step for this guest: max(bytes, pct of its ceiling). */
-static uint64_t step_of(const struct policy_guest *g, uint64_t bytes, double pct)
-{
-    return max_u64(bytes, pct_of(g->ceiling_bytes, pct));
 }
 
 /* ---- guest state ---- */
@@ -255,8 +154,7 @@ static uint64_t guest_used(const struct policy_guest *g)
     return sub_sat(total, avail);
 }
 
-/* used * (1 + pct/100) + overhead: the smallest size that leaves the guest that buffer. */
-static uint64_t guest_need(const struct policy_guest *g, double pct)
+uint64_t policy__guest_need(const struct policy_guest *g, double pct)
 {
     uint64_t used = guest_used(g);
     return add_sat(add_sat(used, pct_of(used, pct)), g->overhead_bytes);
@@ -284,9 +182,8 @@ static unsigned live_flips(const struct policy_config *cfg, const struct policy_
     return g->flips;
 }
 
-/* How long after the last deflate an inflate must wait, backoff included. */
-static int64_t inflate_wait(const struct policy_config *cfg, const struct policy_guest *g,
-                            int64_t now)
+int64_t policy__inflate_wait(const struct policy_config *cfg, const struct policy_guest *g,
+                             int64_t now)
 {
     unsigned shift = live_flips(cfg, g, now);
     if (shift > cfg->flip_max_shift)
@@ -306,7 +203,7 @@ static uint64_t inflate_limit(const struct policy_config *cfg, const struct poli
 {
     uint64_t limit = g->floor_bytes;
     if (g->mem_known && g->overhead_known)
-        limit = max_u64(limit, guest_need(g, buffer_pct));
+        limit = max_u64(limit, policy__guest_need(g, buffer_pct));
     if (g->hurt_known && now - g->hurt_at < cfg->hurt_memory_ms)
         limit = max_u64(limit, add_sat(g->hurt_bytes,
                                        step_of(g, cfg->inflate_step_bytes,
@@ -423,9 +320,9 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
     /* The guest's free memory fell under the low buffer: give before it hurts. Not while
      * the host itself is short: then only pressure earns memory. */
     if (snapshot_usable(cfg, g, now) && !host->pressure) {
-        uint64_t low = guest_need(g, cfg->buffer_low_pct);
+        uint64_t low = policy__guest_need(g, cfg->buffer_low_pct);
         if (actual < low && actual < g->ceiling_bytes) {
-            uint64_t to = min_u64(guest_need(g, cfg->buffer_pct), g->ceiling_bytes);
+            uint64_t to = min_u64(policy__guest_need(g, cfg->buffer_pct), g->ceiling_bytes);
             if (to > actual && to - actual >= cfg->min_change_bytes) {
                 d->action = POLICY_DEFLATE;
                 d->reason = POLICY_R_BUFFER;
@@ -443,7 +340,7 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         return;
     }
     if (g->last_deflate_at != POLICY_NEVER &&
-        now - g->last_deflate_at < inflate_wait(cfg, g, now)) {
+        now - g->last_deflate_at < policy__inflate_wait(cfg, g, now)) {
         hold(d, live_flips(cfg, g, now) > 0 ? POLICY_R_BACKOFF : POLICY_R_COOLDOWN);
         return;
     }
@@ -468,126 +365,32 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
     d->to_bytes = to;
 }
 
-/* Update the host pressure state: enter at either threshold, leave only when both are
- * back past their exit thresholds. */
-static void update_host(const struct policy_config *cfg, struct policy_host *host, int64_t now)
-{
-    if (!host->known) {
-        host->pressure = false;
-        return;
-    }
-    double avail_pct = 100.0 * (double)host->mem_available_bytes /
-                       (double)host->mem_total_bytes;
-    if (!host->pressure) {
-        if (host->psi_some_avg10 >= cfg->host_psi_enter ||
-            avail_pct <= cfg->host_avail_enter_pct) {
-            host->pressure = true;
-            host->pressure_since = now;
-        }
-    } else if (host->psi_some_avg10 < cfg->host_psi_exit &&
-               avail_pct > cfg->host_avail_exit_pct) {
-        host->pressure = false;
-    }
-}
-
-/* May the host take from this guest, and down to what? */
-static bool reclaimable(const struct policy_config *cfg, const struct policy_guest *g,
-                        const struct policy_decision *d, int64_t now, uint64_t *ret_limit)
-{
-    if (d->action == POLICY_DEFLATE)
-        return false;
-    if (d->action == POLICY_HOLD &&
-        (d->reason == POLICY_R_PAUSED || d->reason == POLICY_R_UNKNOWN_ACTUAL ||
-         d->reason == POLICY_R_SETTLING))
-        return false;
-    if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET)
-        return false;
-    /* Never from a guest under pressure, nor one just given memory. */
-    if (policy_guest_level(cfg, g, now) > BP_LEVEL_LOW)
-        return false;
-    if (g->last_deflate_at != POLICY_NEVER &&
-        now - g->last_deflate_at < inflate_wait(cfg, g, now))
-        return false;
-    /* Any snapshot, however old, is a better guide than none. */
-    uint64_t limit = g->floor_bytes;
-    if (g->mem_known && g->overhead_known)
-        limit = max_u64(limit, guest_need(g, cfg->host_buffer_pct));
-    if (g->hurt_known && now - g->hurt_at < cfg->hurt_memory_ms)
-        limit = max_u64(limit, g->hurt_bytes);
-    if (g->actual_bytes <= add_sat(limit, cfg->min_change_bytes))
-        return false;
-    *ret_limit = limit;
-    return true;
-}
-
-/* Does guest a go before guest b in the host reclaim order? Lower level, then lower
- * weight, then quieter (older last event), then index. */
-static bool reclaim_before(const struct policy_config *cfg, const struct policy_guest *a,
-                           size_t ia, const struct policy_guest *b, size_t ib, int64_t now)
-{
-    enum bp_level la = policy_guest_level(cfg, a, now), lb = policy_guest_level(cfg, b, now);
-    if (la != lb)
-        return la < lb;
-    if (a->weight != b->weight)
-        return a->weight < b->weight;
-    if (a->last_event_at != b->last_event_at)
-        return a->last_event_at < b->last_event_at;
-    return ia < ib;
-}
-
-/* Under host pressure: take host steps from guests in reclaim order until the host's
- * shortfall (or one step, when only PSI says pressure) is covered. No allocation: each
- * pass picks the best guest not yet taken. */
-static void host_round(const struct policy_config *cfg, const struct policy_host *host,
-                       const struct policy_guest *guests, size_t n, int64_t now,
+static void decide_all(const struct policy_config *cfg, struct policy_host *host,
+                       const struct policy__guests *gs, int64_t now,
                        struct policy_decision *decisions)
 {
-    uint64_t want = sub_sat(pct_of(host->mem_total_bytes, cfg->host_avail_exit_pct),
-                            host->mem_available_bytes);
-    bool one_step = want == 0;
-    uint64_t got = 0;
-
-    for (size_t pass = 0; pass < n && (one_step ? got == 0 : got < want); pass++) {
-        size_t best = n;
-        uint64_t best_limit = 0;
-        for (size_t i = 0; i < n; i++) {
-            uint64_t limit;
-            if (decisions[i].reason == POLICY_R_HOST_PRESSURE)
-                continue;
-            if (!reclaimable(cfg, &guests[i], &decisions[i], now, &limit))
-                continue;
-            if (best == n || reclaim_before(cfg, &guests[i], i, &guests[best], best, now)) {
-                best = i;
-                best_limit = limit;
-            }
-        }
-        if (best == n)
-            break;
-        const struct policy_guest *g = &guests[best];
-        struct policy_decision *d = &decisions[best];
-        uint64_t step = step_of(g, cfg->host_step_bytes, cfg->host_step_pct);
-        if (!one_step)
-            step = min_u64(step, max_u64(want - got, cfg->min_change_bytes));
-        uint64_t to = max_u64(best_limit, sub_sat(g->actual_bytes, step));
-        if (d->action == POLICY_INFLATE && d->to_bytes < to)
-            to = d->to_bytes;
-        d->action = POLICY_INFLATE;
-        d->reason = POLICY_R_HOST_PRESSURE;
-        d->to_bytes = to;
-        got += g->actual_bytes - to;
-    }
+    policy__host_update(cfg, host, now);
+    for (size_t i = 0; i < gs->n; i++)
+        decide_guest(cfg, host, policy__guest(gs, i), now, &decisions[i]);
+    if (host->pressure && (host->last_reclaim_at == POLICY_NEVER ||
+                           now - host->last_reclaim_at >= cfg->host_reclaim_interval_ms))
+        policy__host_round(cfg, host, gs, now, decisions);
 }
 
 void policy_decide(const struct policy_config *cfg, struct policy_host *host,
                    const struct policy_guest *guests, size_t n, int64_t now,
                    struct policy_decision *decisions)
 {
-    update_host(cfg, host, now);
-    for (size_t i = 0; i < n; i++)
-        decide_guest(cfg, host, &guests[i], now, &decisions[i]);
-    if (host->pressure && (host->last_reclaim_at == POLICY_NEVER ||
-                           now - host->last_reclaim_at >= cfg->host_reclaim_interval_ms))
-        host_round(cfg, host, guests, n, now, decisions);
+    const struct policy__guests gs = {.array = guests, .n = n};
+    decide_all(cfg, host, &gs, now, decisions);
+}
+
+void policy_decide_ptrs(const struct policy_config *cfg, struct policy_host *host,
+                        const struct policy_guest *const *guests, size_t n, int64_t now,
+                        struct policy_decision *decisions)
+{
+    const struct policy__guests gs = {.ptrs = guests, .n = n};
+    decide_all(cfg, host, &gs, now, decisions);
 }
 
 static void count_flip(const struct policy_config *cfg, struct policy_guest *g,
@@ -637,8 +440,8 @@ static void consider(int64_t *best, int64_t t, int64_t now)
         *best = t;
 }
 
-int64_t policy_next_deadline(const struct policy_config *cfg, const struct policy_host *host,
-                             const struct policy_guest *guests, size_t n, int64_t now)
+static int64_t next_deadline(const struct policy_config *cfg, const struct policy_host *host,
+                             const struct policy__guests *gs, int64_t now)
 {
     int64_t best = POLICY_NO_DEADLINE;
     int64_t decay = cfg->level_decay_ms > 0 ? cfg->level_decay_ms : 1;
@@ -646,8 +449,8 @@ int64_t policy_next_deadline(const struct policy_config *cfg, const struct polic
     if (host->pressure && host->last_reclaim_at != POLICY_NEVER)
         consider(&best, host->last_reclaim_at + cfg->host_reclaim_interval_ms, now);
 
-    for (size_t i = 0; i < n; i++) {
-        const struct policy_guest *g = &guests[i];
+    for (size_t i = 0; i < gs->n; i++) {
+        const struct policy_guest *g = policy__guest(gs, i);
         if (g->paused || !g->actual_known)
             continue;
         /* Level decay steps. */
@@ -662,7 +465,7 @@ int64_t policy_next_deadline(const struct policy_config *cfg, const struct polic
             consider(&best, g->last_event_at + cfg->quiet_ms, now);
         consider(&best, g->known_since + cfg->quiet_ms, now);
         if (g->last_deflate_at != POLICY_NEVER)
-            consider(&best, g->last_deflate_at + inflate_wait(cfg, g, now), now);
+            consider(&best, g->last_deflate_at + policy__inflate_wait(cfg, g, now), now);
         if (g->last_inflate_at != POLICY_NEVER)
             consider(&best, g->last_inflate_at + cfg->inflate_interval_ms, now);
         if (g->target_set)
@@ -673,4 +476,20 @@ int64_t policy_next_deadline(const struct policy_config *cfg, const struct polic
             consider(&best, g->hurt_at + cfg->hurt_memory_ms, now);
     }
     return best;
+}
+
+int64_t policy_next_deadline(const struct policy_config *cfg, const struct policy_host *host,
+                             const struct policy_guest *guests, size_t n, int64_t now)
+{
+    const struct policy__guests gs = {.array = guests, .n = n};
+    return next_deadline(cfg, host, &gs, now);
+}
+
+int64_t policy_next_deadline_ptrs(const struct policy_config *cfg,
+                                  const struct policy_host *host,
+                                  const struct policy_guest *const *guests, size_t n,
+                                  int64_t now)
+{
+    const struct policy__guests gs = {.ptrs = guests, .n = n};
+    return next_deadline(cfg, host, &gs, now);
 }

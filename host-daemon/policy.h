@@ -16,6 +16,7 @@
  *   policy_note_event(&cfg, &g, level, &mem, now);   per pressure message or report
  *   policy_host_input(&host, psi_some_avg10, total, available);  host readings
  *   policy_decide(&cfg, &host, guests, n, now, decisions);   after any of the above
+ *     (or policy_decide_ptrs() with an array of pointers to guests)
  *   policy_commit(&cfg, &g, &decisions[i], now);     only for moves actually issued
  *   policy_next_deadline(&cfg, &host, guests, n, now);   arm one timer for it
  */
@@ -237,6 +238,12 @@ void policy_decide(const struct policy_config *cfg, struct policy_host *host,
                    const struct policy_guest *guests, size_t n, int64_t now,
                    struct policy_decision *decisions);
 
+/* The same, for guests kept apart (e.g. embedded in the daemon's own guest objects):
+ * guests[i] points to guest i. */
+void policy_decide_ptrs(const struct policy_config *cfg, struct policy_host *host,
+                        const struct policy_guest *const *guests, size_t n, int64_t now,
+                        struct policy_decision *decisions);
+
 /* The daemon issued decision d for g (balloon command sent). Starts cooldowns, counts
  * reversals, remembers the target. HOLD decisions are ignored. When any decision of a
  * round with reason HOST_PRESSURE is committed, call policy_host_commit() too. In
@@ -253,5 +260,11 @@ void policy_host_commit(struct policy_host *host, int64_t now);
  * POLICY_NO_DEADLINE. Calling policy_decide() earlier is harmless; later is only slower. */
 int64_t policy_next_deadline(const struct policy_config *cfg, const struct policy_host *host,
                              const struct policy_guest *guests, size_t n, int64_t now);
+
+/* The same, for guests given as an array of pointers. */
+int64_t policy_next_deadline_ptrs(const struct policy_config *cfg,
+                                  const struct policy_host *host,
+                                  const struct policy_guest *const *guests, size_t n,
+                                  int64_t now);
 
 #endif

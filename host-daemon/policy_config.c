@@ -11,6 +11,41 @@
 #include <string.h>
 #include <strings.h>
 
+/* The defaults; docs/policy.md says why each is what it is. */
+void policy_config_defaults(struct policy_config *cfg)
+{
+    *cfg = (struct policy_config){
+        .level_decay_ms = 10000,
+        .medium_dwell_ms = 3000,
+        .critical_window_ms = 2000,
+        .quiet_ms = 120000,
+        .deflate_cooldown_ms = 300000,
+        .inflate_interval_ms = 10000,
+        .settle_timeout_ms = 30000,
+        .snapshot_max_age_ms = 30000,
+        .critical_step_bytes = 256 * POLICY_MIB,
+        .critical_step_pct = 25.0,
+        .medium_step_bytes = 64 * POLICY_MIB,
+        .medium_step_pct = 10.0,
+        .inflate_step_bytes = 32 * POLICY_MIB,
+        .inflate_step_pct = 2.0,
+        .host_step_bytes = 128 * POLICY_MIB,
+        .host_step_pct = 5.0,
+        .buffer_pct = 20.0,
+        .buffer_low_pct = 5.0,
+        .host_buffer_pct = 10.0,
+        .min_change_bytes = 16 * POLICY_MIB,
+        .flip_forget_ms = 3600000,
+        .flip_max_shift = 4,
+        .hurt_memory_ms = 1800000,
+        .host_psi_enter = 10.0,
+        .host_psi_exit = 2.0,
+        .host_avail_enter_pct = 5.0,
+        .host_avail_exit_pct = 10.0,
+        .host_reclaim_interval_ms = 5000,
+    };
+}
+
 enum kind { KIND_MS, KIND_BYTES, KIND_PCT, KIND_SHIFT };
 
 struct key {

@@ -694,7 +694,8 @@ static bool is_inflate_reason(enum policy_reason r)
 /* Many guests, random events, snapshots (junk ones too), balloon moves that arrive or not,
  * host readings, floor/ceiling changes. Every move stays inside [floor, ceiling], goes the
  * way its action says, carries a reason of its kind; a paused or blind guest never moves;
- * and between now and policy_next_deadline() nothing holding starts to move. */
+ * between now and policy_next_deadline() nothing holding starts to move; and the
+ * pointer-array entry points agree with the array ones. */
 static void test_random_inputs_respect_limits(void **state)
 {
     (void)state;
@@ -703,12 +704,17 @@ static void test_random_inputs_respect_limits(void **state)
     struct policy_host host;
     struct policy_guest g[N];
     struct policy_decision d[N], later[N];
+    memset(d, 0, sizeof(d));
+    memset(later, 0, sizeof(later));
     policy_config_defaults(&cfg);
     policy_host_init(&host);
     for (int i = 0; i < N; i++) {
         uint64_t ceiling = (1 + rnd_below(16)) * 256 * MIB;
         policy_guest_init(&g[i], 1 + rnd_below(ceiling), ceiling, 1 + (uint32_t)rnd_below(200));
     }
+    const struct policy_guest *gp[N];
+    for (int i = 0; i < N; i++)
+        gp[i] = &g[i];
     int64_t now = 0;
     unsigned moves = 0, checked_deadlines = 0;
     for (int iter = 0; iter < 200000; iter++) {
@@ -754,7 +760,14 @@ static void test_random_inputs_respect_limits(void **state)
             break;
         }
 
+        /* The pointer-array entry points see the same guests the same way. */
+        struct policy_host hp = host;
+        policy_decide_ptrs(&cfg, &hp, gp, N, now, later);
         policy_decide(&cfg, &host, g, N, now, d);
+        assert_memory_equal(later, d, sizeof(d));
+        assert_int_equal(hp.pressure, host.pressure);
+        assert_int_equal(policy_next_deadline_ptrs(&cfg, &host, gp, N, now),
+                         policy_next_deadline(&cfg, &host, g, N, now));
         bool host_round = false;
         for (int k = 0; k < N; k++) {
             const struct policy_decision *x = &d[k];
