@@ -90,9 +90,8 @@ enum bp_level policy_guest_level(const struct policy_config *cfg,
     return (enum bp_level)best;
 }
 
-/* True while a committed move may still be on its way. */
-static bool settling(const struct policy_config *cfg, const struct policy_guest *g,
-                     int64_t now)
+bool policy__settling(const struct policy_config *cfg, const struct policy_guest *g,
+                      int64_t now)
 {
     if (!g->target_set || !g->actual_known)
         return false;
@@ -126,7 +125,7 @@ void policy_note_event(const struct policy_config *cfg, struct policy_guest *g,
         g->mem_at = now;
         /* The guest sees less than the balloon's size (kernel reservations). Measure the
          * gap only while no move is in flight, when both numbers describe the same state. */
-        if (g->actual_known && !settling(cfg, g, now)) {
+        if (g->actual_known && !policy__settling(cfg, g, now)) {
             uint64_t total = mem->mem_total_kb > UINT64_MAX / 1024 ? UINT64_MAX
                                                                    : mem->mem_total_kb * 1024;
             g->overhead_bytes = sub_sat(g->actual_bytes, total);
@@ -255,7 +254,7 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
     }
 
     uint64_t actual = g->actual_bytes;
-    bool moving = settling(cfg, g, now);
+    bool moving = policy__settling(cfg, g, now);
     /* A deflate adds to a target still in flight rather than repeating it. */
     uint64_t deflate_base = actual;
     if (moving && g->target_bytes > actual)

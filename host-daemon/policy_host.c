@@ -95,16 +95,30 @@ static bool reclaim_before(const struct policy_config *cfg, const struct policy_
 }
 
 /* Under host pressure: take host steps from guests in reclaim order until the host's
- * shortfall (or one step, when only PSI says pressure) is covered. No allocation: each
- * pass picks the best guest not yet taken. */
+ * shortfall, less what is still on its way, is covered (one step, when only PSI says
+ * pressure). No allocation: each pass picks the best guest not yet taken. */
 void policy__host_round(const struct policy_config *cfg, const struct policy_host *host,
                         const struct policy__guests *gs, int64_t now,
                         struct policy_decision *decisions)
 {
-    uint64_t want = sub_sat(pct_of(host->mem_total_bytes, cfg->host_avail_exit_pct),
-                            host->mem_available_bytes);
-    bool one_step = want == 0;
     size_t n = gs->n;
+    /* Memory already on its way back from earlier rounds has not shown up in the host's
+     * numbers yet: count it, or every round would take the same shortfall again. */
+    uint64_t pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct policy_guest *g = policy__guest(gs, i);
+        if (policy__settling(cfg, g, now) && g->target_bytes < g->actual_bytes)
+            pending = add_sat(pending, g->actual_bytes - g->target_bytes);
+    }
+    uint64_t shortfall = sub_sat(pct_of(host->mem_total_bytes, cfg->host_avail_exit_pct),
+                                 host->mem_available_bytes);
+    /* Only PSI says pressure: one step per round, once earlier ones have landed. */
+    bool one_step = shortfall == 0;
+    if (one_step && pending > 0)
+        return;
+    uint64_t want = sub_sat(shortfall, pending);
+    if (!one_step && want == 0)
+        return;
     uint64_t got = 0;
 
     for (size_t pass = 0; pass < n && (one_step ? got == 0 : got < want); pass++) {

@@ -483,6 +483,43 @@ static void test_host_reclaim_order(void **state)
     assert_int_equal(d[3].action, POLICY_HOLD);
 }
 
+/* Memory still on its way from one host round is not taken again from another guest by
+ * the next round; once it has landed and the host is still short, the next guest gives. */
+static void test_host_round_counts_memory_in_flight(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g[2];
+    struct policy_decision d[2];
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    for (int i = 0; i < 2; i++) {
+        policy_guest_init(&g[i], 256 * MIB, 4 * GIB, i == 0 ? 10 : 100);
+        policy_note_actual(&cfg, &g[i], 4 * GIB, 0);
+        struct bp_mem m = snapshot(4 * GIB, 640 * MIB);
+        policy_note_event(&cfg, &g[i], BP_LEVEL_NONE, &m, 0);
+    }
+    /* Short by 100 MiB, and it stays so (the host has not seen the memory yet). */
+    policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 100 * MIB);
+    policy_decide(&cfg, &host, g, 2, 1000, d);
+    assert_int_equal(d[0].reason, POLICY_R_HOST_PRESSURE);
+    assert_int_equal(d[0].to_bytes, 4 * GIB - 100 * MIB);
+    assert_int_equal(d[1].action, POLICY_HOLD);
+    policy_commit(&cfg, &g[0], &d[0], 1000);
+    policy_host_commit(&host, 1000);
+
+    policy_decide(&cfg, &host, g, 2, 7000, d); /* next round, guest 0 still moving */
+    assert_int_equal(d[0].reason, POLICY_R_SETTLING);
+    assert_int_equal(d[1].action, POLICY_HOLD);
+
+    policy_note_actual(&cfg, &g[0], 4 * GIB - 100 * MIB, 8000); /* landed */
+    policy_decide(&cfg, &host, g, 2, 8000, d); /* still short: the lowest weight again */
+    assert_int_equal(d[0].reason, POLICY_R_HOST_PRESSURE);
+    assert_int_equal(d[0].to_bytes, 4 * GIB - 200 * MIB);
+    assert_int_equal(d[1].action, POLICY_HOLD);
+}
+
 /* Host pressure has a real dead band: enter at 10 % PSI or 5 % available, leave only when
  * both are back under 2 % PSI and over 10 % available. */
 static void test_host_pressure_dead_band(void **state)
@@ -956,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_level_decays_one_step_per_period),
         cmocka_unit_test(test_host_reclaim_order),
         cmocka_unit_test(test_host_pressure_dead_band),
+        cmocka_unit_test(test_host_round_counts_memory_in_flight),
         cmocka_unit_test(test_critical_burst_no_reversal_in_cooldown),
         cmocka_unit_test(test_threshold_guest_converges),
         cmocka_unit_test(test_wobbling_guest_converges),
