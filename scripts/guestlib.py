@@ -203,6 +203,63 @@ class Qmp:
         self.sock.close()
 
 
+class Channel:
+    """The host end of the agent's virtio-serial port: RFC 7464 frames (RS, JSON, LF) as
+    docs/protocol.md defines them, decoded to dicts. Stands in for bellowsd in tests of
+    the agent alone."""
+
+    def __init__(self, path, timeout=30):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        wait_for(lambda: self._try_connect(), timeout, "channel socket %s" % path)
+        self.buf = b""
+        self.frames = []  # (host monotonic time, dict) for every frame received
+        self.cursor = 0   # frames before this index were looked at by wait()
+
+    def _try_connect(self):
+        try:
+            self.sock.connect(self.path)
+            return True
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+
+    def send(self, msg):
+        self.sock.sendall(b"\x1e" + json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+
+    def _read(self, timeout):
+        if not select.select([self.sock], [], [], timeout)[0]:
+            return
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise GuestError("channel %s closed by QEMU" % self.path)
+        self.buf += chunk
+        while b"\n" in self.buf:
+            frame, self.buf = self.buf.split(b"\n", 1)
+            if b"\x1e" not in frame:
+                continue  # junk before the first RS
+            payload = frame.rsplit(b"\x1e", 1)[1]
+            self.frames.append((time.monotonic(), json.loads(payload)))
+
+    def wait(self, predicate, timeout, what):
+        """Wait for a frame f (dict) after the last one a wait() returned, with
+        predicate(f) true; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.cursor < len(self.frames):
+                f = self.frames[self.cursor][1]
+                self.cursor += 1
+                if predicate(f):
+                    return f
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GuestError("timed out after %.0fs waiting for %s on %s"
+                                 % (timeout, what, self.path))
+            self._read(min(left, 1.0))
+
+    def close(self):
+        self.sock.close()
+
+
 class Guest:
     """One QEMU guest booted from the bellows test image."""
 
@@ -232,7 +289,8 @@ class Guest:
         if not self.agent:
             args.append("bellows.agent=0")
         if self.agent_args:
-            args.append("bellows.agent_args=" + ",".join(self.agent_args))
+            args.append("bellows.agent_args=" +
+                        base64.b64encode(" ".join(self.agent_args).encode()).decode())
         if self.script:
             args.append("bellows.run=" + base64.b64encode(self.script.encode()).decode())
         if self.poweroff:
@@ -274,19 +332,24 @@ class Guest:
                                      stdout=log, stderr=log, start_new_session=True)
         log.close()
 
-    def wait_ready(self, timeout=120):
-        """Wait until the guest's shell is up; returns the boot time in seconds."""
-        def ready():
-            if self.proc.poll() is not None:
-                raise GuestError("%s: QEMU exited with %s, see %s/qemu.log"
-                                 % (self.name, self.proc.returncode, self.dir))
-            return re.search(r"^BELLOWS READY", self.console.text(self.boot_mark), re.M)
-        wait_for(ready, timeout, "%s to boot" % self.name)
+    def is_ready(self):
+        """True once the guest's shell is up (records boot time and the BOOTED facts);
+        raises if QEMU has exited."""
+        if self.proc.poll() is not None:
+            raise GuestError("%s: QEMU exited with %s, see %s/qemu.log"
+                             % (self.name, self.proc.returncode, self.dir))
+        text = self.console.text(self.boot_mark)
+        if not re.search(r"^BELLOWS READY", text, re.M):
+            return False
         self.boot_seconds = time.monotonic() - self.started_at
-        m = re.search(r"^BELLOWS BOOTED mem_total_kb=(\d+) psi=(\d) vmpressure=(\d)",
-                      self.console.text(self.boot_mark), re.M)
+        m = re.search(r"^BELLOWS BOOTED mem_total_kb=(\d+) psi=(\d) vmpressure=(\d)", text, re.M)
         self.booted = {"mem_total_kb": int(m.group(1)), "psi": m.group(2) == "1",
                        "vmpressure": m.group(3) == "1"}
+        return True
+
+    def wait_ready(self, timeout=120):
+        """Wait until the guest's shell is up; returns the boot time in seconds."""
+        wait_for(self.is_ready, timeout, "%s to boot" % self.name)
         return self.boot_seconds
 
     def observer(self):
@@ -342,22 +405,32 @@ class Guest:
 
 
 def boot_all(guests, timeout=180):
-    """Start every guest at once, then wait for each; returns boot seconds by name."""
+    """Start every guest at once, then wait for all; returns boot seconds by name."""
     for g in guests:
         g.start()
-    return {g.name: g.wait_ready(timeout) for g in guests}
+    pending = list(guests)
+
+    def all_ready():
+        for g in list(pending):
+            if g.is_ready():
+                pending.remove(g)
+        return not pending
+
+    wait_for(all_ready, timeout, "guests to boot")
+    return {g.name: g.boot_seconds for g in guests}
 
 
-def write_config(path, guests, settings=None, daemon=None):
+def write_config(path, guests, settings=None, daemon=None, policy=None):
     """Write a bellowsd configuration for these guests (docs/configuration.md).
     settings: {guest name: {key: value}} for floor, ceiling, weight and the like;
-    daemon: {key: value} for the [daemon] section."""
+    daemon, policy: {key: value} for the [daemon] and [policy] sections."""
     settings = settings or {}
     lines = []
-    if daemon:
-        lines.append("[daemon]")
-        lines += ["%s = %s" % kv for kv in daemon.items()]
-        lines.append("")
+    for section, keys in (("daemon", daemon), ("policy", policy)):
+        if keys:
+            lines.append("[%s]" % section)
+            lines += ["%s = %s" % kv for kv in keys.items()]
+            lines.append("")
     for g in guests:
         lines.append("[guest %s]" % g.name)
         lines.append("qmp = %s" % g.qmp_path)

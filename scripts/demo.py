@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""The body of scripts/demo (which installs and builds first): three real guests, bellowsd,
+a live view for about a minute, a summary; everything started is stopped at the end.
+
+  idle    512 MiB, nothing runs: bellowsd takes memory back step by step, down to its floor
+  grower  ballooned down to 224 MiB, then a program whose demand grows to 360 MiB:
+          the guest's kernel reports pressure and bellowsd gives memory back at once
+  bursty  ballooned down to 320 MiB, then 200 MiB bursts every few seconds: bellowsd
+          deflates once and holds (hysteresis), no back-and-forth
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import guestlib  # noqa: E402
+from guestlib import MIB  # noqa: E402
+
+# name, memory (MiB), balloon size set before bellowsd starts (MiB), what it runs and when
+GUESTS = [
+    ("idle", 512, 512, None),
+    ("grower", 512, 224, (5, "workload alloc --mib 360 --rate 12 --hold 25")),
+    ("bursty", 512, 320, (8, "workload alloc --mib 200 --hold 2 --repeat 6 --pause 5")),
+]
+FLOOR = "192M"
+# Quicker than the production defaults so a minute shows every kind of move.
+POLICY = {
+    "quiet_ms": "10s",
+    "inflate_interval_ms": "2s",
+    "inflate_step_bytes": "32M",
+    "deflate_cooldown_ms": "30s",
+}
+
+
+def programs(build):
+    paths = {
+        "agent": os.path.join(build, "guest-agent", "bellows-agent"),
+        "workload": os.path.join(build, "tests", "workload", "workload"),
+        "bellowsd": os.path.join(build, "host-daemon", "bellowsd"),
+        "bellowsctl": os.path.join(build, "host-daemon", "bellowsctl"),
+    }
+    missing = [p for p in paths.values() if not os.access(p, os.X_OK)]
+    if missing:
+        sys.exit("demo: not built: %s" % ", ".join(missing))
+    return paths
+
+
+def last_line(text, prefix):
+    lines = [l.strip() for l in text.splitlines() if l.startswith(prefix)]
+    return lines[-1] if lines else ""
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", required=True)
+    p.add_argument("--seconds", type=int, default=60)
+    p.add_argument("--keep", action="store_true", help="keep the run directory")
+    args = p.parse_args()
+    prog = programs(args.build)
+
+    out = subprocess.run([os.path.join(HERE, "guest-image"), "--agent", prog["agent"],
+                          "--workload", prog["workload"], os.path.join(args.build, "guest")],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout.split()
+    image = (out[0], out[1])
+    rundir = tempfile.mkdtemp(prefix="bellows-demo-")
+    guests = [guestlib.Guest(n, os.path.join(rundir, n), image, mem_mib=m)
+              for n, m, _, _ in GUESTS]
+    daemon = None
+    tty = sys.stdout.isatty()
+    try:
+        print("demo: booting %d guests under QEMU (TCG, no KVM)..." % len(guests), flush=True)
+        times = guestlib.boot_all(guests)
+        for g in guests:
+            print("demo: %s up in %.1fs" % (g.name, times[g.name]))
+        for g, (_, _, start_mib, _) in zip(guests, GUESTS):
+            if start_mib != g.mem_mib:
+                qmp = g.observer()
+                qmp.execute("balloon", {"value": start_mib * MIB})
+                guestlib.wait_for(lambda: qmp.actual() <= (start_mib + 8) * MIB, 60,
+                                  "%s balloon at %d MiB" % (g.name, start_mib))
+            g.observer().balloon_changes()  # from here on, events are the daemon's
+            g.observer().events.clear()
+
+        config = os.path.join(rundir, "bellowsd.conf")
+        control = os.path.join(rundir, "control.sock")
+        guestlib.write_config(config, guests, settings={g.name: {"floor": FLOOR} for g in guests},
+                              daemon={"control_socket": control}, policy=POLICY)
+        daemon_log = open(os.path.join(rundir, "bellowsd.log"), "w")
+        daemon = subprocess.Popen([prog["bellowsd"], "--config", config],
+                                  stdout=daemon_log, stderr=subprocess.STDOUT)
+        guestlib.wait_for(lambda: os.path.exists(control) or daemon.poll() is not None, 30,
+                          "bellowsd's control socket")
+        if daemon.poll() is not None:
+            sys.exit("demo: bellowsd exited (%s), see %s" % (daemon.returncode, daemon_log.name))
+
+        started = time.monotonic()
+        pending = {g.name: (g, spec) for g, (_, _, _, spec) in zip(guests, GUESTS) if spec}
+        while time.monotonic() - started < args.seconds:
+            t = time.monotonic() - started
+            for name, (g, (at, command)) in list(pending.items()):
+                if t >= at:
+                    g.start_background(command)
+                    del pending[name]
+            view = subprocess.run([prog["bellowsctl"], "--socket", control, "list"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+            frame = ["bellows demo  t=%3.0fs of %ds   (bellowsctl list, every second)" % (t, args.seconds),
+                     "", view.rstrip(), "", "inside the guests:"]
+            for g in guests:
+                text = g.console.text(g.boot_mark)
+                frame.append("  %-7s %s%s" % (g.name, last_line(text, "workload:") or "idle",
+                                              "   OOM kills: %d" % g.oom_kills() if g.oom_kills() else ""))
+            if tty:
+                sys.stdout.write("\033[H\033[2J")
+            print("\n".join(frame), flush=True)
+            if daemon.poll() is not None:
+                sys.exit("demo: bellowsd exited (%s), see %s" % (daemon.returncode, daemon_log.name))
+            # One frame a second; the daemon acts on its own events, not on this loop.
+            time.sleep(max(0.0, started + t + 1.0 - time.monotonic()))
+
+        print("\nsummary after %ds:" % args.seconds)
+        for g, (_, mem, start_mib, _) in zip(guests, GUESTS):
+            changes = g.observer().balloon_changes()
+            sizes = [start_mib * MIB] + changes
+            moves = [b - a for a, b in zip(sizes, sizes[1:]) if b != a]
+            ups = sum(1 for m in moves if m > 0)
+            downs = sum(1 for m in moves if m < 0)
+            reversals = sum(1 for a, b in zip(moves, moves[1:]) if (a > 0) != (b > 0))
+            print("  %-7s balloon %3d -> %3d MiB (min %d, max %d); BALLOON_CHANGE: %d giving, "
+                  "%d taking, %d reversals; OOM kills: %d; %s"
+                  % (g.name, start_mib, g.observer().actual() // MIB, min(sizes) // MIB,
+                     max(sizes) // MIB, ups, downs, reversals, g.oom_kills(),
+                     last_line(g.console.text(g.boot_mark), "workload: done") or "no workload"))
+        print("  bellowsd log: %s" % daemon_log.name if args.keep else "")
+        return 0
+    except guestlib.GuestError as e:
+        print("demo: %s" % e, file=sys.stderr)
+        return 1
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.terminate()
+            daemon.wait(10)
+        for g in guests:
+            g.stop()
+        if args.keep:
+            print("demo: run directory kept: %s" % rundir)
+        else:
+            shutil.rmtree(rundir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
