@@ -210,6 +210,37 @@ static void test_channel_path_too_long(void **state)
     assert_contains(info.errors, "too long");
 }
 
+/* The complete domain of docs/libvirt.md parses to what the doc says. */
+static void test_docs_example(void **state)
+{
+    (void)state;
+    FILE *f = fopen("docs/libvirt.md", "rb");
+    assert_non_null(f);
+    char *doc = calloc(1, 1 << 17);
+    assert_non_null(doc);
+    size_t n = fread(doc, 1, (1 << 17) - 1, f);
+    fclose(f);
+    assert_true(n > 0);
+    char *section = strstr(doc, "## A complete domain");
+    assert_non_null(section);
+    char *start = strstr(section, "```xml\n");
+    assert_non_null(start);
+    start += strlen("```xml\n");
+    char *end = strstr(start, "```");
+    assert_non_null(end);
+
+    struct libvirt_domain_info info;
+    assert_int_equal(libvirt_domain_xml_parse(start, (size_t)(end - start), &defaults, &info), 0);
+    free(doc);
+    assert_string_equal(info.errors, "");
+    assert_string_equal(info.channel_path, "/run/bellows/web-1.sock");
+    assert_int_equal(info.floor_bytes, 1 * GiB);
+    assert_int_equal(info.ceiling_bytes, 3 * GiB);
+    assert_int_equal(info.weight, 200);
+    assert_int_equal(info.memory_bytes, 4 * GiB);
+    assert_int_equal(info.current_memory_bytes, 2 * GiB);
+}
+
 static void test_sizes(void **state)
 {
     (void)state;
@@ -270,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_channel_not_usable),
         cmocka_unit_test(test_not_a_domain),
         cmocka_unit_test(test_channel_path_too_long),
+        cmocka_unit_test(test_docs_example),
         cmocka_unit_test(test_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
