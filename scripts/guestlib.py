@@ -358,6 +358,16 @@ class Guest:
             self._observer = Qmp(self.qmp_test_path)
         return self._observer
 
+    def host_connected(self):
+        """Which of the guest's host-side sockets have a client right now, from QEMU's
+        own view (query-chardev): {"qmp": bool (bellowsd's monitor), "channel": bool
+        (bellowsd on the agent's port), "agent_open": bool (the agent holds the port)}."""
+        devs = {c["label"]: c for c in self.observer().execute("query-chardev")}
+        def connected(label):
+            return not devs[label]["filename"].startswith("disconnected:")
+        return {"qmp": connected("compat_monitor0"), "channel": connected("agent"),
+                "agent_open": devs["agent"]["frontend-open"]}
+
     def run(self, command, timeout=120):
         """Run a shell command in the guest through the console; returns (status, output).
         The output is what the console printed between start and end markers."""

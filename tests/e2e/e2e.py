@@ -25,9 +25,13 @@ from guestlib import MIB, Guest  # noqa: E402
 TESTS = {}
 
 
-def test(fn):
-    TESTS[fn.__name__.replace("_", "-")] = fn
-    return fn
+def test(*needs):
+    """Register a scenario; needs: the programs it cannot run without."""
+    def register(fn):
+        fn.needs = needs
+        TESTS[fn.__name__.replace("_", "-")] = fn
+        return fn
+    return register
 
 
 class Failure(Exception):
@@ -61,6 +65,8 @@ class Env:
         self.tmp = tempfile.mkdtemp(prefix="bellows-e2e-")
         self.guests = []
         self.procs = []
+        self.daemon = None
+        self.daemon_log = None
         if args.agent and not is_static(args.agent):
             log("%s is dynamically linked, the guest cannot run it (configure with "
                 "-Dstatic_agent=true)" % args.agent)
@@ -101,7 +107,7 @@ class Env:
 
 # --- infrastructure: the image, /init, the workload, QMP ballooning ---
 
-@test
+@test()
 def guest_boot(env):
     """The image boots, the virtio drivers bind, PSI and vmpressure exist, a QMP balloon
     command changes the guest's MemTotal, the workload runs, and an OOM kill is reported."""
@@ -140,13 +146,12 @@ def is_type(t):
     return lambda f: f.get("type") == t
 
 
-@test
+@test("agent")
 def agent_channel(env):
     """bellows-agent in a real guest: hello on connect, reports at the welcome's interval,
     pressure frames from the guest kernel while a workload exhausts its memory (before the
     OOM kill), a new hello with a new boot_id when the agent restarts, and a hello again
     when the host end reconnects."""
-    env.need("agent")
     g = env.guest("agent", mem_mib=256)
     g.start()
     log("booted in %.1fs" % g.wait_ready())
@@ -203,6 +208,226 @@ def agent_channel(env):
     ch.close()
 
 
+# --- bellowsd against real guests ---
+
+def moves(sizes):
+    """The non-zero steps between consecutive balloon sizes."""
+    return [b - a for a, b in zip(sizes, sizes[1:]) if b != a]
+
+
+def reversals(sizes):
+    """How often the balloon changed direction: the thrash count."""
+    m = moves(sizes)
+    return sum(1 for a, b in zip(m, m[1:]) if (a > 0) != (b > 0))
+
+
+def mib(sizes):
+    return [s // MIB for s in sizes]
+
+
+def managed_guest(env, name, mem_mib, start_mib=None, **kw):
+    """Boot a guest and, when start_mib is given, balloon it there before bellowsd starts
+    (the memory the host took back earlier). Observer events are cleared afterwards, so
+    every BALLOON_CHANGE the test sees later comes from bellowsd."""
+    g = env.guest(name, mem_mib=mem_mib, **kw)
+    g.start()
+    log("%s booted in %.1fs" % (name, g.wait_ready()))
+    balloon_to(g, start_mib)
+    return g
+
+
+def balloon_to(g, size_mib):
+    if size_mib is None or size_mib == g.mem_mib:
+        g.observer().events.clear()
+        return
+    qmp = g.observer()
+    qmp.execute("balloon", {"value": size_mib * MIB})
+    guestlib.wait_for(lambda: qmp.actual() <= (size_mib + 4) * MIB, 60,
+                      "%s's balloon at %d MiB" % (g.name, size_mib))
+    qmp.poll_events(0)
+    qmp.events.clear()
+
+
+def start_daemon(env, guests, floors, policy=None, dry_run=False, extra=None):
+    """Write the configuration and start bellowsd; wait until QEMU shows it connected to
+    every guest's QMP socket and channel. Returns the process."""
+    config = os.path.join(env.tmp, "bellowsd.conf")
+    env.control = os.path.join(env.tmp, "control.sock")
+    daemon = {"control_socket": env.control, "log_level": "debug",
+              "dry_run": "true" if dry_run else "false"}
+    daemon.update(extra or {})
+    guestlib.write_config(config, guests, settings={g.name: {"floor": floors[g.name]}
+                                                    for g in guests},
+                          daemon=daemon, policy=policy)
+    env.daemon_log = os.path.join(env.tmp, "bellowsd.log")
+    out = open(env.daemon_log, "a")
+    proc = subprocess.Popen([env.args.bellowsd, "--config", config], stdout=out,
+                            stderr=subprocess.STDOUT)
+    out.close()
+    env.procs.append(proc)
+    env.daemon = proc
+    for g in guests:
+        wait_daemon_connected(env, g)
+    return proc
+
+
+def wait_daemon_connected(env, g, timeout=30):
+    def connected():
+        if env.daemon.poll() is not None:
+            raise Failure("bellowsd exited with %s" % env.daemon.returncode)
+        c = g.host_connected()
+        return c["qmp"] and c["channel"]
+    guestlib.wait_for(connected, timeout, "bellowsd to connect to %s" % g.name)
+
+
+def run_workload(g, command, timeout):
+    """Run the workload in the guest; returns (exit status, 'workload: done' line or '')."""
+    status, out = g.run(command, timeout=timeout)
+    done = [l for l in out.splitlines() if l.startswith("workload: done")]
+    return status, (done[-1].strip() if done else "")
+
+
+def worst_mib_ms(done_line):
+    m = re.search(r"worst_mib_ms=(\d+)", done_line)
+    return int(m.group(1)) if m else None
+
+
+# Guest of 512 MiB ballooned down to 192 MiB (about 160 MiB MemTotal), then asked for
+# 320 MiB at 20 MiB/s: it fits only if bellowsd gives memory back in time.
+GROW_MEM, GROW_START, GROW_FLOOR = 512, 192, "128M"
+GROW_COMMAND = "workload alloc --mib 320 --rate 20 --hold 2"
+
+
+def grow_under(env, dry_run):
+    g = managed_guest(env, "grow", GROW_MEM, GROW_START)
+    start_daemon(env, [g], {"grow": GROW_FLOOR}, dry_run=dry_run)
+    status, done = run_workload(g, GROW_COMMAND, timeout=180)
+    sizes = [GROW_START * MIB] + g.observer().balloon_changes()
+    log("%s: workload status %d, %s; balloon (MiB) %s; OOM kills %d"
+        % ("advisory" if dry_run else "active", status, done or "not done", mib(sizes),
+           g.oom_kills()))
+    return g, status, done, sizes
+
+
+@test("agent", "bellowsd")
+def pressure_deflate(env):
+    """(1) A guest ballooned down runs a workload that needs more than the balloon leaves
+    it: the agent reports the guest kernel's pressure, bellowsd deflates, and the workload
+    finishes with no OOM kill."""
+    g, status, done, sizes = grow_under(env, dry_run=False)
+    check(max(sizes) >= (GROW_START + 128) * MIB,
+          "bellowsd did not deflate: balloon sizes %s MiB" % mib(sizes))
+    check(status == 0 and done, "workload did not finish (status %d)" % status)
+    check(g.oom_kills() == 0, "the guest OOM-killed %d processes" % g.oom_kills())
+    check(all(m > 0 for m in moves(sizes)), "balloon moved down under pressure: %s" % mib(sizes))
+
+
+@test("agent", "bellowsd")
+def pressure_advisory(env):
+    """(1, advisory) The same run with bellowsd --dry-run: no balloon moves, and the guest
+    shows what the active run prevented: an OOM kill, or at least a long stall."""
+    g, status, done, sizes = grow_under(env, dry_run=True)
+    check(len(sizes) == 1, "advisory mode moved the balloon: %s MiB" % mib(sizes))
+    stall = worst_mib_ms(done)
+    check(status == 137 or g.oom_kills() > 0 or (stall is not None and stall >= 500),
+          "advisory run shows neither an OOM kill nor a stall (status %d, %s)" % (status, done))
+
+
+@test("agent", "bellowsd")
+def idle_inflate(env):
+    """(2) An idle guest is inflated step by step toward its floor, and never below it."""
+    floor = 256
+    g = managed_guest(env, "idle", 512)
+    policy = {"quiet_ms": "3s", "inflate_interval_ms": "2s", "inflate_step_bytes": "32M"}
+    start_daemon(env, [g], {"idle": "%dM" % floor}, policy=policy)
+    qmp = g.observer()
+    guestlib.wait_for(lambda: qmp.actual() <= (floor + 1) * MIB, 120,
+                      "the balloon to reach the floor (now %d MiB)" % (qmp.actual() // MIB))
+    # Stay and watch: three more inflate intervals must not take it lower.
+    qmp.poll_events(6)
+    sizes = [512 * MIB] + qmp.balloon_changes()
+    log("balloon (MiB): %s" % mib(sizes))
+    check(min(sizes) >= floor * MIB, "balloon went below the floor: %s" % mib(sizes))
+    check(all(m < 0 for m in moves(sizes)), "an idle guest's balloon moved up: %s" % mib(sizes))
+    plateaus = sorted(set(s // MIB for s in sizes), reverse=True)
+    check(len(plateaus) >= 4, "not step by step: sizes %s" % plateaus)
+    check(qmp.actual() >= floor * MIB, "actual below the floor at the end")
+
+
+@test("agent", "bellowsd")
+def burst_no_thrash(env):
+    """(3) Bursts of critical pressure separated by quiet gaps longer than quiet_ms cause
+    deflates but no back-and-forth: zero reversals in BALLOON_CHANGE while they last."""
+    g = managed_guest(env, "burst", 512, 256)
+    # Quick inflates are allowed in principle (quiet 3 s), so only the policy's
+    # hysteresis (deflate cooldown, flip backoff) stands between the bursts and thrash.
+    policy = {"quiet_ms": "3s", "inflate_interval_ms": "2s", "inflate_step_bytes": "32M",
+              "deflate_cooldown_ms": "60s"}
+    start_daemon(env, [g], {"burst": "128M"}, policy=policy)
+    status, done = run_workload(g, "workload alloc --mib 240 --rate 60 --hold 1 --repeat 4 "
+                                   "--pause 4", timeout=240)
+    g.observer().poll_events(5)
+    sizes = [256 * MIB] + g.observer().balloon_changes()
+    log("bursts: status %d, %s; balloon (MiB) %s; reversals %d; OOM kills %d"
+        % (status, done or "not done", mib(sizes), reversals(sizes), g.oom_kills()))
+    check(max(sizes) > 256 * MIB, "bellowsd never deflated for the bursts: %s" % mib(sizes))
+    check(reversals(sizes) == 0, "balloon thrashed: %d reversals in %s MiB"
+          % (reversals(sizes), mib(sizes)))
+    check(status == 0 and g.oom_kills() == 0, "bursts were OOM-killed (status %d)" % status)
+
+
+@test("agent", "bellowsd")
+def qemu_restart(env):
+    """(4) QEMU restarts under bellowsd: the daemon reconnects to the new QMP socket and
+    channel, does not move the new balloon from what it knew of the old one (no blind
+    move), and then manages the guest again (deflates it under pressure)."""
+    g = managed_guest(env, "restart", GROW_MEM, GROW_START)
+    start_daemon(env, [g], {"restart": GROW_FLOOR})
+    # Give the first incarnation memory, so bellowsd has a target it could wrongly reuse.
+    status, _ = run_workload(g, "workload alloc --mib 220 --rate 40 --hold 1", timeout=120)
+    before = g.observer().balloon_changes()
+    log("first run: status %d, balloon (MiB) %s" % (status, mib([GROW_START * MIB] + before)))
+    check(before and max(before) > GROW_START * MIB, "no deflate before the restart")
+
+    g.stop()
+    g.start()
+    log("QEMU restarted, guest up in %.1fs" % g.wait_ready())
+    wait_daemon_connected(env, g, timeout=60)
+    qmp = g.observer()
+    qmp.poll_events(8)
+    after = qmp.balloon_changes()
+    log("after the restart: actual %d MiB, BALLOON_CHANGE %s" % (qmp.actual() // MIB, mib(after)))
+    check(not after, "bellowsd moved the fresh balloon without cause: %s MiB" % mib(after))
+    check(qmp.actual() == GROW_MEM * MIB, "the new guest is not at its full size")
+
+    balloon_to(g, GROW_START)
+    status, done = run_workload(g, GROW_COMMAND, timeout=180)
+    sizes = [GROW_START * MIB] + qmp.balloon_changes()
+    log("second run: status %d, %s; balloon (MiB) %s" % (status, done, mib(sizes)))
+    check(max(sizes) >= (GROW_START + 128) * MIB, "no deflate after the restart: %s" % mib(sizes))
+    check(status == 0 and g.oom_kills() == 0, "workload failed after the restart")
+
+
+@test("agent", "bellowsd")
+def agent_restart(env):
+    """(5) The agent restarts inside a managed guest: bellowsd answers its new hello (the
+    agent logs the welcome), keeps the channel, and acts on the new agent's pressure."""
+    g = managed_guest(env, "agentrs", GROW_MEM, GROW_START)
+    mark = g.boot_mark
+    start_daemon(env, [g], {"agentrs": GROW_FLOOR})
+    g.console.wait(r"bellows-agent: welcome", 30, mark)
+    mark = g.console.mark()
+    g.run("kill $(pidof bellows-agent)")
+    g.console.wait(r"^BELLOWS AGENT-START", 30, mark)
+    g.console.wait(r"bellows-agent: welcome", 30, mark)
+    check(g.host_connected()["channel"], "bellowsd's channel dropped with the agent")
+    status, done = run_workload(g, GROW_COMMAND, timeout=180)
+    sizes = [GROW_START * MIB] + g.observer().balloon_changes()
+    log("after the agent restart: status %d, %s; balloon (MiB) %s" % (status, done, mib(sizes)))
+    check(max(sizes) >= (GROW_START + 128) * MIB, "no deflate after the agent restarted")
+    check(status == 0 and g.oom_kills() == 0, "workload failed after the agent restarted")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--source", required=True)
@@ -218,6 +443,7 @@ def main():
     started = time.monotonic()
     result = "FAILED"
     try:
+        env.need(*TESTS[args.test].needs)
         TESTS[args.test](env)
         result = "passed"
     except Skip as e:
@@ -230,6 +456,9 @@ def main():
             for g in env.guests:
                 log("--- console of %s (last 3000 chars) ---\n%s"
                     % (g.name, g.console.text()[-3000:]))
+            if env.daemon_log:
+                with open(env.daemon_log) as f:
+                    log("--- bellowsd log (last 60 lines) ---\n%s" % "".join(f.readlines()[-60:]))
         env.close(keep=args.keep or result == "FAILED")
     log("%s %s in %.0fs" % (args.test, result, time.monotonic() - started))
     return {"passed": 0, "skipped": 77}.get(result, 1)
