@@ -274,6 +274,37 @@ static void on_guest_link(struct guest_channel *gc, bool connected, int err, voi
     g->channel_warned = true;
 }
 
+static void on_guest_first_reject(struct guest_channel *gc, const char *reason,
+                                  const char *detail, void *opaque)
+{
+    (void)gc;
+    struct guest *g = opaque;
+    log_warning("guest %s: dropped a frame from its agent: %s (%s); more of this kind are "
+                "counted, summarised once a minute",
+                g->name, reason, detail);
+}
+
+/* Once a minute: one line per guest whose agent sent anything that was dropped. */
+static void summarise_rejects(struct daemon *d)
+{
+    for (size_t i = 0; i < d->reg.n; i++) {
+        struct guest *g = d->reg.guests[i];
+        if (!g->channel)
+            continue;
+        const struct guest_channel_stats *s = guest_channel_stats(g->channel);
+        struct guest_channel_stats *o = &g->reject_summary;
+        uint64_t invalid = s->invalid - o->invalid, rate = s->rate_limited - o->rate_limited,
+                 stale = s->seq_stale - o->seq_stale, junk = s->junk_bytes - o->junk_bytes,
+                 big = s->oversized - o->oversized, cut = s->truncated - o->truncated;
+        if (invalid + rate + stale + junk + big + cut > 0)
+            log_warning("guest %s: in the last minute dropped %" PRIu64 " invalid, %" PRIu64
+                        " over budget, %" PRIu64 " stale, %" PRIu64 " oversized, %" PRIu64
+                        " truncated frames and %" PRIu64 " junk bytes",
+                        g->name, invalid, rate, stale, big, cut, junk);
+        *o = *s;
+    }
+}
+
 static struct guest_channel_limits channel_limits(const struct config_daemon *c)
 {
     return (struct guest_channel_limits){
@@ -291,7 +322,8 @@ static int start_channel(struct daemon *d, struct guest *g)
     struct guest_channel_limits lim = channel_limits(&d->cfg.daemon);
     struct bp_welcome welcome = {.protocol_version = BP_PROTOCOL_VERSION};
     struct guest_channel_callbacks cbs = {.on_message = on_guest_message,
-                                          .on_link = on_guest_link};
+                                          .on_link = on_guest_link,
+                                          .on_first_reject = on_guest_first_reject};
     return guest_channel_new(d->loop, g->cfg.channel_path, &lim, &welcome, &cbs, g,
                              &g->channel);
 }
@@ -444,6 +476,11 @@ static void on_host_sample(uv_timer_t *timer)
 {
     struct daemon *d = timer->data;
     struct hostmem_sample s;
+    int64_t now = daemon_now(d);
+    if (now - d->last_summary_at >= 60000) {
+        summarise_rejects(d);
+        d->last_summary_at = now;
+    }
     int r = hostmem_read(d->cfg.daemon.proc_dir, &s);
     if (r < 0) {
         if (!d->host_warned)
