@@ -500,6 +500,35 @@ static void on_host_sample(uv_timer_t *timer)
     daemon_kick(d);
 }
 
+/* Leaving advisory mode: the policy's sizes were simulated; read the real ones. */
+static void on_requery_done(struct qmp_client *c, const struct qmp_result *res, void *opaque)
+{
+    (void)c;
+    struct guest *g = opaque;
+    struct daemon *d = g->daemon;
+    if (g->removing || d->stopping)
+        return;
+    if (res->status < 0 || res->actual_bytes < 0) {
+        log_warning("guest %s: cannot re-read the balloon on QMP %s: %s; holding until QMP "
+                    "reconnects or reports a change",
+                    g->name, g->cfg.qmp_path, strerror(-res->status));
+        return;
+    }
+    policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), (uint64_t)res->actual_bytes,
+                       daemon_now(d));
+    daemon_kick(d);
+}
+
+static void reread_balloons(struct daemon *d)
+{
+    for (size_t i = 0; i < d->reg.n; i++) {
+        struct guest *g = d->reg.guests[i];
+        policy_forget_actual(registry_policy(&d->reg, g));
+        if (g->qmp && qmp_client_is_ready(g->qmp))
+            qmp_client_query_balloon(g->qmp, on_requery_done, g);
+    }
+}
+
 /* ---- signals, start, reload, stop ---- */
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -599,6 +628,8 @@ int daemon_reload(struct daemon *d)
     log_set_level(d->cfg.daemon.log_level);
     if (daemon_dry_run(d) != was_dry)
         log_info("reload: advisory mode (dry run) %s", daemon_dry_run(d) ? "on" : "off");
+    if (was_dry && !daemon_dry_run(d))
+        reread_balloons(d);
     if (old.daemon.host_sample_ms != d->cfg.daemon.host_sample_ms)
         uv_timer_start(&d->host_timer, on_host_sample, d->cfg.daemon.host_sample_ms,
                        d->cfg.daemon.host_sample_ms);
