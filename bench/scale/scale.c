@@ -746,6 +746,10 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
         json_object_set_new(stage, "sim_limited", json_boolean(sim_short));
         if (cpu > 0)
             json_object_set_new(stage, "read_per_daemon_cpu_s", json_real(read_rate / (cpu / 100)));
+        /* Time the daemon was runnable but had no CPU: on a shared machine this, not the
+         * daemon, is often what sets the pace. */
+        json_object_set_new(stage, "daemon_runq_wait_pct",
+                            json_real((d1.runq_wait_seconds - d0.runq_wait_seconds) / secs * 100));
         if (read_rate > best)
             best = read_rate;
         if (!behind && cpu < 80 && read_rate > best_unsat)
