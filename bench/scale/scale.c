@@ -92,6 +92,11 @@ static void deadline_cb(uv_timer_t *t)
     *(bool *)t->data = true;
 }
 
+static void nothing_cb(uv_timer_t *t)
+{
+    (void)t;
+}
+
 /* Run the loop until pred(arg) holds, the daemon exits, or timeout seconds pass. */
 static bool wait_until(bool (*pred)(void *), void *arg, double timeout)
 {
@@ -100,6 +105,11 @@ static bool wait_until(bool (*pred)(void *), void *arg, double timeout)
     uv_timer_init(sim.loop, &timer);
     timer.data = &expired;
     uv_timer_start(&timer, deadline_cb, (uint64_t)(timeout * 1000), 0);
+    /* Wake once a second too, so predicates about elapsed time are looked at even when
+     * nothing else happens. */
+    uv_timer_t tick;
+    uv_timer_init(sim.loop, &tick);
+    uv_timer_start(&tick, nothing_cb, 1000, 1000);
     bool ok = false;
     for (;;) {
         if (pred && pred(arg)) {
@@ -111,6 +121,7 @@ static bool wait_until(bool (*pred)(void *), void *arg, double timeout)
         uv_run(sim.loop, UV_RUN_ONCE);
     }
     uv_close((uv_handle_t *)&timer, NULL);
+    uv_close((uv_handle_t *)&tick, NULL);
     uv_run(sim.loop, UV_RUN_NOWAIT);
     return ok;
 }
