@@ -9,6 +9,7 @@ usage: e2e.py --source DIR --build DIR --workload EXE [--agent EXE] [--bellowsd 
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -280,6 +281,20 @@ def wait_daemon_connected(env, g, timeout=30):
     guestlib.wait_for(connected, timeout, "bellowsd to connect to %s" % g.name)
 
 
+def ctl_guest(env, name):
+    """The guest's entry in `bellowsctl --json list` (docs/control.md), or None when
+    bellowsctl is not built."""
+    if not env.args.bellowsctl:
+        return None
+    out = subprocess.run([env.args.bellowsctl, "--socket", env.control, "--json", "list"],
+                         stdout=subprocess.PIPE, text=True, timeout=10)
+    check(out.returncode == 0, "bellowsctl list failed (%d)" % out.returncode)
+    for entry in json.loads(out.stdout)["guests"]:
+        if entry["name"] == name:
+            return entry
+    raise Failure("bellowsctl list has no guest %s" % name)
+
+
 def run_workload(g, command, timeout):
     """Run the workload in the guest; returns (exit status, 'workload: done' line or '')."""
     status, out = g.run(command, timeout=timeout)
@@ -320,6 +335,12 @@ def pressure_deflate(env):
     check(status == 0 and done, "workload did not finish (status %d)" % status)
     check(g.oom_kills() == 0, "the guest OOM-killed %d processes" % g.oom_kills())
     check(all(m > 0 for m in moves(sizes)), "balloon moved down under pressure: %s" % mib(sizes))
+    c = ctl_guest(env, "grow")
+    if c is not None:
+        log("bellowsctl: counters %s, last move %s" % (c["counters"], c["last_move"]))
+        check(c["counters"]["pressure_events"] > 0, "bellowsd counted no pressure event")
+        check(c["last_move"] and c["last_move"]["action"] == "deflate",
+              "bellowsd's last move is not a deflate: %s" % c["last_move"])
 
 
 @test("agent", "bellowsd")
@@ -331,6 +352,12 @@ def pressure_advisory(env):
     stall = worst_mib_ms(done)
     check(status == 137 or g.oom_kills() > 0 or (stall is not None and stall >= 500),
           "advisory run shows neither an OOM kill nor a stall (status %d, %s)" % (status, done))
+    c = ctl_guest(env, "grow")
+    if c is not None:
+        log("bellowsctl: last move %s" % c["last_move"])
+        check(c["last_move"] and c["last_move"]["action"] == "deflate"
+              and c["last_move"]["result"] == "advisory",
+              "advisory mode did not record the deflate it would have made: %s" % c["last_move"])
 
 
 @test("agent", "bellowsd")
@@ -374,6 +401,11 @@ def burst_no_thrash(env):
     check(reversals(sizes) == 0, "balloon thrashed: %d reversals in %s MiB"
           % (reversals(sizes), mib(sizes)))
     check(status == 0 and g.oom_kills() == 0, "bursts were OOM-killed (status %d)" % status)
+    c = ctl_guest(env, "burst")
+    if c is not None:
+        log("bellowsctl: counters %s" % c["counters"])
+        check(c["counters"]["reversals"] == 0,
+              "bellowsd counted %d reversals" % c["counters"]["reversals"])
 
 
 @test("agent", "bellowsd")
@@ -399,6 +431,13 @@ def qemu_restart(env):
     log("after the restart: actual %d MiB, BALLOON_CHANGE %s" % (qmp.actual() // MIB, mib(after)))
     check(not after, "bellowsd moved the fresh balloon without cause: %s MiB" % mib(after))
     check(qmp.actual() == GROW_MEM * MIB, "the new guest is not at its full size")
+    c = ctl_guest(env, "restart")
+    if c is not None:
+        log("bellowsctl: balloon %s, counters %s" % (c["balloon"], c["counters"]))
+        check(c["counters"]["qmp_connects"] >= 2 and c["counters"]["channel_connects"] >= 2,
+              "bellowsd did not count the reconnects")
+        check(c["balloon"]["actual"] == GROW_MEM * MIB,
+              "bellowsd still believes the old balloon size: %s" % c["balloon"])
 
     balloon_to(g, GROW_START)
     status, done = run_workload(g, GROW_COMMAND, timeout=180)
@@ -421,6 +460,10 @@ def agent_restart(env):
     g.console.wait(r"^BELLOWS AGENT-START", 30, mark)
     g.console.wait(r"bellows-agent: welcome", 30, mark)
     check(g.host_connected()["channel"], "bellowsd's channel dropped with the agent")
+    c = ctl_guest(env, "agentrs")
+    if c is not None:
+        check(c["counters"]["channel_connects"] == 1,
+              "the host end reconnected: %d connects" % c["counters"]["channel_connects"])
     status, done = run_workload(g, GROW_COMMAND, timeout=180)
     sizes = [GROW_START * MIB] + g.observer().balloon_changes()
     log("after the agent restart: status %d, %s; balloon (MiB) %s" % (status, done, mib(sizes)))
