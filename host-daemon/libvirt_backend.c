@@ -35,6 +35,7 @@ struct libvirt_backend {
     virConnectPtr conn;
     int lifecycle_id;
     int balloon_id;
+    int metadata_id;
     bool lost;          /* libvirt said the connection closed; drop it from the timer */
     char lost_why[64];
     uint64_t backoff_ms;
@@ -206,6 +207,34 @@ static void on_balloon_change(virConnectPtr conn, virDomainPtr dom, unsigned lon
         set_actual(b, m, (uint64_t)kib * 1024);
 }
 
+/* Our metadata changed on a managed domain: read the limits again. */
+static void on_metadata_change(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri,
+                               void *opaque)
+{
+    struct libvirt_backend *b = opaque;
+    char uuid[VIR_UUID_STRING_BUFLEN];
+    struct libvirt_domain_info *info;
+    char *xml;
+
+    (void)conn;
+    if (type != VIR_DOMAIN_METADATA_ELEMENT || nsuri == NULL ||
+        strcmp(nsuri, LIBVIRT_BELLOWS_XMLNS) != 0)
+        return;
+    if (virDomainGetUUIDString(dom, uuid) < 0 || find(b, uuid) == NULL)
+        return;
+    xml = virDomainGetXMLDesc(dom, 0);
+    if (xml == NULL) {
+        note_libvirt_error(b, "virDomainGetXMLDesc");
+        return;
+    }
+    info = calloc(1, sizeof(*info));
+    if (info && libvirt_domain_xml_parse(xml, strlen(xml), &b->cfg.defaults, info) == 0 &&
+        b->cb.limits_changed)
+        b->cb.limits_changed(b, info, b->opaque);
+    free(info);
+    free(xml);
+}
+
 static void on_timer(uv_timer_t *timer);
 
 /* Called by libvirt from the loop when the connection dies (EOF, error, keepalive). The
@@ -233,12 +262,15 @@ static void close_connection(struct libvirt_backend *b)
         virConnectDomainEventDeregisterAny(b->conn, b->lifecycle_id);
     if (b->balloon_id >= 0)
         virConnectDomainEventDeregisterAny(b->conn, b->balloon_id);
+    if (b->metadata_id >= 0)
+        virConnectDomainEventDeregisterAny(b->conn, b->metadata_id);
     virConnectUnregisterCloseCallback(b->conn, on_connection_closed);
     virConnectClose(b->conn);
     virResetLastError(); /* deregistering on a dead connection fails; that is expected */
     b->conn = NULL;
     b->lifecycle_id = -1;
     b->balloon_id = -1;
+    b->metadata_id = -1;
 }
 
 static void schedule_reconnect(struct libvirt_backend *b)
@@ -280,7 +312,10 @@ static int connect_now(struct libvirt_backend *b)
     b->balloon_id = virConnectDomainEventRegisterAny(
         b->conn, NULL, VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE,
         VIR_DOMAIN_EVENT_CALLBACK(on_balloon_change), b, NULL);
-    if (b->lifecycle_id < 0 || b->balloon_id < 0) {
+    b->metadata_id = virConnectDomainEventRegisterAny(
+        b->conn, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+        VIR_DOMAIN_EVENT_CALLBACK(on_metadata_change), b, NULL);
+    if (b->lifecycle_id < 0 || b->balloon_id < 0 || b->metadata_id < 0) {
         note_libvirt_error(b, "virConnectDomainEventRegisterAny");
         goto fail;
     }
@@ -333,6 +368,7 @@ int libvirt_backend_new(uv_loop_t *loop, const struct libvirt_backend_config *cf
     b->opaque = opaque;
     b->lifecycle_id = -1;
     b->balloon_id = -1;
+    b->metadata_id = -1;
     uv_timer_init(loop, &b->timer);
     b->timer.data = b;
     *ret = b;

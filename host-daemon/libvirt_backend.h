@@ -1,8 +1,13 @@
 /* The libvirt backend of bellowsd: one connection to libvirtd (keepalive on, reconnect
  * with backoff when libvirtd goes away), discovery of the running domains that declare a
- * bellows channel (at connect, on lifecycle events, on request), their balloon's actual
- * size (virDomainGetInfo, VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE), and balloon moves through
+ * bellows channel (at connect, on lifecycle events, on request), their limits (again when
+ * their bellows metadata changes), their balloon's actual size (virDomainGetInfo,
+ * VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE), and balloon moves through
  * virDomainSetMemoryFlags(VIR_DOMAIN_AFFECT_LIVE).
+ *
+ * libvirt calls are synchronous: each one blocks the loop for a round trip to libvirtd
+ * (about a millisecond), and a libvirtd that hangs blocks it until keepalive gives up
+ * (interval x (count + 1), 20 s with the defaults).
  *
  * Domains are known by UUID (stable across restarts and migration). Sizes are bytes at
  * this interface, like the QMP backend; libvirt's KiB stay inside.
@@ -15,6 +20,7 @@
  *   libvirt_backend_start(b);          connects now (or retries later), discovers domains
  *     -> domain_appeared(info, actual)   start a channel to info->channel_path, policy limits
  *     -> balloon_changed(uuid, actual)   policy_note_actual()
+ *     -> limits_changed(info)            new floor/ceiling/weight from the metadata
  *     -> domain_disappeared(uuid)        drop the guest
  *     -> connection_changed(false)       policy_forget_actual() for every libvirt guest
  *   libvirt_backend_set_balloon(b, uuid, bytes);   a policy decision
@@ -54,6 +60,10 @@ struct libvirt_backend_callbacks {
     /* The balloon's actual size of a managed domain, from libvirt's event or a fresh read. */
     void (*balloon_changed)(struct libvirt_backend *b, const char *uuid, uint64_t actual_bytes,
                             void *opaque);
+    /* The bellows metadata of a managed domain changed (virDomainSetMetadata, `virsh
+     * metadata ... --live`): its limits, with fallbacks and errors as at discovery. */
+    void (*limits_changed)(struct libvirt_backend *b, const struct libvirt_domain_info *info,
+                           void *opaque);
     /* Connected (discovery follows at once) or lost; `why` is the URI or the reason. */
     void (*connection_changed)(struct libvirt_backend *b, bool connected, const char *why,
                                void *opaque);

@@ -127,8 +127,8 @@ enum bp_error {
     BP_ERR_TYPE,        /* "type" missing or not a string */
     BP_ERR_UNKNOWN_TYPE, /* a type this version does not know: ignore, not an attack */
     BP_ERR_FIELD,       /* a required field missing or of the wrong JSON type */
-    BP_ERR_RANGE,       /* a number or string out of its allowed range */
-    BP_ERR_NOMEM,       /* allocation failed */
+    BP_ERR_RANGE,       /* a number or string out of its allowed range; payload too long */
+    BP_ERR_NOMEM,       /* allocation failed (jansson reports most as BP_ERR_JSON) */
     BP_ERR_SPACE,       /* encode: output buffer too small */
 };
 
@@ -153,7 +153,8 @@ bool bp_error_parse(const char *name, enum bp_error *ret_err);
  * (the message itself violates a limit); buf contents are unspecified on error. */
 enum bp_error bp_encode(const struct bp_msg *msg, char *buf, size_t cap, size_t *ret_len);
 
-/* Decode one frame's payload (the JSON between RS and LF, without them).
+/* Decode one frame's payload (the JSON between RS and LF, without them), at most
+ * BP_MAX_PAYLOAD bytes. Unknown fields and unknown names in lists are ignored.
  * On success fills *ret_msg; on failure leaves it untouched, returns the error and,
  * when detail is not NULL, writes a short human-readable reason (NUL-terminated). */
 enum bp_error bp_decode(const char *payload, size_t len, struct bp_msg *ret_msg,
@@ -165,8 +166,8 @@ struct bp_framer_stats {
     uint64_t frames;          /* complete payloads delivered */
     uint64_t junk_bytes;      /* bytes outside any frame, discarded */
     uint64_t oversized;       /* frames longer than BP_MAX_FRAME, discarded */
-    uint64_t truncated;       /* frames cut short by a new RS, discarded */
-    uint64_t resyncs;         /* times the framer dropped bytes and waited for an RS */
+    uint64_t truncated;       /* frames cut short by a new RS or a reset, discarded */
+    uint64_t resyncs;         /* runs of junk: times the framer lost its place */
 };
 
 struct bp_framer {
@@ -178,7 +179,8 @@ struct bp_framer {
     char buf[BP_MAX_FRAME];
 };
 
-/* Called once per complete frame with its payload (no RS, no LF). */
+/* Called once per complete frame with its payload (no RS, no LF, possibly empty). The
+ * payload is valid only during the call; the callback must not feed the same framer. */
 typedef void (*bp_frame_cb)(const char *payload, size_t len, void *opaque);
 
 void bp_framer_init(struct bp_framer *framer);

@@ -17,6 +17,22 @@
 
 struct sim;
 
+/* Sequence numbers start here after each hello (the protocol only asks that they rise by
+ * one), and mono_ns values are SIM_MONO_BASE plus the host's clock modulo it: both keep a
+ * fixed number of digits, so a cached frame can be reused by rewriting them in place. */
+#define SIM_SEQ_BASE UINT64_C(1000000000000) /* 13 digits up to 9999999999999 */
+#define SIM_SEQ_DIGITS 13
+#define SIM_MONO_BASE UINT64_C(1000000000000000) /* 16 digits */
+#define SIM_MONO_DIGITS 16
+
+struct sim_template {
+    char text[1024];
+    size_t len; /* 0: none yet */
+    size_t seq_off, mono_off;
+    enum bp_level level;
+    uint64_t actual; /* the snapshot follows the balloon: re-encode when it moves */
+};
+
 /* One simulated guest. */
 struct sim_guest {
     struct sim *sim;
@@ -24,6 +40,7 @@ struct sim_guest {
     char name[16];
     char qmp_path[108];
     char chan_path[108];
+    bool listening;
 
     /* scripted QMP monitor */
     uv_pipe_t qmp_server;
@@ -46,6 +63,7 @@ struct sim_guest {
     uint64_t frames_sent;     /* complete frames handed to the socket */
     uint64_t bytes_sent;
     struct bp_framer *framer; /* frames the daemon sends back */
+    struct sim_template tmpl; /* the last encoded pressure frame */
 
     /* latency probe: when the pending critical frame was written (0: none) */
     uint64_t probe_sent_ns;
@@ -77,7 +95,7 @@ struct sim {
 /* Bind and listen on both sockets of guest g (paths already set). Returns 0 or -errno. */
 int sim_guest_listen(struct sim *sim, struct sim_guest *g);
 
-/* Close every handle of g; safe to call once per listened guest. */
+/* Close every handle of g; a no-op when it is not listening. */
 void sim_guest_close(struct sim_guest *g);
 
 /* Write g's next pressure frame (sequence number, snapshot) without blocking. Returns 1

@@ -60,6 +60,22 @@ static int queue_write(uv_stream_t *s, const char *data, size_t len, struct sim_
     return 0;
 }
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Accept and close a second client at once: QEMU's sockets serve one client. */
+static void refuse(struct sim_guest *g, uv_stream_t *server)
+{
+    uv_pipe_t *extra = malloc(sizeof(*extra));
+    if (!extra)
+        return;
+    uv_pipe_init(g->sim->loop, extra, 0);
+    uv_accept(server, (uv_stream_t *)extra);
+    uv_close((uv_handle_t *)extra, free_handle);
+}
+
 /* --- scripted QMP monitor --- */
 
 static void qmp_send_json(struct sim_guest *g, json_t *msg)
@@ -186,10 +202,7 @@ static void qmp_accept(uv_stream_t *server, int status)
     if (status < 0)
         return;
     if (g->qmp_connected) { /* one monitor client at a time, as QEMU */
-        uv_pipe_t tmp;
-        uv_pipe_init(g->sim->loop, &tmp, 0);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
-            uv_close((uv_handle_t *)&tmp, NULL);
+        refuse(g, server);
         return;
     }
     uv_pipe_init(g->sim->loop, &g->qmp_conn, 0);
@@ -244,7 +257,7 @@ static void send_hello(struct sim_guest *g)
              (unsigned long long)uv_hrtime());
     m.u.hello.sources = (1u << BP_SOURCE_PSI) | (1u << BP_SOURCE_VMPRESSURE);
     m.u.hello.caps = BP_CAP_REPORT;
-    g->seq = 0;
+    g->seq = SIM_SEQ_BASE;
     char frame[BP_MAX_FRAME];
     size_t len;
     if (bp_encode(&m, frame, sizeof(frame), &len) == BP_OK)
@@ -257,10 +270,7 @@ static void chan_accept(uv_stream_t *server, int status)
     if (status < 0)
         return;
     if (g->chan_connected) { /* a chardev socket takes one client */
-        uv_pipe_t tmp;
-        uv_pipe_init(g->sim->loop, &tmp, 0);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
-            uv_close((uv_handle_t *)&tmp, NULL);
+        refuse(g, server);
         return;
     }
     uv_pipe_init(g->sim->loop, &g->chan_conn, 0);
@@ -308,11 +318,15 @@ int sim_guest_listen(struct sim *sim, struct sim_guest *g)
         uv_close((uv_handle_t *)&g->qmp_server, NULL);
         return r;
     }
+    g->listening = true;
     return 0;
 }
 
 void sim_guest_close(struct sim_guest *g)
 {
+    if (!g->listening)
+        return;
+    g->listening = false;
     uv_close((uv_handle_t *)&g->qmp_server, NULL);
     uv_close((uv_handle_t *)&g->chan_server, NULL);
     if (g->qmp_connected)
@@ -331,7 +345,7 @@ static void fill_pressure(struct sim_guest *g, enum bp_level level, uint64_t mon
     ret_msg->type = BP_MSG_PRESSURE;
     struct bp_pressure *p = &ret_msg->u.pressure;
     p->seq = g->seq + 1;
-    p->mono_ns = mono_ns;
+    p->mono_ns = SIM_MONO_BASE + mono_ns % SIM_MONO_BASE;
     p->level = level;
     p->source = BP_SOURCE_PSI;
     uint64_t total_kb = g->actual_bytes / 1024;
@@ -341,8 +355,8 @@ static void fill_pressure(struct sim_guest *g, enum bp_level level, uint64_t mon
     p->mem.committed_as_kb = total_kb - total_kb / 8;
     p->mem.psi_some_avg10 = level >= BP_LEVEL_MEDIUM ? 30.0 : 2.0;
     p->mem.psi_full_avg10 = level >= BP_LEVEL_CRITICAL ? 20.0 : 0.0;
-    p->mem.psi_some_total_us = p->seq * 1000;
-    p->mem.psi_full_total_us = p->seq * 100;
+    p->mem.psi_some_total_us = 123456;
+    p->mem.psi_full_total_us = 12345;
 }
 
 int sim_guest_encode_pressure(struct sim_guest *g, enum bp_level level, uint64_t mono_ns,
@@ -353,6 +367,43 @@ int sim_guest_encode_pressure(struct sim_guest *g, enum bp_level level, uint64_t
     return bp_encode(&msg, buf, cap, ret_len) == BP_OK ? 0 : -EINVAL;
 }
 
+/* Write decimal v into exactly width digits at p (v has that many digits). */
+static void put_digits(char *p, size_t width, uint64_t v)
+{
+    for (size_t i = width; i-- > 0; v /= 10)
+        p[i] = (char)('0' + v % 10);
+}
+
+/* The frame for g's next event: a full encode the first time per level, then the cached
+ * frame with only seq and mono_ns rewritten in place (both keep their digit count, see
+ * SIM_SEQ_BASE), so the generator's cost per frame is little more than the write. */
+static int next_frame(struct sim_guest *g, enum bp_level level, uint64_t mono_ns, char *frame,
+                      size_t cap, size_t *ret_len)
+{
+    struct sim_template *t = &g->tmpl;
+    if (t->len && t->level == level && t->actual == g->actual_bytes && t->len <= cap) {
+        memcpy(frame, t->text, t->len);
+        put_digits(frame + t->seq_off, SIM_SEQ_DIGITS, g->seq + 1);
+        put_digits(frame + t->mono_off, SIM_MONO_DIGITS, SIM_MONO_BASE + mono_ns % SIM_MONO_BASE);
+        *ret_len = t->len;
+        return 0;
+    }
+    int r = sim_guest_encode_pressure(g, level, mono_ns, frame, cap, ret_len);
+    if (r < 0)
+        return r;
+    const char *seq = memmem(frame, *ret_len, "\"seq\":", 6);
+    const char *mono = memmem(frame, *ret_len, "\"mono_ns\":", 10);
+    if (seq && mono && *ret_len <= sizeof(t->text)) {
+        memcpy(t->text, frame, *ret_len);
+        t->len = *ret_len;
+        t->seq_off = (size_t)(seq - frame) + 6;
+        t->mono_off = (size_t)(mono - frame) + 10;
+        t->level = level;
+        t->actual = g->actual_bytes;
+    }
+    return 0;
+}
+
 int sim_guest_send_pressure(struct sim_guest *g, enum bp_level level, uint64_t mono_ns)
 {
     if (!g->chan_connected)
@@ -361,7 +412,7 @@ int sim_guest_send_pressure(struct sim_guest *g, enum bp_level level, uint64_t m
         return 0;
     char frame[BP_MAX_FRAME];
     size_t len;
-    int r = sim_guest_encode_pressure(g, level, mono_ns, frame, sizeof(frame), &len);
+    int r = next_frame(g, level, mono_ns, frame, sizeof(frame), &len);
     if (r < 0)
         return r;
     uv_buf_t b = uv_buf_init(frame, (unsigned)len);

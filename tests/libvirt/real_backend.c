@@ -49,7 +49,8 @@ static void check(bool ok, const char *fmt, ...)
 
 /* What the backend reported. */
 struct record {
-    int appeared, disappeared, balloon_changes, ups, downs, rejected;
+    int appeared, disappeared, balloon_changes, ups, downs, rejected, limits;
+    struct libvirt_domain_info last_limits;
     struct libvirt_domain_info last_info;
     uint64_t last_appeared_actual;
     char last_gone[64];
@@ -101,6 +102,19 @@ static void on_balloon(struct libvirt_backend *b, const char *uuid, uint64_t act
     rec.last_balloon = actual;
     rec.balloon_ms = now_ms();
     fprintf(stderr, "  balloon %s actual %llu KiB\n", uuid, (unsigned long long)(actual / 1024));
+}
+
+static void on_limits(struct libvirt_backend *b, const struct libvirt_domain_info *info,
+                      void *opaque)
+{
+    (void)b;
+    (void)opaque;
+    rec.limits++;
+    rec.last_limits = *info;
+    fprintf(stderr, "  limits of %s: floor %llu MiB ceiling %llu MiB weight %u%s%s\n", info->name,
+            (unsigned long long)(info->floor_bytes / MiB),
+            (unsigned long long)(info->ceiling_bytes / MiB), info->weight,
+            info->errors[0] ? " errors: " : "", info->errors);
 }
 
 static void on_connection(struct libvirt_backend *b, bool up, const char *why, void *opaque)
@@ -230,6 +244,7 @@ int main(int argc, char **argv)
         .domain_appeared = on_appeared,
         .domain_disappeared = on_disappeared,
         .balloon_changed = on_balloon,
+        .limits_changed = on_limits,
         .connection_changed = on_connection,
         .domain_rejected = on_rejected,
     };
@@ -277,6 +292,17 @@ int main(int argc, char **argv)
     char a_sock[300];
     snprintf(a_sock, sizeof(a_sock), "%s/a.sock", tmpdir);
     check(strcmp(rec.last_info.channel_path, a_sock) == 0, "A's channel path from the live XML");
+
+    /* New limits on the running domain, as `virsh metadata --live` sets them. */
+    t0 = now_ms();
+    check(virDomainSetMetadata(a, VIR_DOMAIN_METADATA_ELEMENT,
+                               "<guest floor='64M' ceiling='200M' weight='50'/>", "bellows",
+                               LIBVIRT_BELLOWS_XMLNS, VIR_DOMAIN_AFFECT_LIVE) == 0,
+          "A's metadata changed live");
+    run_until(&rec.limits, 1, 5000);
+    check(rec.limits == 1 && rec.last_limits.floor_bytes == 64 * MiB &&
+              rec.last_limits.ceiling_bytes == 200 * MiB && rec.last_limits.weight == 50,
+          "A's new limits reported %llu ms after the change", (unsigned long long)(now_ms() - t0));
 
     /* C without the channel, then B with it and bad metadata: when B is reported, C's
      * STARTED event (earlier) has been handled and must have been ignored. */

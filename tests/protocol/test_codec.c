@@ -481,6 +481,37 @@ static void test_encode_decode_allocation_failures(void **state)
     fail_nth_allocation(0);
 }
 
+/* The same for refused frames: the error paths free what the parse built, allocation
+ * failures or not, and a refused frame stays refused. */
+static void test_refused_frames_allocation_failures(void **state)
+{
+    (void)state;
+    static const char *const payloads[] = {
+        "{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"," MEM_OK ",\"x\":[1,{\"y\":2}] x}",
+        "{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":-2,\"level\":\"none\"," MEM_OK "}",
+        "{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\",\"sources\":[\"psi\",7],\"caps\":[]}",
+        "{\"v\":2,\"type\":\"hello\",\"extra\":{\"deep\":[[[\"long string value here\"]]]}}",
+        "{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"agent\":\"a\"}",
+    };
+    for (size_t k = 0; k < sizeof(payloads) / sizeof(payloads[0]); k++) {
+        for (size_t n = 1;; n++) {
+            struct bp_msg out;
+            memset(&out, 0x77, sizeof(out));
+            struct bp_msg before = out;
+            char detail[64];
+            fail_nth_allocation(n);
+            enum bp_error err =
+                bp_decode(payloads[k], strlen(payloads[k]), &out, detail, sizeof(detail));
+            assert_int_not_equal(err, BP_OK);
+            assert_memory_equal(&out, &before, sizeof(out));
+            if (alloc_count < n)
+                break;
+            assert_true(n < 10000);
+        }
+    }
+    fail_nth_allocation(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +528,8 @@ int main(void)
         cmocka_unit_test(test_encode_exact_bytes),
         cmocka_unit_test(test_largest_messages_fit),
         cmocka_unit_test_setup_teardown(test_encode_decode_allocation_failures,
+                                        install_alloc_funcs, restore_alloc_funcs),
+        cmocka_unit_test_setup_teardown(test_refused_frames_allocation_failures,
                                         install_alloc_funcs, restore_alloc_funcs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,11 +2,15 @@
  * happens, one line per fact on stdout, for tests/qmp/qemu-balloon.sh.
  *
  *   qmp-probe SOCKET TARGET_BYTES [--expect-actual BYTES] [--timeout-ms MS]
+ *             [--then-reconnect]
  *
  * Connects, waits for ready (the client has read the balloon), optionally checks the
  * actual size it read, sends `balloon` with TARGET_BYTES, and waits for a BALLOON_CHANGE
- * whose actual size is TARGET_BYTES; then confirms with query-balloon. Exit 0 when all
- * of it happened within the timeout, 1 otherwise. Times are the loop's, in ms. */
+ * whose actual size is TARGET_BYTES; then confirms with query-balloon. With
+ * --then-reconnect it prints "waiting-reconnect" and stays connected until QEMU goes
+ * away and the client is ready again (on a new QEMU), printing that ready line.
+ * Exit 0 when all of it happened within the timeout, 1 otherwise. Times are the loop's,
+ * in ms. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -24,6 +28,10 @@ struct probe {
     int64_t expect_actual; /* -1: any */
     uint64_t t_start, t_sent, t_first_change;
     bool sent;
+    bool reached;
+    bool then_reconnect;
+    bool waiting_reconnect;
+    uint64_t t_disconnect;
     int status; /* exit code once finished */
 };
 
@@ -45,7 +53,15 @@ static void on_query(struct qmp_client *c, const struct qmp_result *res, void *o
         return;
     }
     printf("query actual=%" PRId64 "\n", res->actual_bytes);
-    finish(p, res->actual_bytes == p->target ? 0 : 1);
+    if (res->actual_bytes != p->target) {
+        finish(p, 1);
+    } else if (p->then_reconnect) {
+        p->waiting_reconnect = true;
+        printf("waiting-reconnect\n");
+        fflush(stdout);
+    } else {
+        finish(p, 0);
+    }
 }
 
 static void on_balloon_done(struct qmp_client *c, const struct qmp_result *res, void *opaque)
@@ -69,6 +85,12 @@ static void on_ready(struct qmp_client *c, int64_t actual, void *opaque)
 
     printf("ready actual=%" PRId64 " ms=%" PRIu64 "\n", actual, uv_now(p->loop) - p->t_start);
     fflush(stdout);
+    if (p->waiting_reconnect && p->t_disconnect) {
+        printf("reconnected actual=%" PRId64 " ms_since_disconnect=%" PRIu64 "\n", actual,
+               uv_now(p->loop) - p->t_disconnect);
+        finish(p, 0);
+        return;
+    }
     if (p->sent) {
         fprintf(stderr, "qmp-probe: reconnected mid-test\n");
         finish(p, 1);
@@ -97,13 +119,14 @@ static void on_change(struct qmp_client *c, int64_t actual, void *opaque)
     struct probe *p = opaque;
     uint64_t ms = uv_now(p->loop) - p->t_sent;
 
-    if (!p->sent)
+    if (!p->sent || p->reached)
         return;
     if (!p->t_first_change)
         p->t_first_change = uv_now(p->loop);
     printf("change actual=%" PRId64 " ms=%" PRIu64 "\n", actual, ms);
     fflush(stdout);
     if (actual == p->target) {
+        p->reached = true;
         printf("reached actual=%" PRId64 " ms=%" PRIu64 " first_change_ms=%" PRIu64 "\n", actual,
                ms, p->t_first_change - p->t_sent);
         fflush(stdout);
@@ -115,8 +138,13 @@ static void on_change(struct qmp_client *c, int64_t actual, void *opaque)
 static void on_disconnect(struct qmp_client *c, int err, const char *reason, bool was_ready,
                           void *opaque)
 {
+    struct probe *p = opaque;
     (void)c;
-    (void)opaque;
+    if (p->waiting_reconnect && !p->t_disconnect) {
+        p->t_disconnect = uv_now(p->loop);
+        printf("disconnected err=%d reason=%s\n", err, reason);
+        fflush(stdout);
+    }
     fprintf(stderr, "qmp-probe: disconnected (%s, %s)%s\n", strerror(-err), reason,
             was_ready ? " after ready" : "");
 }
@@ -125,7 +153,8 @@ static void on_deadline(uv_timer_t *t)
 {
     struct probe *p = t->data;
     fprintf(stderr, "qmp-probe: timed out (%s)\n",
-            !p->sent ? "never ready" : "target not reached");
+            !p->sent ? "never ready"
+            : p->waiting_reconnect ? "no reconnect" : "target not reached");
     finish(p, 1);
 }
 
@@ -151,15 +180,17 @@ int main(int argc, char **argv)
 
     if (argc < 3) {
         fprintf(stderr, "usage: %s SOCKET TARGET_BYTES [--expect-actual BYTES] "
-                        "[--timeout-ms MS]\n", argv[0]);
+                        "[--timeout-ms MS] [--then-reconnect]\n", argv[0]);
         return 2;
     }
     p.target = parse_size(argv[2]);
-    for (int i = 3; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--expect-actual") == 0)
-            p.expect_actual = parse_size(argv[i + 1]);
-        else if (strcmp(argv[i], "--timeout-ms") == 0)
-            timeout_ms = (uint64_t)parse_size(argv[i + 1]);
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--then-reconnect") == 0)
+            p.then_reconnect = true;
+        else if (strcmp(argv[i], "--expect-actual") == 0 && i + 1 < argc)
+            p.expect_actual = parse_size(argv[++i]);
+        else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc)
+            timeout_ms = (uint64_t)parse_size(argv[++i]);
         else {
             fprintf(stderr, "qmp-probe: unknown option %s\n", argv[i]);
             return 2;

@@ -1,0 +1,315 @@
+/* bellowsctl: the command-line client of bellowsd's control socket (docs/control.md).
+ * One request, one reply: a short-lived blocking client needs no event loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define DEFAULT_SOCKET "/run/bellowsd/control.sock"
+#define MAX_REPLY (64u << 20) /* a list of many thousand guests fits */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bellowsctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+            "commands:\n"
+            "  list                          every guest: level, PSI, balloon, limits, last decision\n"
+            "  show NAME                     one guest with its recent decisions\n"
+            "  pause NAME | resume NAME      stop / restart managing a guest's balloon\n"
+            "  set NAME floor=SIZE ceiling=SIZE weight=N    change limits (any subset)\n"
+            "  add NAME qmp=PATH channel=PATH floor=SIZE ceiling=SIZE [weight=N]\n"
+            "  remove NAME                   stop managing a guest (its balloon stays)\n"
+            "options:\n"
+            "  -s, --socket PATH   control socket (default $BELLOWS_CONTROL_SOCKET or "
+            DEFAULT_SOCKET ")\n"
+            "  -j, --json          print the daemon's JSON reply as it is\n");
+}
+
+/* Build the request object from the command line; NULL (with a message) on misuse. */
+static json_t *build_request(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int min_args, max_args; /* after the command: NAME and key=value pairs */
+        bool pairs;
+    } cmds[] = {
+        {"list", 0, 0, false},  {"show", 1, 1, false},  {"pause", 1, 1, false},
+        {"resume", 1, 1, false}, {"set", 2, 4, true},   {"add", 5, 6, true},
+        {"remove", 1, 1, false},
+    };
+    const char *cmd = argv[0];
+    int nargs = argc - 1;
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (strcmp(cmds[i].name, cmd) != 0)
+            continue;
+        if (nargs < cmds[i].min_args || nargs > cmds[i].max_args) {
+            fprintf(stderr, "bellowsctl: wrong number of arguments for '%s'\n", cmd);
+            usage(stderr);
+            return NULL;
+        }
+        json_t *req = json_pack("{ss}", "cmd", cmd);
+        if (nargs >= 1)
+            json_object_set_new(req, "name", json_string(argv[1]));
+        for (int a = 2; a < argc; a++) {
+            char *eq = strchr(argv[a], '=');
+            if (!cmds[i].pairs || !eq || eq == argv[a]) {
+                fprintf(stderr, "bellowsctl: expected key=value, got '%s'\n", argv[a]);
+                json_decref(req);
+                return NULL;
+            }
+            char key[32];
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - argv[a]), argv[a]);
+            json_object_set_new(req, key, json_string(eq + 1));
+        }
+        return req;
+    }
+    fprintf(stderr, "bellowsctl: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return NULL;
+}
+
+/* Send one line, read one line back. Returns the reply (malloc'ed) or NULL with errno. */
+static char *exchange(const char *path, const char *request)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+        goto fail;
+    size_t len = strlen(request);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, request + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto fail;
+        off += (size_t)n;
+    }
+    size_t cap = 65536, used = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        goto fail;
+    for (;;) {
+        if (used + 1 >= cap) {
+            if (cap >= MAX_REPLY) {
+                free(buf);
+                errno = EMSGSIZE;
+                goto fail;
+            }
+            char *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                goto fail;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + used, cap - used - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            free(buf);
+            if (n == 0)
+                errno = ECONNRESET;
+            goto fail;
+        }
+        used += (size_t)n;
+        char *nl = memchr(buf, '\n', used);
+        if (nl) {
+            *nl = '\0';
+            close(fd);
+            return buf;
+        }
+    }
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return NULL;
+}
+
+/* "768M", "1.5G", "-" for null. */
+static const char *size_text(json_t *v, char *buf, size_t cap)
+{
+    if (!json_is_integer(v))
+        return "-";
+    double bytes = (double)json_integer_value(v);
+    if (bytes >= 1024.0 * 1024 * 1024)
+        snprintf(buf, cap, "%.2fG", bytes / (1024.0 * 1024 * 1024));
+    else
+        snprintf(buf, cap, "%.0fM", bytes / (1024.0 * 1024));
+    return buf;
+}
+
+static const char *str(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "-";
+}
+
+static void print_guest_row(json_t *g)
+{
+    char a[32], t[32], f[32], c[32], psi[16] = "-";
+    json_t *balloon = json_object_get(g, "balloon");
+    json_t *p = json_object_get(g, "psi_some_avg10");
+    if (json_is_number(p))
+        snprintf(psi, sizeof(psi), "%.2f", json_number_value(p));
+    const char *state = json_is_true(json_object_get(g, "paused")) ? "paused"
+                        : !json_is_true(json_object_get(json_object_get(g, "qmp"), "ready"))
+                            ? "no-qmp"
+                        : !json_is_true(json_object_get(json_object_get(g, "channel"), "connected"))
+                            ? "no-agent"
+                            : "managed";
+    json_t *last = json_object_get(g, "last_move");
+    char lastbuf[96] = "-";
+    if (json_is_object(last))
+        snprintf(lastbuf, sizeof(lastbuf), "%s (%s) %s", str(last, "action"), str(last, "reason"),
+                 str(last, "result"));
+    printf("%-16s %-8s %6s %8s %8s %8s %8s %6lld %-8s %s\n", str(g, "name"), str(g, "level"), psi,
+           size_text(json_object_get(balloon, "actual"), a, sizeof(a)),
+           size_text(json_object_get(balloon, "target"), t, sizeof(t)),
+           size_text(json_object_get(g, "floor"), f, sizeof(f)),
+           size_text(json_object_get(g, "ceiling"), c, sizeof(c)),
+           (long long)json_integer_value(json_object_get(g, "weight")), state, lastbuf);
+}
+
+static void print_list(json_t *reply)
+{
+    json_t *host = json_object_get(reply, "host");
+    if (json_is_object(host)) {
+        char avail[32];
+        printf("host: PSI some avg10 %.2f%%, MemAvailable %s, %s%s\n",
+               json_number_value(json_object_get(host, "psi_some_avg10")),
+               size_text(json_object_get(host, "mem_available"), avail, sizeof(avail)),
+               json_is_true(json_object_get(host, "pressure")) ? "under pressure"
+                                                               : "no pressure",
+               json_is_true(json_object_get(reply, "dry_run")) ? ", advisory mode (dry run)" : "");
+    }
+    printf("%-16s %-8s %6s %8s %8s %8s %8s %6s %-8s %s\n", "NAME", "LEVEL", "PSI", "ACTUAL",
+           "TARGET", "FLOOR", "CEILING", "WEIGHT", "STATE", "LAST MOVE");
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(reply, "guests"), i, g) print_guest_row(g);
+}
+
+static void print_show(json_t *g)
+{
+    printf("%-16s %-8s %6s %8s %8s %8s %8s %6s %-8s %s\n", "NAME", "LEVEL", "PSI", "ACTUAL",
+           "TARGET", "FLOOR", "CEILING", "WEIGHT", "STATE", "LAST MOVE");
+    print_guest_row(g);
+    printf("agent: %s\nqmp: %s\nchannel: %s%s\n", str(g, "agent"),
+           str(json_object_get(g, "qmp"), "path"), str(json_object_get(g, "channel"), "path"),
+           json_is_true(json_object_get(json_object_get(g, "channel"), "throttled"))
+               ? " (throttled)"
+               : "");
+    json_t *last = json_object_get(g, "last_decision");
+    if (json_is_object(last))
+        printf("last decision: %s (%s), %lld ms ago\n", str(last, "action"), str(last, "reason"),
+               (long long)json_integer_value(json_object_get(last, "age_ms")));
+    printf("counters:");
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(g, "counters"), key, v)
+        printf(" %s=%lld", key, (long long)json_integer_value(v));
+    printf("\nrecent decisions (newest first):\n");
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(g, "decisions"), i, d)
+    {
+        char from[32], to[32];
+        printf("  %s  %-7s %8s -> %-8s %-14s %s%s%s\n", str(d, "time"), str(d, "action"),
+               size_text(json_object_get(d, "from"), from, sizeof(from)),
+               size_text(json_object_get(d, "to"), to, sizeof(to)), str(d, "reason"),
+               str(d, "result"), json_object_get(d, "error") ? ": " : "",
+               json_object_get(d, "error") ? str(d, "error") : "");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"socket", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = getenv("BELLOWS_CONTROL_SOCKET");
+    bool raw = false;
+    int opt;
+    if (!path || !path[0])
+        path = DEFAULT_SOCKET;
+    while ((opt = getopt_long(argc, argv, "+s:jh", options, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            path = optarg;
+            break;
+        case 'j':
+            raw = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    json_t *req = build_request(argc - optind, argv + optind);
+    if (!req)
+        return 2;
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    size_t len = strlen(text);
+    char *line = malloc(len + 2);
+    memcpy(line, text, len);
+    strcpy(line + len, "\n");
+    free(text);
+
+    char *reply_text = exchange(path, line);
+    free(line);
+    if (!reply_text) {
+        fprintf(stderr, "bellowsctl: %s: %s\n", path, strerror(errno));
+        return 3;
+    }
+    json_error_t jerr;
+    json_t *reply = json_loads(reply_text, 0, &jerr);
+    if (!reply) {
+        fprintf(stderr, "bellowsctl: bad reply from bellowsd: %s\n", jerr.text);
+        free(reply_text);
+        return 3;
+    }
+    bool ok = json_is_true(json_object_get(reply, "ok"));
+    if (raw) {
+        printf("%s\n", reply_text);
+    } else if (!ok) {
+        fprintf(stderr, "bellowsctl: %s\n", str(reply, "error"));
+    } else if (strcmp(argv[optind], "list") == 0) {
+        print_list(reply);
+    } else if (strcmp(argv[optind], "show") == 0) {
+        print_show(json_object_get(reply, "guest"));
+    } else if (json_is_object(json_object_get(reply, "guest"))) {
+        printf("%-16s %-8s %6s %8s %8s %8s %8s %6s %-8s %s\n", "NAME", "LEVEL", "PSI", "ACTUAL",
+               "TARGET", "FLOOR", "CEILING", "WEIGHT", "STATE", "LAST MOVE");
+        print_guest_row(json_object_get(reply, "guest"));
+    }
+    free(reply_text);
+    json_decref(reply);
+    return ok ? 0 : 1;
+}
