@@ -450,6 +450,9 @@ static int64_t next_deadline(const struct policy_config *cfg, const struct polic
 
     for (size_t i = 0; i < gs->n; i++) {
         const struct policy_guest *g = policy__guest(gs, i);
+        /* Even a paused guest's move in flight counts in host rounds until it settles. */
+        if (g->target_set)
+            consider(&best, g->target_at + cfg->settle_timeout_ms, now);
         if (g->paused || !g->actual_known)
             continue;
         /* Level decay steps. */
@@ -467,8 +470,6 @@ static int64_t next_deadline(const struct policy_config *cfg, const struct polic
             consider(&best, g->last_deflate_at + policy__inflate_wait(cfg, g, now), now);
         if (g->last_inflate_at != POLICY_NEVER)
             consider(&best, g->last_inflate_at + cfg->inflate_interval_ms, now);
-        if (g->target_set)
-            consider(&best, g->target_at + cfg->settle_timeout_ms, now);
         if (g->flips > 0)
             consider(&best, g->last_flip_at + cfg->flip_forget_ms, now);
         if (g->hurt_known)
