@@ -49,11 +49,21 @@ void policy__host_update(const struct policy_config *cfg, struct policy_host *ho
     }
 }
 
-/* May the host take from this guest, and down to what? */
+/* A guest the host may take from, with what orders it and how far it may go. */
+struct candidate {
+    size_t index;
+    enum bp_level level;
+    uint32_t weight;
+    int64_t last_event_at;
+    uint64_t limit; /* lowest size a host round may take it to */
+};
+
+/* May the host take from guest i? Fills *ret when it may. */
 static bool reclaimable(const struct policy_config *cfg, const struct policy_guest *g,
-                        const struct policy_decision *d, int64_t now, uint64_t *ret_limit)
+                        size_t i, const struct policy_decision *d, int64_t now,
+                        struct candidate *ret)
 {
-    if (d->action == POLICY_DEFLATE)
+    if (d->action == POLICY_DEFLATE || d->reason == POLICY_R_HOST_PRESSURE)
         return false;
     if (d->action == POLICY_HOLD &&
         (d->reason == POLICY_R_PAUSED || d->reason == POLICY_R_UNKNOWN_ACTUAL ||
@@ -62,7 +72,8 @@ static bool reclaimable(const struct policy_config *cfg, const struct policy_gue
     if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET)
         return false;
     /* Never from a guest under pressure, nor one just given memory. */
-    if (policy_guest_level(cfg, g, now) > BP_LEVEL_LOW)
+    enum bp_level level = policy_guest_level(cfg, g, now);
+    if (level > BP_LEVEL_LOW)
         return false;
     if (g->last_deflate_at != POLICY_NEVER &&
         now - g->last_deflate_at < policy__inflate_wait(cfg, g, now))
@@ -75,23 +86,21 @@ static bool reclaimable(const struct policy_config *cfg, const struct policy_gue
         limit = max_u64(limit, g->hurt_bytes);
     if (g->actual_bytes <= add_sat(limit, cfg->min_change_bytes))
         return false;
-    *ret_limit = limit;
+    *ret = (struct candidate){i, level, g->weight, g->last_event_at, limit};
     return true;
 }
 
-/* Does guest a go before guest b in the host reclaim order? Lower level, then lower
- * weight, then quieter (older last event), then index. */
-static bool reclaim_before(const struct policy_config *cfg, const struct policy_guest *a,
-                           size_t ia, const struct policy_guest *b, size_t ib, int64_t now)
+/* Does a go before b in the host reclaim order? Lower level, then lower weight, then
+ * quieter (older last event), then index. */
+static bool reclaim_before(const struct candidate *a, const struct candidate *b)
 {
-    enum bp_level la = policy_guest_level(cfg, a, now), lb = policy_guest_level(cfg, b, now);
-    if (la != lb)
-        return la < lb;
+    if (a->level != b->level)
+        return a->level < b->level;
     if (a->weight != b->weight)
         return a->weight < b->weight;
     if (a->last_event_at != b->last_event_at)
         return a->last_event_at < b->last_event_at;
-    return ia < ib;
+    return a->index < b->index;
 }
 
 /* Under host pressure: take host steps from guests in reclaim order until the host's
@@ -122,28 +131,21 @@ void policy__host_round(const struct policy_config *cfg, const struct policy_hos
     uint64_t got = 0;
 
     for (size_t pass = 0; pass < n && (one_step ? got == 0 : got < want); pass++) {
-        size_t best = n;
-        uint64_t best_limit = 0;
+        struct candidate best = {.index = n}, c;
         for (size_t i = 0; i < n; i++) {
-            uint64_t limit;
-            if (decisions[i].reason == POLICY_R_HOST_PRESSURE)
+            if (!reclaimable(cfg, policy__guest(gs, i), i, &decisions[i], now, &c))
                 continue;
-            if (!reclaimable(cfg, policy__guest(gs, i), &decisions[i], now, &limit))
-                continue;
-            if (best == n || reclaim_before(cfg, policy__guest(gs, i), i,
-                                            policy__guest(gs, best), best, now)) {
-                best = i;
-                best_limit = limit;
-            }
+            if (best.index == n || reclaim_before(&c, &best))
+                best = c;
         }
-        if (best == n)
+        if (best.index == n)
             break;
-        const struct policy_guest *g = policy__guest(gs, best);
-        struct policy_decision *d = &decisions[best];
+        const struct policy_guest *g = policy__guest(gs, best.index);
+        struct policy_decision *d = &decisions[best.index];
         uint64_t step = step_of(g, cfg->host_step_bytes, cfg->host_step_pct);
         if (!one_step)
             step = min_u64(step, max_u64(want - got, cfg->min_change_bytes));
-        uint64_t to = max_u64(best_limit, sub_sat(g->actual_bytes, step));
+        uint64_t to = max_u64(best.limit, sub_sat(g->actual_bytes, step));
         if (d->action == POLICY_INFLATE && d->to_bytes < to)
             to = d->to_bytes;
         d->action = POLICY_INFLATE;
