@@ -471,6 +471,7 @@ int agent_start(struct agent *a, uv_loop_t *loop, const struct agent_options *op
     }
     struct co_config cc = {
         .repeat_ns = opts->repeat_ms * NS_PER_MS,
+        .critical_repeat_ns = opts->critical_repeat_ms * NS_PER_MS,
         .report_ns = opts->report_ms * NS_PER_MS,
         .quiet_ns = opts->quiet_ms * NS_PER_MS,
         .levels = 0,

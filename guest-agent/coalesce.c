@@ -32,6 +32,15 @@ static bool wanted(const struct coalescer *c, enum bp_level level)
     return c->cfg.levels == 0 || (c->cfg.levels & (1u << level));
 }
 
+/* How long a repeat of the level a source last sent must wait after it: critical_repeat_ns
+ * for critical, repeat_ns for the others. */
+static uint64_t hold_ns(const struct coalescer *c, const struct co_source *s, enum bp_level level)
+{
+    if (level == BP_LEVEL_CRITICAL && s->sent_level == BP_LEVEL_CRITICAL)
+        return c->cfg.critical_repeat_ns;
+    return c->cfg.repeat_ns;
+}
+
 static void queue_pressure(struct coalescer *c, struct co_source *s,
                            const struct bp_pressure *p, uint64_t now_ns)
 {
@@ -63,8 +72,9 @@ int co_event(struct coalescer *c, enum bp_source source, enum bp_level level, ui
         c->stats.filtered++;
         return CO_FILTERED;
     }
-    bool repeat = level == s->sent_level && now_ns - s->sent_ns < c->cfg.repeat_ns;
-    if (level == BP_LEVEL_CRITICAL || !repeat) {
+    /* A change goes at once; the same level again waits out the hold. */
+    bool held = level == s->sent_level && now_ns - s->sent_ns < hold_ns(c, s, level);
+    if (!held) {
         /* A waiting repeat is older news than this one. */
         if (s->has_deferred)
             c->stats.merged++;
@@ -92,7 +102,7 @@ bool co_tick(struct coalescer *c, uint64_t now_ns)
 {
     for (int i = 0; i < BP_SOURCE_COUNT; i++) {
         struct co_source *s = &c->src[i];
-        if (s->has_deferred && now_ns - s->sent_ns >= c->cfg.repeat_ns) {
+        if (s->has_deferred && now_ns - s->sent_ns >= hold_ns(c, s, s->deferred.level)) {
             s->has_deferred = false;
             queue_pressure(c, s, &s->deferred, now_ns);
         }
@@ -130,7 +140,7 @@ uint64_t co_next_deadline(const struct coalescer *c)
         const struct co_source *s = &c->src[i];
         uint64_t d = CO_NEVER;
         if (s->has_deferred)
-            d = add_sat(s->sent_ns, c->cfg.repeat_ns);
+            d = add_sat(s->sent_ns, hold_ns(c, s, s->deferred.level));
         else if (s->level != BP_LEVEL_NONE)
             d = add_sat(s->last_event_ns, c->cfg.quiet_ns);
         if (d < t)

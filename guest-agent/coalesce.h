@@ -1,9 +1,11 @@
 /* When the agent sends what: the coalescing rules between the kernel's notifications and
  * the outgoing queue. Pure: every function takes the current time; no I/O, no clock.
  *
- *  - A level change, or any critical, is queued at once.
- *  - Repeats of the level last sent by a source are rate-limited to one per repeat interval;
- *    the newest repeat waits and is queued when the interval has passed.
+ *  - A level change is queued at once, so is a critical after any other level.
+ *  - Repeats of the level a source last sent are rate-limited to one per repeat_ns
+ *    (critical_repeat_ns for critical, much shorter: vmpressure can signal critical hundreds
+ *    of times a second under a hard squeeze); the newest repeat waits and is queued when the
+ *    interval has passed, late by at most that long, unless a change makes it stale first.
  *  - A source's level falls back to none after quiet_ns without notifications; when the
  *    agent's level (the highest over all sources) becomes none, a report is due at once.
  *  - A heartbeat report is due every report_ns (0: no heartbeat).
@@ -22,6 +24,7 @@
 
 struct co_config {
     uint64_t repeat_ns; /* smallest gap between two messages of the same level from a source */
+    uint64_t critical_repeat_ns; /* the same for repeats of critical */
     uint64_t report_ns; /* heartbeat interval, 0 for none */
     uint64_t quiet_ns;  /* a source without notifications this long is back to level none */
     uint32_t levels;    /* bit (1 << level) per level to send, 0 for all */

@@ -20,6 +20,7 @@ enum {
     OPT_PSI_CRITICAL,
     OPT_REPORT,
     OPT_REPEAT,
+    OPT_CRITICAL_REPEAT,
     OPT_QUIET,
     OPT_RECONNECT_MAX,
     OPT_PROC_ROOT,
@@ -39,6 +40,7 @@ static const struct option long_options[] = {
     {"psi-critical", required_argument, NULL, OPT_PSI_CRITICAL},
     {"report-interval", required_argument, NULL, OPT_REPORT},
     {"repeat-interval", required_argument, NULL, OPT_REPEAT},
+    {"critical-repeat-interval", required_argument, NULL, OPT_CRITICAL_REPEAT},
     {"quiet-after", required_argument, NULL, OPT_QUIET},
     {"reconnect-max", required_argument, NULL, OPT_RECONNECT_MAX},
     {"proc-root", required_argument, NULL, OPT_PROC_ROOT},
@@ -60,6 +62,7 @@ void agent_options_default(struct agent_options *opts)
         .psi_file = AGENT_DEFAULT_PSI_FILE,
         .report_ms = AGENT_DEFAULT_REPORT_MS,
         .repeat_ms = AGENT_DEFAULT_REPEAT_MS,
+        .critical_repeat_ms = AGENT_DEFAULT_CRITICAL_REPEAT_MS,
         .quiet_ms = AGENT_DEFAULT_QUIET_MS,
         .reconnect_max_ms = AGENT_DEFAULT_RECONNECT_MAX_MS,
         .proc_root = AGENT_DEFAULT_PROC_ROOT,
@@ -180,6 +183,11 @@ int agent_options_parse(struct agent_options *opts, int argc, char **argv, char 
                 return fail(err, err_cap, "--repeat-interval: \"%s\": milliseconds, 0..3600000",
                             a);
             break;
+        case OPT_CRITICAL_REPEAT:
+            if (parse_ms(a, 0, 3600000, &opts->critical_repeat_ms) < 0)
+                return fail(err, err_cap,
+                            "--critical-repeat-interval: \"%s\": milliseconds, 0..3600000", a);
+            break;
         case OPT_QUIET:
             if (parse_ms(a, 1, 3600000, &opts->quiet_ms) < 0)
                 return fail(err, err_cap, "--quiet-after: \"%s\": milliseconds, 1..3600000", a);
@@ -263,7 +271,10 @@ void agent_options_usage(FILE *out)
             "  --report-interval MS    heartbeat report every MS, 0 for none; the host's\n"
             "                          welcome may change it (default: %u)\n"
             "  --repeat-interval MS    at most one message per level and source in MS when the\n"
-            "                          level repeats; changes and critical go at once\n"
+            "                          level repeats (the newest repeat is sent when the\n"
+            "                          interval is over); a change goes at once (default: %u)\n"
+            "  --critical-repeat-interval MS\n"
+            "                          the same for repeats of critical; 0 sends every one\n"
             "                          (default: %u)\n"
             "  --quiet-after MS        a source with no notification for MS is back to level\n"
             "                          none (default: %u)\n"
@@ -277,5 +288,6 @@ void agent_options_usage(FILE *out)
             "  -V, --version           show the version and exit\n",
             AGENT_DEFAULT_PORT, AGENT_DEFAULT_RECONNECT_MIN_MS, AGENT_DEFAULT_RECONNECT_MAX_MS,
             AGENT_DEFAULT_PSI_FILE, low, medium, critical, AGENT_DEFAULT_REPORT_MS,
-            AGENT_DEFAULT_REPEAT_MS, AGENT_DEFAULT_QUIET_MS, AGENT_DEFAULT_PROC_ROOT);
+            AGENT_DEFAULT_REPEAT_MS, AGENT_DEFAULT_CRITICAL_REPEAT_MS, AGENT_DEFAULT_QUIET_MS,
+            AGENT_DEFAULT_PROC_ROOT);
 }

@@ -14,6 +14,7 @@
 #define AGENT_DEFAULT_PROC_ROOT "/proc"
 #define AGENT_DEFAULT_REPORT_MS 5000u
 #define AGENT_DEFAULT_REPEAT_MS 1000u
+#define AGENT_DEFAULT_CRITICAL_REPEAT_MS 100u
 #define AGENT_DEFAULT_QUIET_MS 5000u
 #define AGENT_DEFAULT_RECONNECT_MIN_MS 100u
 #define AGENT_DEFAULT_RECONNECT_MAX_MS 2000u
@@ -35,6 +36,7 @@ struct agent_options {
     struct psi_spec psi[3];  /* --psi-low, --psi-medium, --psi-critical */
     uint32_t report_ms;      /* --report-interval, 0: no heartbeat */
     uint32_t repeat_ms;      /* --repeat-interval */
+    uint32_t critical_repeat_ms; /* --critical-repeat-interval */
     uint32_t quiet_ms;       /* --quiet-after */
     uint32_t reconnect_max_ms;
     const char *proc_root;   /* --proc-root */

@@ -6,7 +6,10 @@
  * "bench: ... wake_ns=... written_ns=..." for every pressure frame it writes) on a 64 MiB
  * cgroup v1 memory cgroup filled by a child, sending to a unix socket this program reads.
  * Both clocks are CLOCK_MONOTONIC of the same machine.
- * usage: agent-latency AGENT_BENCH SCRATCH_DIR [SECONDS] [SOURCES] (root) */
+ * usage: agent-latency AGENT_BENCH SCRATCH_DIR [SECONDS] [SOURCES] [REPEAT_MS] (root)
+ * REPEAT_MS (default 0: every notification at once) is passed as --repeat-interval and
+ * --critical-repeat-interval; "default" keeps the agent's own (1000 and 100 ms), to see how
+ * many messages a guest under pressure sends. */
 #include "guest-agent/vmpressure.h"
 #include "tests/agent/real_util.h"
 
@@ -82,11 +85,13 @@ static void summary(const char *what, uint64_t *v, size_t n)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s AGENT_BENCH SCRATCH_DIR [SECONDS] [SOURCES]\n", argv[0]);
+        fprintf(stderr, "usage: %s AGENT_BENCH SCRATCH_DIR [SECONDS] [SOURCES] [REPEAT_MS]\n",
+                argv[0]);
         return 2;
     }
     int seconds = argc > 3 ? atoi(argv[3]) : 20;
     const char *sources = argc > 4 ? argv[4] : "vmpressure,psi";
+    const char *repeat = argc > 5 ? argv[5] : "0";
     char *mountinfo = real_read_file("/proc/self/mountinfo");
     char mount[4096];
     if (!mountinfo || vmpressure_find_mount(mountinfo, strlen(mountinfo), mount,
@@ -110,9 +115,12 @@ int main(int argc, char **argv)
     close(lim);
 
     int lfd = real_listen(sock_path);
-    /* Every notification goes out at once: repeats are not held back. */
+    /* By default every notification goes out at once: repeats are not held back. */
     const char *args[] = {"--device", sock_path, "--sources", sources, "--cgroup", cgroup,
-                          "--repeat-interval", "0", NULL};
+                          "--repeat-interval", repeat, "--critical-repeat-interval", repeat,
+                          NULL};
+    if (strcmp(repeat, "default") == 0)
+        args[6] = NULL;
     agent_pid = real_spawn_agent(argv[1], args, log_path, NULL);
     int fd = real_accept(lfd, 5000);
     CHECK(fd >= 0, "no connection");
@@ -133,12 +141,14 @@ int main(int argc, char **argv)
     static uint64_t recv_vmp[100000], recv_psi[100000];
     static uint64_t host_by_seq[1 << 20]; /* host latency per seq, to cross-check the log */
     size_t n_recv_vmp = 0, n_recv_psi = 0;
+    unsigned per_level[2][4] = {{0}};
     uint64_t end = real_now_ns() + (uint64_t)seconds * 1000000000u;
     struct bp_msg m;
     while (real_now_ns() < end) {
         if (real_peer_next(peer, &m, 200) != 1 || m.type != BP_MSG_PRESSURE)
             continue;
         uint64_t d = real_now_ns() - m.u.pressure.mono_ns;
+        per_level[m.u.pressure.source & 1][m.u.pressure.level & 3]++;
         if (m.u.pressure.seq < (1 << 20))
             host_by_seq[m.u.pressure.seq] = d;
         if (m.u.pressure.source == BP_SOURCE_PSI && n_recv_psi < 100000)
@@ -179,8 +189,13 @@ int main(int argc, char **argv)
         line = nl ? nl + 1 : NULL;
     }
     free(log);
-    printf("agent-latency: %d s of a 64 MiB cgroup under a 400 MiB file + 50 MiB, sources %s\n",
-           seconds, sources);
+    printf("agent-latency: %d s of a 64 MiB cgroup under a 400 MiB file + 50 MiB, sources %s, "
+           "repeat intervals %s\n",
+           seconds, sources, repeat);
+    printf("messages received: vmpressure low %u, medium %u, critical %u; "
+           "psi low %u, medium %u, critical %u\n",
+           per_level[0][1], per_level[0][2], per_level[0][3], per_level[1][1], per_level[1][2],
+           per_level[1][3]);
     summary("vmpressure wake-up -> write() done", wr_vmp, n_wr_vmp);
     summary("vmpressure wake-up -> host read", recv_vmp, n_recv_vmp);
     summary("PSI wake-up -> write() done", wr_psi, n_wr_psi);

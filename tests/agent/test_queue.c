@@ -208,6 +208,7 @@ static void run_steps(const char *name, const struct co_config *cfg, const struc
 
 static const struct co_config base = {
     .repeat_ns = 1000 * MS,
+    .critical_repeat_ns = 100 * MS,
     .report_ns = 5000 * MS,
     .quiet_ns = 3000 * MS,
     .levels = 0,
@@ -222,11 +223,10 @@ static void coalesce_changes_and_critical_immediate(void **state)
         {10, EVENT, PSI, LOW, CO_QUEUED, NULL},
         {20, EVENT, PSI, MED, CO_QUEUED, NULL},  /* a change */
         {30, EVENT, PSI, CRIT, CO_QUEUED, NULL}, /* a change */
-        {40, EVENT, PSI, CRIT, CO_QUEUED, NULL}, /* critical repeats are never held back */
         {50, EVENT, PSI, LOW, CO_QUEUED, NULL},  /* down is a change too */
         {60, EVENT, VMP, LOW, CO_QUEUED, NULL},  /* each source on its own */
-        {60, DRAIN, 0, 0, 0,
-         "psi/medium@20 psi/critical@40 psi/low@50 vmp/low@60"},
+        {70, EVENT, VMP, CRIT, CO_QUEUED, NULL}, /* critical after another level: at once */
+        {70, DRAIN, 0, 0, 0, "psi/medium@20 psi/critical@30 psi/low@50 vmp/low@60 vmp/critical@70"},
         {END, END, 0, 0, 0, NULL},
     };
     run_steps("changes", &base, steps);
@@ -252,6 +252,43 @@ static void coalesce_repeats_rate_limited(void **state)
         {END, END, 0, 0, 0, NULL},
     };
     run_steps("repeats", &base, steps);
+}
+
+static void coalesce_critical_storm(void **state)
+{
+    (void)state;
+    /* vmpressure can signal critical hundreds of times a second: one message per 100 ms,
+     * the first at once, the newest of each interval at its end. */
+    const struct step steps[] = {
+        {0, EVENT, VMP, CRIT, CO_QUEUED, NULL},
+        {0, DRAIN, 0, 0, 0, "vmp/critical@0"},
+        {5, EVENT, VMP, CRIT, CO_DEFERRED, NULL},
+        {50, EVENT, VMP, CRIT, CO_DEFERRED, NULL},
+        {99, EVENT, VMP, CRIT, CO_DEFERRED, NULL},
+        {99, DEADLINE, 0, 0, 100, NULL},
+        {100, TICK, 0, 0, false, NULL},
+        {100, DRAIN, 0, 0, 0, "vmp/critical@99"},
+        {150, EVENT, VMP, CRIT, CO_DEFERRED, NULL},
+        {160, EVENT, VMP, MED, CO_QUEUED, NULL}, /* a change: at once, the held critical is stale */
+        {170, EVENT, VMP, CRIT, CO_QUEUED, NULL}, /* critical after medium: at once */
+        {175, EVENT, VMP, CRIT, CO_DEFERRED, NULL},
+        {175, DEADLINE, 0, 0, 270, NULL},
+        {270, TICK, 0, 0, false, NULL},
+        {270, DRAIN, 0, 0, 0, "vmp/medium@160 vmp/critical@175"},
+        {END, END, 0, 0, 0, NULL},
+    };
+    run_steps("critical storm", &base, steps);
+    /* With a critical interval of 0 every critical goes at once. */
+    struct co_config every = base;
+    every.critical_repeat_ns = 0;
+    const struct step all[] = {
+        {0, EVENT, VMP, CRIT, CO_QUEUED, NULL},
+        {1, EVENT, VMP, CRIT, CO_QUEUED, NULL},
+        {2, EVENT, VMP, CRIT, CO_QUEUED, NULL},
+        {2, DRAIN, 0, 0, 0, "vmp/critical@2"}, /* queued ones of the same kind replace */
+        {END, END, 0, 0, 0, NULL},
+    };
+    run_steps("every critical", &every, all);
 }
 
 static void coalesce_change_drops_stale_repeat(void **state)
@@ -361,6 +398,7 @@ int main(void)
         cmocka_unit_test(outqueue_limits),
         cmocka_unit_test(coalesce_changes_and_critical_immediate),
         cmocka_unit_test(coalesce_repeats_rate_limited),
+        cmocka_unit_test(coalesce_critical_storm),
         cmocka_unit_test(coalesce_change_drops_stale_repeat),
         cmocka_unit_test(coalesce_heartbeat_and_quiet),
         cmocka_unit_test(coalesce_welcome),

@@ -183,6 +183,7 @@ static void options_defaults(void **state)
     assert_true(o.psi[2].full);
     assert_int_equal(o.report_ms, 5000);
     assert_int_equal(o.repeat_ms, 1000);
+    assert_int_equal(o.critical_repeat_ms, 100);
     assert_int_equal(o.quiet_ms, 5000);
     assert_int_equal(o.reconnect_max_ms, 2000);
     assert_string_equal(o.proc_root, "/proc");
@@ -199,7 +200,8 @@ static void options_all(void **state)
                           "--vmpressure-mode", "local", "--psi-file", "/cg2/memory.pressure",
                           "--psi-low", "off", "--psi-medium=some:100:2000",
                           "--psi-critical", "full:500:2000", "--report-interval", "0",
-                          "--repeat-interval", "250", "--quiet-after", "9000",
+                          "--repeat-interval", "250", "--critical-repeat-interval", "0",
+                          "--quiet-after", "9000",
                           "--reconnect-max", "8000", "--proc-root", "/fake", "--no-mlock",
                           "-v"};
     assert_int_equal(parse(&o, err, sizeof(argv) / sizeof(argv[0]), argv), 0);
@@ -216,6 +218,7 @@ static void options_all(void **state)
     assert_int_equal(o.psi[2].stall_us, 500000);
     assert_int_equal(o.report_ms, 0);
     assert_int_equal(o.repeat_ms, 250);
+    assert_int_equal(o.critical_repeat_ms, 0);
     assert_int_equal(o.quiet_ms, 9000);
     assert_int_equal(o.reconnect_max_ms, 8000);
     assert_string_equal(o.proc_root, "/fake");
@@ -243,6 +246,7 @@ static void options_errors(void **state)
         {{"--report-interval", "50"}, "--report-interval"},
         {{"--report-interval", "-1"}, "--report-interval"},
         {{"--repeat-interval", "1s"}, "--repeat-interval"},
+        {{"--critical-repeat-interval", "x"}, "--critical-repeat-interval"},
         {{"--quiet-after", "0"}, "--quiet-after"},
         {{"--reconnect-max", "10"}, "--reconnect-max"},
         {{"--frobnicate"}, "unknown option --frobnicate"},
@@ -283,11 +287,12 @@ static void options_usage_lists_every_option(void **state)
     static const char *const names[] = {
         "--port", "--device", "--print", "--reconnect-max", "--sources", "--cgroup",
         "--vmpressure-mode", "--psi-file", "--psi-low", "--psi-medium", "--psi-critical",
-        "--report-interval", "--repeat-interval", "--quiet-after", "--proc-root", "--no-mlock",
+        "--report-interval", "--repeat-interval", "--critical-repeat-interval", "--quiet-after", "--proc-root", "--no-mlock",
         "--verbose", "--help", "--version",
         /* and the defaults */
         "org.bellows.pressure.0", "some:20:1000", "some:70:1000", "full:700:1000",
         "/proc/pressure/memory", "(default: 5000)", "(default: 1000)", "(default: 2000)",
+        "(default: 100)",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!strstr(text, names[i]))
