@@ -274,6 +274,37 @@ static void on_guest_link(struct guest_channel *gc, bool connected, int err, voi
     g->channel_warned = true;
 }
 
+static void on_guest_first_reject(struct guest_channel *gc, const char *reason,
+                                  const char *detail, void *opaque)
+{
+    (void)gc;
+    struct guest *g = opaque;
+    log_warning("guest %s: dropped a frame from its agent: %s (%s); more of this kind are "
+                "counted, summarised once a minute",
+                g->name, reason, detail);
+}
+
+/* Once a minute: one line per guest whose agent sent anything that was dropped. */
+static void summarise_rejects(struct daemon *d)
+{
+    for (size_t i = 0; i < d->reg.n; i++) {
+        struct guest *g = d->reg.guests[i];
+        if (!g->channel)
+            continue;
+        const struct guest_channel_stats *s = guest_channel_stats(g->channel);
+        struct guest_channel_stats *o = &g->reject_summary;
+        uint64_t invalid = s->invalid - o->invalid, rate = s->rate_limited - o->rate_limited,
+                 stale = s->seq_stale - o->seq_stale, junk = s->junk_bytes - o->junk_bytes,
+                 big = s->oversized - o->oversized, cut = s->truncated - o->truncated;
+        if (invalid + rate + stale + junk + big + cut > 0)
+            log_warning("guest %s: in the last minute dropped %" PRIu64 " invalid, %" PRIu64
+                        " over budget, %" PRIu64 " stale, %" PRIu64 " oversized, %" PRIu64
+                        " truncated frames and %" PRIu64 " junk bytes",
+                        g->name, invalid, rate, stale, big, cut, junk);
+        *o = *s;
+    }
+}
+
 static struct guest_channel_limits channel_limits(const struct config_daemon *c)
 {
     return (struct guest_channel_limits){
@@ -291,7 +322,8 @@ static int start_channel(struct daemon *d, struct guest *g)
     struct guest_channel_limits lim = channel_limits(&d->cfg.daemon);
     struct bp_welcome welcome = {.protocol_version = BP_PROTOCOL_VERSION};
     struct guest_channel_callbacks cbs = {.on_message = on_guest_message,
-                                          .on_link = on_guest_link};
+                                          .on_link = on_guest_link,
+                                          .on_first_reject = on_guest_first_reject};
     return guest_channel_new(d->loop, g->cfg.channel_path, &lim, &welcome, &cbs, g,
                              &g->channel);
 }
@@ -444,6 +476,11 @@ static void on_host_sample(uv_timer_t *timer)
 {
     struct daemon *d = timer->data;
     struct hostmem_sample s;
+    int64_t now = daemon_now(d);
+    if (now - d->last_summary_at >= 60000) {
+        summarise_rejects(d);
+        d->last_summary_at = now;
+    }
     int r = hostmem_read(d->cfg.daemon.proc_dir, &s);
     if (r < 0) {
         if (!d->host_warned)
@@ -461,6 +498,35 @@ static void on_host_sample(uv_timer_t *timer)
     policy_host_input(&d->host, s.psi.some.avg10, s.meminfo.mem_total_kb * 1024,
                       s.meminfo.mem_available_kb * 1024);
     daemon_kick(d);
+}
+
+/* Leaving advisory mode: the policy's sizes were simulated; read the real ones. */
+static void on_requery_done(struct qmp_client *c, const struct qmp_result *res, void *opaque)
+{
+    (void)c;
+    struct guest *g = opaque;
+    struct daemon *d = g->daemon;
+    if (g->removing || d->stopping)
+        return;
+    if (res->status < 0 || res->actual_bytes < 0) {
+        log_warning("guest %s: cannot re-read the balloon on QMP %s: %s; holding until QMP "
+                    "reconnects or reports a change",
+                    g->name, g->cfg.qmp_path, strerror(-res->status));
+        return;
+    }
+    policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), (uint64_t)res->actual_bytes,
+                       daemon_now(d));
+    daemon_kick(d);
+}
+
+static void reread_balloons(struct daemon *d)
+{
+    for (size_t i = 0; i < d->reg.n; i++) {
+        struct guest *g = d->reg.guests[i];
+        policy_forget_actual(registry_policy(&d->reg, g));
+        if (g->qmp && qmp_client_is_ready(g->qmp))
+            qmp_client_query_balloon(g->qmp, on_requery_done, g);
+    }
 }
 
 /* ---- signals, start, reload, stop ---- */
@@ -562,6 +628,8 @@ int daemon_reload(struct daemon *d)
     log_set_level(d->cfg.daemon.log_level);
     if (daemon_dry_run(d) != was_dry)
         log_info("reload: advisory mode (dry run) %s", daemon_dry_run(d) ? "on" : "off");
+    if (was_dry && !daemon_dry_run(d))
+        reread_balloons(d);
     if (old.daemon.host_sample_ms != d->cfg.daemon.host_sample_ms)
         uv_timer_start(&d->host_timer, on_host_sample, d->cfg.daemon.host_sample_ms,
                        d->cfg.daemon.host_sample_ms);

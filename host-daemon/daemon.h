@@ -39,6 +39,7 @@ struct daemon {
     struct control_server *control;
     bool stopping;
     uint64_t rounds; /* decision rounds run */
+    int64_t last_summary_at; /* loop ms of the last minute summary of dropped frames */
     int exit_code;
 };
 

@@ -23,6 +23,11 @@ struct guest_channel {
     bool closing;
     bool throttled;
     unsigned open_handles;
+    /* sequence per boot id (docs/protocol.md) */
+    char boot_id[BP_MAX_BOOT_ID_LEN + 1];
+    bool seq_known;
+    uint64_t last_seq;
+    uint32_t reported; /* reasons already passed to on_first_reject, one bit each */
     struct guest_channel_stats stats;
     struct bp_framer framer;
 };
@@ -42,6 +47,44 @@ static void send_welcome(struct guest_channel *gc)
         gc->stats.welcomes_dropped++;
 }
 
+/* Reasons for on_first_reject, one bit each. */
+enum reject_bit {
+    REJECT_DECODE = 0, /* + enum bp_error */
+    REJECT_RATE = 16,
+    REJECT_STALE,
+    REJECT_JUNK,
+    REJECT_OVERSIZED,
+    REJECT_TRUNCATED,
+};
+
+static void first_reject(struct guest_channel *gc, unsigned bit, const char *reason,
+                         const char *detail)
+{
+    if (gc->reported & (1u << bit))
+        return;
+    gc->reported |= 1u << bit;
+    if (gc->cbs.on_first_reject)
+        gc->cbs.on_first_reject(gc, reason, detail, gc->opaque);
+}
+
+/* Sequence check of a pressure or report; false: drop it as stale. */
+static bool seq_accept(struct guest_channel *gc, uint64_t seq)
+{
+    if (gc->seq_known && seq <= gc->last_seq) {
+        gc->stats.seq_stale++;
+        char detail[80];
+        snprintf(detail, sizeof(detail), "seq %llu after %llu", (unsigned long long)seq,
+                 (unsigned long long)gc->last_seq);
+        first_reject(gc, REJECT_STALE, "seq_stale", detail);
+        return false;
+    }
+    if (gc->seq_known && seq > gc->last_seq + 1)
+        gc->stats.seq_lost += seq - gc->last_seq - 1;
+    gc->seq_known = true;
+    gc->last_seq = seq;
+    return true;
+}
+
 /* One complete frame out of the framer. */
 static void on_frame(const char *payload, size_t len, void *opaque)
 {
@@ -52,6 +95,7 @@ static void on_frame(const char *payload, size_t len, void *opaque)
     /* Charge before decoding: a flood of frames costs the decoder nothing beyond the budget. */
     if (!ratelimit_take(&gc->frame_budget, 1, now_ns(gc))) {
         gc->stats.rate_limited++;
+        first_reject(gc, REJECT_RATE, "rate", "over the guest's frame budget");
         return;
     }
     struct bp_msg msg;
@@ -63,19 +107,31 @@ static void on_frame(const char *payload, size_t len, void *opaque)
     }
     if (err != BP_OK) {
         gc->stats.invalid++;
+        if ((unsigned)err < sizeof(gc->stats.rejected) / sizeof(gc->stats.rejected[0]))
+            gc->stats.rejected[err]++;
         snprintf(gc->stats.last_error, sizeof(gc->stats.last_error), "%s: %s",
                  bp_error_name(err), detail);
+        first_reject(gc, REJECT_DECODE + (unsigned)err, bp_error_name(err), detail);
         return;
     }
     switch (msg.type) {
     case BP_MSG_HELLO:
         gc->stats.hellos++;
+        /* A new boot id restarts the count; the same one continues it across reconnects. */
+        if (strcmp(gc->boot_id, msg.u.hello.boot_id) != 0) {
+            strcpy(gc->boot_id, msg.u.hello.boot_id);
+            gc->seq_known = false;
+        }
         send_welcome(gc);
         break;
     case BP_MSG_PRESSURE:
+        if (!seq_accept(gc, msg.u.pressure.seq))
+            return;
         gc->stats.pressure_events++;
         break;
     case BP_MSG_REPORT:
+        if (!seq_accept(gc, msg.u.report.seq))
+            return;
         gc->stats.reports++;
         break;
     default:
@@ -112,9 +168,17 @@ static void throttle_if_spent(struct guest_channel *gc)
 
 static void sync_framer_stats(struct guest_channel *gc)
 {
-    gc->stats.junk_bytes = gc->framer.stats.junk_bytes;
-    gc->stats.oversized = gc->framer.stats.oversized;
-    gc->stats.truncated = gc->framer.stats.truncated;
+    const struct bp_framer_stats *f = &gc->framer.stats;
+    if (f->junk_bytes > gc->stats.junk_bytes)
+        first_reject(gc, REJECT_JUNK, "junk", "bytes outside any frame");
+    if (f->oversized > gc->stats.oversized)
+        first_reject(gc, REJECT_OVERSIZED, "oversized", "a frame over 4096 bytes");
+    if (f->truncated > gc->stats.truncated)
+        first_reject(gc, REJECT_TRUNCATED, "truncated", "a frame cut short");
+    gc->stats.junk_bytes = f->junk_bytes;
+    gc->stats.oversized = f->oversized;
+    gc->stats.truncated = f->truncated;
+    gc->stats.resyncs = f->resyncs;
 }
 
 static void on_data(struct host_channel *ch, const char *data, size_t len, void *opaque)

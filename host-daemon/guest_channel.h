@@ -6,7 +6,9 @@
  * own writes back up), the framer (junk, oversized and truncated frames are dropped and
  * counted), a frame budget (frames beyond it are dropped unread and reading pauses until
  * the budget refills), then bp_decode (invalid frames are counted, with the last reason).
- * Valid pressure events and reports go to on_message; a hello is answered with a welcome.
+ * Pressure events and reports are checked against the sequence of their boot id
+ * (docs/protocol.md: stale ones dropped, gaps counted) and go to on_message; a hello is
+ * answered with a welcome.
  * Every buffer is fixed-size. Time comes from the loop (uv_now), passed into the limiters.
  */
 #ifndef BELLOWS_GUEST_CHANNEL_H
@@ -40,6 +42,10 @@ struct guest_channel_stats {
     uint64_t pressure_events;
     uint64_t reports;
     uint64_t invalid;        /* frames bp_decode refused (not counting unknown types) */
+    uint64_t rejected[BP_ERR_SPACE + 1]; /* ... by reason (enum bp_error, bp_error_name) */
+    uint64_t seq_stale;      /* pressure/report with seq <= the last one: dropped */
+    uint64_t seq_lost;       /* frames missing between two seqs (agent could not send) */
+    uint64_t resyncs;        /* from the framer */
     uint64_t unknown_type;   /* frames of a type this version does not know: ignored */
     uint64_t wrong_direction; /* a welcome sent by the guest */
     uint64_t rate_limited;   /* frames dropped by the frame budget */
@@ -59,6 +65,11 @@ struct guest_channel_callbacks {
     void (*on_message)(struct guest_channel *gc, const struct bp_msg *msg, void *opaque);
     /* Connected (err 0) or disconnected/failed (err < 0). */
     void (*on_link)(struct guest_channel *gc, bool connected, int err, void *opaque);
+    /* The first frame dropped for a reason ("json", "range", "seq_stale", "rate", "junk",
+     * "oversized" ...) since the channel was made: for a log line. Later ones of the same
+     * reason are only counted. May be NULL. */
+    void (*on_first_reject)(struct guest_channel *gc, const char *reason, const char *detail,
+                            void *opaque);
 };
 
 /* Make and start a channel to the chardev socket at path. welcome is what each hello is

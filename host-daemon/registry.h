@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "host-daemon/config.h"
+#include "host-daemon/guest_channel.h"
 #include "host-daemon/policy.h"
 
 #define GUEST_DECISION_RING 32
@@ -68,6 +69,7 @@ struct guest {
     uint64_t qmp_connects;
     uint64_t qmp_disconnects;
     uint64_t balloon_changes;
+    struct guest_channel_stats reject_summary; /* counters at the last minute summary */
     struct decision_entry ring[GUEST_DECISION_RING];
     size_t ring_count;   /* entries used, up to GUEST_DECISION_RING */
     size_t ring_next;    /* slot of the next entry */

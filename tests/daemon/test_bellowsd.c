@@ -462,6 +462,16 @@ static void moves_reload_and_clean_stop(void **state)
     }
     json_decref(reply);
 
+    /* A reload of a broken file changes nothing. */
+    write_file(w.config, "[guest g1]\nfloor = lots\n");
+    assert_int_equal(uv_process_kill(&d.proc, SIGHUP), 0);
+    WAIT_FOR(strstr(d.log, "the running configuration is kept"));
+    assert_non_null(strstr(d.log, "bellowsd.conf:2: floor = 'lots' is not a size"));
+    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    assert_int_equal(json_array_size(json_object_get(reply, "guests")), 2);
+    json_decref(reply);
+    assert_true(q1.connected && q3.connected && c1.connected && c3.connected);
+
     /* SIGTERM: the daemon exits 0, closes its sockets, sends no balloon command. */
     int before = q1.balloons + q2.balloons + q3.balloons;
     assert_int_equal(uv_process_kill(&d.proc, SIGTERM), 0);
@@ -474,19 +484,26 @@ static void moves_reload_and_clean_stop(void **state)
     finish(&w);
 }
 
-static void dry_run_moves_nothing(void **state)
+/* Advisory mode from the command line (by_flag) or the file: the decision is made and
+ * logged, nothing reaches QEMU. A reload cannot lift --dry-run; lifting dry_run in the file
+ * makes the daemon read the real balloon sizes again before acting. */
+static void dry_run_case(bool by_flag)
 {
-    (void)state;
     struct world w;
     world_init(&w);
     struct qmp_peer q1;
     struct chardev c1;
     peer_listen(&q1, w.dir, "g1.qmp", 512 * MIB);
     chardev_listen(&c1, w.dir, "g1.chan");
+    char live_section[1024];
+    snprintf(live_section, sizeof(live_section), "%s", w.daemon_section);
+    if (!by_flag)
+        strncat(w.daemon_section, "dry_run = true\n",
+                sizeof(w.daemon_section) - strlen(w.daemon_section) - 1);
     write_config(&w, (const char *[]){"g1"}, (unsigned[]){100}, 1);
 
     static struct daemon_proc d;
-    spawn_daemon(&d, w.config, true);
+    spawn_daemon(&d, w.config, by_flag);
     WAIT_FOR(q1.queries >= 1 && c1.connected && strstr(d.log, "guest g1: QMP"));
     struct bp_msg crit = critical_event();
     chardev_send(&c1, &crit);
@@ -501,11 +518,38 @@ static void dry_run_moves_nothing(void **state)
     json_decref(reply);
     /* ... and nothing reached QEMU. */
     assert_int_equal(q1.balloons, 0);
+
+    /* The file without dry_run, reloaded. */
+    snprintf(w.daemon_section, sizeof(w.daemon_section), "%s", live_section);
+    write_config(&w, (const char *[]){"g1"}, (unsigned[]){100}, 1);
+    assert_int_equal(uv_process_kill(&d.proc, SIGHUP), 0);
+    WAIT_FOR(strstr(d.log, "reloaded"));
+    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    assert_true(json_is_true(json_object_get(reply, "dry_run")) == by_flag);
+    json_decref(reply);
+    if (!by_flag) /* leaving advisory mode: the real size is read again */
+        WAIT_FOR(q1.queries >= 2);
+    else
+        assert_int_equal(q1.queries, 1);
+
     assert_int_equal(uv_process_kill(&d.proc, SIGTERM), 0);
     WAIT_FOR(d.exited);
     assert_int_equal(d.exit_status, 0);
-    assert_int_equal(q1.balloons, 0);
+    if (by_flag)
+        assert_int_equal(q1.balloons, 0);
     finish(&w);
+}
+
+static void dry_run_by_flag_moves_nothing(void **state)
+{
+    (void)state;
+    dry_run_case(true);
+}
+
+static void dry_run_by_config_moves_nothing(void **state)
+{
+    (void)state;
+    dry_run_case(false);
 }
 
 static void check_config_explains_errors(void **state)
@@ -548,7 +592,8 @@ int main(void)
     uv_timer_init(&loop, &deadline);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(moves_reload_and_clean_stop),
-        cmocka_unit_test(dry_run_moves_nothing),
+        cmocka_unit_test(dry_run_by_flag_moves_nothing),
+        cmocka_unit_test(dry_run_by_config_moves_nothing),
         cmocka_unit_test(check_config_explains_errors),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);

@@ -151,6 +151,28 @@ static void on_link(struct guest_channel *gc, bool connected, int err, void *opa
         f->links_up++;
 }
 
+static int first_rejects[2][32]; /* [good?][reason index] */
+static const char *const reject_names[] = {"json", "range", "rate", "junk", "oversized",
+                                           "truncated", "seq_stale", "field", "version",
+                                           "type"};
+static void on_first_reject(struct guest_channel *gc, const char *reason, const char *detail,
+                            void *opaque)
+{
+    (void)detail;
+    struct fixture *f = opaque;
+    for (size_t i = 0; i < sizeof(reject_names) / sizeof(reject_names[0]); i++)
+        if (strcmp(reason, reject_names[i]) == 0)
+            first_rejects[gc == f->good_gc][i]++;
+}
+
+static int reject_count(bool good, const char *name)
+{
+    for (size_t i = 0; i < sizeof(reject_names) / sizeof(reject_names[0]); i++)
+        if (strcmp(name, reject_names[i]) == 0)
+            return first_rejects[good][i];
+    return -1;
+}
+
 static void flood_more(struct fixture *f);
 
 static void on_flood_written(uv_write_t *req, int status)
@@ -256,7 +278,8 @@ static void flood_does_not_delay_another_guest(void **state)
     qemu_listen(&f->loop, &f->flood, f->dir, "flood.sock");
 
     struct bp_welcome welcome = {.protocol_version = BP_PROTOCOL_VERSION};
-    struct guest_channel_callbacks cbs = {.on_message = on_message, .on_link = on_link};
+    struct guest_channel_callbacks cbs = {
+        .on_message = on_message, .on_link = on_link, .on_first_reject = on_first_reject};
     assert_int_equal(guest_channel_new(&f->loop, f->good.path, &limits, &welcome, &cbs, f,
                                        &f->good_gc),
                      0);
@@ -309,8 +332,24 @@ static void flood_does_not_delay_another_guest(void **state)
     assert_true(fs->throttled > 0);
     /* Accepted: the burst plus the rate over the flood's length, plus slack for timer
      * rounding. */
-    assert_true((double)fs->messages <= 40 + 20 * seconds + 3);
+    uint64_t through = fs->messages + fs->seq_stale + fs->invalid; /* past the budget */
+    assert_true((double)through <= 40 + 20 * seconds + 3);
+    assert_true(through >= 40);
     assert_int_equal(f->flood_messages, (int)fs->messages);
+    /* The flood repeats one seq: after the first, every accepted frame is stale. */
+    assert_int_equal(fs->pressure_events, 1);
+    assert_int_equal(fs->messages, 1);
+    assert_true(fs->seq_stale >= 30);
+    assert_true(fs->rejected[BP_ERR_JSON] >= 1);
+    /* Each kind of drop was reported once for a log line, then only counted. */
+    assert_int_equal(reject_count(false, "junk"), 1);
+    assert_int_equal(reject_count(false, "oversized"), 1);
+    assert_int_equal(reject_count(false, "rate"), 1);
+    assert_int_equal(reject_count(false, "json"), 1);
+    assert_int_equal(reject_count(false, "seq_stale"), 1);
+    assert_int_equal(reject_count(true, "junk") + reject_count(true, "rate") +
+                         reject_count(true, "json") + reject_count(true, "seq_stale"),
+                     0);
     /* Bytes read are held to the byte budget too (burst + rate). */
     assert_true((double)fs->bytes <= 65536 + 65536 * seconds + 8192);
     /* The flooder sent far more than was read: the rest waits in its own socket. */
@@ -425,11 +464,81 @@ static void reconnects_when_qemu_restarts(void **state)
     rmdir(dir);
 }
 
+static struct bp_msg report_seq(uint64_t seq)
+{
+    struct bp_msg m = sample_report();
+    m.u.report.seq = seq;
+    return m;
+}
+
+static struct bp_msg hello_boot(const char *boot_id)
+{
+    struct bp_msg m = sample_hello();
+    snprintf(m.u.hello.boot_id, sizeof(m.u.hello.boot_id), "%s", boot_id);
+    return m;
+}
+
+/* docs/protocol.md: seq per boot id; stale frames dropped, gaps counted; a new boot id
+ * restarts the count; frames before any hello are used. */
+static void sequence_numbers_per_boot_id(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char dir[128];
+    make_dir(dir, sizeof(dir));
+    struct fake_qemu q = {0};
+    qemu_listen(&loop, &q, dir, "seq.sock");
+    struct bp_welcome welcome = {.protocol_version = BP_PROTOCOL_VERSION};
+    struct guest_channel_callbacks cbs = {.on_message = count_message};
+    struct guest_channel *gc;
+    assert_int_equal(guest_channel_new(&loop, q.path, &limits, &welcome, &cbs, NULL, &gc), 0);
+    while (!q.accepted || !guest_channel_connected(gc))
+        uv_run(&loop, UV_RUN_ONCE);
+
+    const struct bp_msg script[] = {
+        report_seq(41),       /* before any hello: used */
+        hello_boot("boot-a"), /* new boot id: count restarts */
+        report_seq(5),        /* used */
+        report_seq(5),        /* stale */
+        report_seq(4),        /* stale */
+        report_seq(9),        /* used, 3 lost */
+        hello_boot("boot-a"), /* same boot (reconnect): count continues */
+        report_seq(9),        /* stale */
+        report_seq(10),       /* used */
+        hello_boot("boot-b"), /* agent restarted */
+        report_seq(1),        /* used, no gap */
+    };
+    char buf[16 * BP_MAX_FRAME];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(script) / sizeof(script[0]); i++) {
+        size_t len;
+        assert_int_equal(bp_encode(&script[i], buf + n, sizeof(buf) - n, &len), BP_OK);
+        n += len;
+    }
+    messages_seen = 0;
+    qemu_write(&q, buf, n);
+    const struct guest_channel_stats *s = guest_channel_stats(gc);
+    while (s->frames < sizeof(script) / sizeof(script[0]))
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(s->reports, 5);
+    assert_int_equal(s->seq_stale, 3);
+    assert_int_equal(s->seq_lost, 3);
+    assert_int_equal(s->hellos, 3);
+    assert_int_equal(messages_seen, 8); /* 5 reports + 3 hellos */
+
+    guest_channel_close(gc);
+    drain_and_close_loop(&loop);
+    unlink(q.path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(flood_does_not_delay_another_guest),
         cmocka_unit_test(reconnects_when_qemu_restarts),
+        cmocka_unit_test(sequence_numbers_per_boot_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
