@@ -153,6 +153,11 @@ static int send_command(struct qmp_client *c, enum qmp_purpose purpose, const ch
     size_t len;
     int r;
 
+    unsigned n = 0;
+    for (struct qmp_command *p = c->pending; p; p = p->next)
+        n++;
+    if (n >= QMP_MAX_PENDING)
+        return -EBUSY;
     k = calloc(1, sizeof(*k));
     w = calloc(1, sizeof(*w));
     if (!k || !w) {

@@ -40,6 +40,10 @@ struct qmp_client_config {
 #define QMP_DEFAULT_BACKOFF_MAX_MS 5000u
 #define QMP_DEFAULT_MAX_MESSAGE_BYTES (1024u * 1024u)
 
+/* Commands waiting for replies on one connection, at most (a monitor that stops reading
+ * must not make the daemon queue without bound). */
+#define QMP_MAX_PENDING 64
+
 /* Events of the connection. `opaque` is the one given to qmp_client_new(). Any may be NULL. */
 struct qmp_callbacks {
     /* Handshake done and the balloon read: `actual_bytes` is the guest's current memory
@@ -88,7 +92,8 @@ int qmp_client_start(struct qmp_client *c);
 /* Ask QEMU to move the balloon so that the guest has `target_bytes` of memory (QMP
  * `balloon`, value = the guest's target memory size in bytes; > 0). QEMU acknowledges at
  * once; the actual size follows in on_balloon_change. Only while ready: returns
- * -ENOTCONN otherwise (and done is not called), -EINVAL for a bad target, -ENOMEM.
+ * -ENOTCONN otherwise (and done is not called), -EINVAL for a bad target, -EBUSY when
+ * QMP_MAX_PENDING commands already wait for replies, -ENOMEM.
  * On 0, `done` (may be NULL) is called exactly once, later, never from inside this call. */
 int qmp_client_set_balloon(struct qmp_client *c, int64_t target_bytes, qmp_done_cb done,
                            void *opaque);

@@ -459,6 +459,30 @@ static void test_replies_matched_by_id(void **state)
     assert_int_equal(qmp_client_target(fx->c), 300 * MiB);
 }
 
+/* Pending commands are bounded: a monitor that stops answering cannot grow the queue. */
+static void test_pending_bounded(void **state)
+{
+    struct fx *fx = *state;
+    struct done_rec d = {.fx = fx, .label = "held"};
+
+    start_ready(fx);
+    fx->hook = hook_hold;
+    for (int i = 0; i < QMP_MAX_PENDING; i++)
+        assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &d), 0);
+    assert_int_equal(qmp_client_set_balloon(fx->c, 300 * MiB, cb_done, &d), -EBUSY);
+    RUN_UNTIL(fx, json_array_size(fx->held) == QMP_MAX_PENDING, 5000);
+    /* one answer frees one slot */
+    peer_reply(fx, json_array_get(fx->held, 0), json_pack("{sI}", "actual", (json_int_t)(512 * MiB)));
+    RUN_UNTIL(fx, d.calls == 1, 5000);
+    assert_int_equal(qmp_client_set_balloon(fx->c, 300 * MiB, cb_done, &d), 0);
+    assert_int_equal(qmp_client_set_balloon(fx->c, 300 * MiB, cb_done, &d), -EBUSY);
+    /* close here: `d` lives on this stack; every waiting command is cancelled */
+    qmp_client_close(fx->c, cb_closed);
+    assert_int_equal(d.calls, 1 + QMP_MAX_PENDING);
+    assert_int_equal(d.status, -ECANCELED);
+    RUN_UNTIL(fx, fx->closed, 5000);
+}
+
 static bool hook_refuse_balloon(struct fx *fx, json_t *cmd)
 {
     if (strcmp(json_string_value(json_object_get(cmd, "execute")), "balloon") != 0)
@@ -806,6 +830,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_handshake_reads_balloon_before_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replies_matched_by_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_mid_command, setup, teardown),
