@@ -115,6 +115,12 @@ int procstat_read(pid_t pid, struct procstat *ret)
         char tpath[300];
         snprintf(tpath, sizeof(tpath), "/proc/%d/task/%s/status", (int)pid, e->d_name);
         struct procstat t = {0};
+        char spath[300];
+        unsigned long long run_ns, wait_ns;
+        snprintf(spath, sizeof(spath), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+        if (read_text(spath, text, sizeof(text)) == 0 &&
+            sscanf(text, "%llu %llu", &run_ns, &wait_ns) == 2)
+            st.runq_wait_seconds += (double)wait_ns / 1e9;
         if (read_text(tpath, text, sizeof(text)) == 0 && procstat_parse_status(text, &t) == 0) {
             st.ctxsw_vol += t.ctxsw_vol;
             st.ctxsw_invol += t.ctxsw_invol;

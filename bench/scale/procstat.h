@@ -15,6 +15,7 @@ struct procstat {
     uint64_t ctxsw_invol; /* involuntary, all threads */
     unsigned threads;
     unsigned fds;         /* open file descriptors */
+    double runq_wait_seconds; /* time runnable but waiting for a CPU, all threads (schedstat) */
 };
 
 /* Parse the text of /proc/PID/stat: utime + stime in clock ticks. 0 or -EINVAL. */
