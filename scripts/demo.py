@@ -43,7 +43,7 @@ def programs(build):
         "agent": os.path.join(build, "guest-agent", "bellows-agent"),
         "workload": os.path.join(build, "tests", "workload", "workload"),
         "bellowsd": os.path.join(build, "host-daemon", "bellowsd"),
-        "bellowsctl": os.path.join(build, "host-daemon", "bellowsctl"),
+        "bellowsctl": os.path.join(build, "ctl", "bellowsctl"),
     }
     missing = [p for p in paths.values() if not os.access(p, os.X_OK)]
     if missing:

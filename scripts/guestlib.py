@@ -264,7 +264,7 @@ class Guest:
     """One QEMU guest booted from the bellows test image."""
 
     def __init__(self, name, rundir, image, mem_mib=512, agent=True, agent_args=None,
-                 script=None, poweroff=False, qemu="qemu-system-x86_64"):
+                 script=None, poweroff=False, swap_mib=0, qemu="qemu-system-x86_64"):
         self.name = name
         self.dir = os.path.abspath(rundir)
         self.image = image  # (vmlinuz, initrd)
@@ -273,6 +273,7 @@ class Guest:
         self.agent_args = agent_args or []
         self.script = script
         self.poweroff = poweroff
+        self.swap_mib = swap_mib
         self.qemu = qemu
         self.proc = None
         os.makedirs(self.dir, exist_ok=True)
@@ -295,6 +296,8 @@ class Guest:
             args.append("bellows.run=" + base64.b64encode(self.script.encode()).decode())
         if self.poweroff:
             args.append("bellows.then=poweroff")
+        if self.swap_mib:
+            args.append("bellows.swap=1")
         return " ".join(args)
 
     def command_line(self):
@@ -313,7 +316,8 @@ class Guest:
             "-device", "virtserialport,chardev=agent,name=%s" % PORT_NAME,
             "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
             "-qmp", "unix:%s,server=on,wait=off" % self.qmp_test_path,
-        ]
+        ] + (["-drive", "if=virtio,format=raw,cache=unsafe,file=%s/swap.img" % d]
+             if self.swap_mib else [])
 
     def start(self):
         """Start QEMU; returns at once (see wait_ready)."""
@@ -324,6 +328,9 @@ class Guest:
                 os.unlink(p)
         self._observer = None
         self.console.close()
+        if self.swap_mib:
+            with open(os.path.join(self.dir, "swap.img"), "wb") as f:
+                f.truncate(self.swap_mib * MIB)  # sparse; mkswap in the guest
         self.console.mark()
         self.boot_mark = self.console.offset
         self.started_at = time.monotonic()
@@ -342,9 +349,10 @@ class Guest:
         if not re.search(r"^BELLOWS READY", text, re.M):
             return False
         self.boot_seconds = time.monotonic() - self.started_at
-        m = re.search(r"^BELLOWS BOOTED mem_total_kb=(\d+) psi=(\d) vmpressure=(\d)", text, re.M)
+        m = re.search(r"^BELLOWS BOOTED mem_total_kb=(\d+) psi=(\d) vmpressure=(\d) "
+                      r"swap_kb=(\d+)", text, re.M)
         self.booted = {"mem_total_kb": int(m.group(1)), "psi": m.group(2) == "1",
-                       "vmpressure": m.group(3) == "1"}
+                       "vmpressure": m.group(3) == "1", "swap_kb": int(m.group(4))}
         return True
 
     def wait_ready(self, timeout=120):
