@@ -209,7 +209,9 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     struct guest_port *port = poll->data;
 
     if (status < 0) {
-        hang_up(port, status);
+        /* libuv reports POLLERR without POLLPRI as UV_EBADF: a terminal or port whose other
+         * side is gone for good. A hang-up like any other. */
+        hang_up(port, status == UV_EBADF ? 0 : status);
         return;
     }
     if (events & UV_READABLE)
