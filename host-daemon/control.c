@@ -23,8 +23,14 @@ struct control_server {
     struct control_conn *conns; /* list of open connections */
 };
 
+/* A connection that sends no complete request for this long is closed, so an idle or
+ * stuck client cannot hold one of the few connection slots for ever. */
+#define CONTROL_IDLE_TIMEOUT_MS 30000
+
 struct control_conn {
     uv_pipe_t pipe;
+    uv_timer_t idle;
+    int open_handles;
     struct control_server *server;
     struct control_conn *next;
     bool closing;
@@ -64,6 +70,8 @@ static void on_conn_closed(uv_handle_t *h)
 {
     struct control_conn *conn = h->data;
     struct control_server *s = conn->server;
+    if (--conn->open_handles > 0)
+        return;
     for (struct control_conn **p = &s->conns; *p; p = &(*p)->next) {
         if (*p == conn) {
             *p = conn->next;
@@ -82,6 +90,12 @@ static void conn_close(struct control_conn *conn)
         return;
     conn->closing = true;
     uv_close((uv_handle_t *)&conn->pipe, on_conn_closed);
+    uv_close((uv_handle_t *)&conn->idle, on_conn_closed);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    conn_close(t->data);
 }
 
 static void process(struct control_conn *conn);
@@ -164,6 +178,7 @@ static void process(struct control_conn *conn)
         }
         if (uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read) < 0)
             conn_close(conn);
+        uv_timer_start(&conn->idle, on_idle, CONTROL_IDLE_TIMEOUT_MS, 0);
         return;
     }
     size_t line_len = (size_t)(nl - conn->buf);
@@ -226,6 +241,9 @@ static void on_connection(uv_stream_t *listener, int status)
     conn->server = s;
     uv_pipe_init(listener->loop, &conn->pipe, 0);
     conn->pipe.data = conn;
+    uv_timer_init(listener->loop, &conn->idle);
+    conn->idle.data = conn;
+    conn->open_handles = 2;
     conn->next = s->conns;
     s->conns = conn;
     s->clients++;
