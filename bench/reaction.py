@@ -202,6 +202,7 @@ def one_rep(i, args, image, rundir):
             t_rx, msg = cause
             wake_host = msg["mono_ns"] + offset
             rep.update({"frame": msg["type"], "level": msg.get("level"),
+                        "source": msg.get("source"),
                         "frames_before_cmd": len(frames),
                         "wake_to_rx_ms": ms(t_rx - wake_host),
                         "rx_to_cmd_ms": ms(t_cmd - t_rx),

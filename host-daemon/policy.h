@@ -10,6 +10,7 @@
  * How the daemon uses it:
  *   policy_config_defaults(&cfg);           then policy_config_set() per config key,
  *   policy_config_check(&cfg, ...);         refuse to start on error
+ *   policy_host_init(&host);
  *   policy_guest_init(&g, floor, ceiling, weight);   policy_guest_check() for limits
  *   policy_note_actual(&cfg, &g, bytes, now);        after query-balloon / BALLOON_CHANGE
  *   policy_forget_actual(&g);                        when the QMP link drops
@@ -18,6 +19,7 @@
  *   policy_decide(&cfg, &host, guests, n, now, decisions);   after any of the above
  *     (or policy_decide_ptrs() with an array of pointers to guests)
  *   policy_commit(&cfg, &g, &decisions[i], now);     only for moves actually issued
+ *   policy_host_commit(&host, now);                  if any of them was HOST_PRESSURE
  *   policy_next_deadline(&cfg, &host, guests, n, now);   arm one timer for it
  */
 #ifndef BELLOWS_POLICY_H
@@ -173,7 +175,7 @@ struct policy_guest {
     unsigned flips;         /* reversals counted toward the backoff */
     int64_t last_flip_at;
     uint64_t reversals;     /* all reversals since init, for metrics */
-    bool hurt_known;        /* the size at which the guest last needed a deflate */
+    bool hurt_known;        /* the size at which it last needed a critical/medium deflate */
     uint64_t hurt_bytes;
     int64_t hurt_at;
 };
@@ -187,9 +189,10 @@ const char *policy_reason_name(enum policy_reason reason);
 void policy_config_defaults(struct policy_config *cfg);
 
 /* Set one tunable by its config-file name (the field name, e.g. "quiet_ms",
- * "critical_step_bytes"). Sizes take an optional K, M, G (binary) suffix, times an
- * optional ms, s, min suffix. Returns 0, -ENOENT for an unknown key, -EINVAL for a bad
- * value (cfg untouched on error). */
+ * "critical_step_bytes"). Sizes (*_bytes) take an optional K, M, G, T (binary, or KiB...)
+ * suffix, times (*_ms) an optional ms, s, min, h suffix, percentages a decimal 0..100
+ * with an optional %. Returns 0, -ENOENT for an unknown key, -EINVAL for a bad value
+ * (cfg untouched on error). */
 int policy_config_set(struct policy_config *cfg, const char *key, const char *value);
 
 /* Check that the tunables make sense together (exit below enter thresholds, steps not
@@ -255,9 +258,10 @@ void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
 /* A host reclaim round was issued at now: the next one waits host_reclaim_interval_ms. */
 void policy_host_commit(struct policy_host *host, int64_t now);
 
-/* Earliest time after now at which a decision could change without any new input
- * (a level decays, a dwell, quiet time, cooldown or interval ends, ...), or
- * POLICY_NO_DEADLINE. Calling policy_decide() earlier is harmless; later is only slower. */
+/* Earliest time after now at which a decision could change without any new input (a
+ * level decays; quiet time, cooldown, inflate interval or settle timeout ends; flips or
+ * hurt memory are forgotten; the next host round), or POLICY_NO_DEADLINE. Calling
+ * policy_decide() earlier is harmless; later only delays a move. */
 int64_t policy_next_deadline(const struct policy_config *cfg, const struct policy_host *host,
                              const struct policy_guest *guests, size_t n, int64_t now);
 
