@@ -26,6 +26,8 @@ static void usage(FILE *out)
             "  set NAME floor=SIZE ceiling=SIZE weight=N    change limits (any subset)\n"
             "  add NAME qmp=PATH channel=PATH floor=SIZE ceiling=SIZE [weight=N]\n"
             "  remove NAME                   stop managing a guest (its balloon stays)\n"
+            "  libvirt-event EVENT UUID [DOMAIN]   from the libvirt hook: started, stopped or\n"
+            "                                reconnect; bellowsd rescans libvirt's domains\n"
             "options:\n"
             "  -s, --socket PATH   control socket (default $BELLOWS_CONTROL_SOCKET or "
             DEFAULT_SOCKET ")\n"
@@ -46,6 +48,15 @@ static json_t *build_request(int argc, char **argv)
     };
     const char *cmd = argv[0];
     int nargs = argc - 1;
+    if (strcmp(cmd, "libvirt-event") == 0) {
+        if (nargs < 2 || nargs > 3) {
+            fprintf(stderr, "bellowsctl: wrong number of arguments for '%s'\n", cmd);
+            usage(stderr);
+            return NULL;
+        }
+        return json_pack("{ssssssss}", "cmd", cmd, "event", argv[1], "uuid", argv[2], "domain",
+                         nargs == 3 ? argv[3] : "");
+    }
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(cmds[i].name, cmd) != 0)
             continue;
@@ -160,6 +171,22 @@ static const char *str(json_t *obj, const char *key)
     return s ? s : "-";
 }
 
+/* STATE: paused, the balloon's link down (no-qmp, no-libvirt), no agent, or managed. */
+static const char *guest_state(json_t *g)
+{
+    json_t *libvirt = json_object_get(g, "libvirt");
+    if (json_is_true(json_object_get(g, "paused")))
+        return "paused";
+    if (json_is_object(libvirt) && !json_is_true(json_object_get(libvirt, "connected")))
+        return "no-libvirt";
+    if (!json_is_object(libvirt) &&
+        !json_is_true(json_object_get(json_object_get(g, "qmp"), "ready")))
+        return "no-qmp";
+    if (!json_is_true(json_object_get(json_object_get(g, "channel"), "connected")))
+        return "no-agent";
+    return "managed";
+}
+
 static void print_guest_row(json_t *g)
 {
     char a[32], t[32], f[32], c[32], psi[16] = "-";
@@ -167,12 +194,7 @@ static void print_guest_row(json_t *g)
     json_t *p = json_object_get(g, "psi_some_avg10");
     if (json_is_number(p))
         snprintf(psi, sizeof(psi), "%.2f", json_number_value(p));
-    const char *state = json_is_true(json_object_get(g, "paused")) ? "paused"
-                        : !json_is_true(json_object_get(json_object_get(g, "qmp"), "ready"))
-                            ? "no-qmp"
-                        : !json_is_true(json_object_get(json_object_get(g, "channel"), "connected"))
-                            ? "no-agent"
-                            : "managed";
+    const char *state = guest_state(g);
     json_t *last = json_object_get(g, "last_move");
     char lastbuf[96] = "-";
     if (json_is_object(last))
@@ -210,8 +232,13 @@ static void print_show(json_t *g)
     printf("%-16s %-8s %6s %8s %8s %8s %8s %6s %-8s %s\n", "NAME", "LEVEL", "PSI", "ACTUAL",
            "TARGET", "FLOOR", "CEILING", "WEIGHT", "STATE", "LAST MOVE");
     print_guest_row(g);
-    printf("agent: %s\nqmp: %s\nchannel: %s%s\n", str(g, "agent"),
-           str(json_object_get(g, "qmp"), "path"), str(json_object_get(g, "channel"), "path"),
+    json_t *libvirt = json_object_get(g, "libvirt");
+    printf("agent: %s\n", str(g, "agent"));
+    if (json_is_object(libvirt))
+        printf("libvirt: domain %s, uuid %s\n", str(libvirt, "domain"), str(libvirt, "uuid"));
+    else
+        printf("qmp: %s\n", str(json_object_get(g, "qmp"), "path"));
+    printf("channel: %s%s\n", str(json_object_get(g, "channel"), "path"),
            json_is_true(json_object_get(json_object_get(g, "channel"), "throttled"))
                ? " (throttled)"
                : "");

@@ -21,6 +21,7 @@ enum key_kind {
     KEY_MS,       /* uint64_t milliseconds, written with a unit */
     KEY_SIZE,     /* uint64_t bytes, with an optional K/M/G/T suffix */
     KEY_U32,      /* uint32_t plain integer */
+    KEY_URI,      /* char[CONFIG_URI_MAX], no spaces */
 };
 
 struct key_spec {
@@ -47,6 +48,18 @@ static const struct key_spec daemon_keys[] = {
     DKEY("control_max_clients", KEY_U32, control_max_clients, 1, 1024),
 };
 #define N_DAEMON_KEYS (sizeof(daemon_keys) / sizeof(daemon_keys[0]))
+
+#define LKEY(n, k, field, lo, hi) {n, k, offsetof(struct config_libvirt, field), lo, hi}
+
+static const struct key_spec libvirt_keys[] = {
+    LKEY("enabled", KEY_BOOL, enabled, 0, 0),
+    LKEY("uri", KEY_URI, uri, 0, 0),
+    LKEY("default_floor", KEY_SIZE, default_floor_bytes, UINT64_C(1) << 20, UINT64_MAX),
+    LKEY("default_weight", KEY_U32, default_weight, 1, CONFIG_MAX_WEIGHT),
+    LKEY("keepalive_interval", KEY_MS, keepalive_interval_ms, 1000, 600000),
+    LKEY("keepalive_count", KEY_U32, keepalive_count, 1, 100),
+};
+#define N_LIBVIRT_KEYS (sizeof(libvirt_keys) / sizeof(libvirt_keys[0]))
 
 static const char *const guest_keys[] = {"qmp", "channel", "floor", "ceiling", "weight"};
 #define N_GUEST_KEYS (sizeof(guest_keys) / sizeof(guest_keys[0]))
@@ -79,6 +92,13 @@ void config_init(struct config *cfg)
     d->reconnect_min_ms = 100;
     d->reconnect_max_ms = 5000;
     d->control_max_clients = 8;
+    struct config_libvirt *l = &cfg->libvirt;
+    l->enabled = false;
+    snprintf(l->uri, sizeof(l->uri), "%s", CONFIG_DEFAULT_LIBVIRT_URI);
+    l->default_floor_bytes = UINT64_C(256) << 20;
+    l->default_weight = CONFIG_DEFAULT_WEIGHT;
+    l->keepalive_interval_ms = 5000;
+    l->keepalive_count = 3;
 }
 
 /* See config.h. */
@@ -154,6 +174,14 @@ static int set_key(const struct key_spec *spec, void *base, const char *value, c
     switch (spec->kind) {
     case KEY_PATH:
         return parse_path(value, field, err, cap);
+    case KEY_URI:
+        if (!value[0] || strlen(value) >= CONFIG_URI_MAX || strpbrk(value, " \t")) {
+            set_err(err, cap, "'%s' is not a libvirt URI (e.g. qemu:///system, at most %d bytes)",
+                    value, CONFIG_URI_MAX - 1);
+            return -EINVAL;
+        }
+        strcpy(field, value);
+        return 0;
     case KEY_LOGLEVEL:
         if (!log_level_parse(value, field)) {
             set_err(err, cap, "'%s' is not a log level (error, warning, info, debug)", value);
@@ -267,6 +295,18 @@ int config_guest_check(const struct config_guest *guest, char *err, size_t err_c
                 guest->name);
         return -EINVAL;
     }
+    if (config_guest_check_limits(guest, err, err_cap) < 0)
+        return -EINVAL;
+    if (strcmp(guest->qmp_path, guest->channel_path) == 0) {
+        set_err(err, err_cap, "guest '%s': qmp and channel are the same path", guest->name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* See config.h. */
+int config_guest_check_limits(const struct config_guest *guest, char *err, size_t err_cap)
+{
     if (!guest->floor_bytes || !guest->ceiling_bytes) {
         set_err(err, err_cap, "guest '%s' needs both floor and ceiling", guest->name);
         return -EINVAL;
@@ -281,10 +321,6 @@ int config_guest_check(const struct config_guest *guest, char *err, size_t err_c
     if (policy_guest_check(guest->floor_bytes, guest->ceiling_bytes, guest->weight, err,
                            err_cap) < 0)
         return -EINVAL;
-    if (strcmp(guest->qmp_path, guest->channel_path) == 0) {
-        set_err(err, err_cap, "guest '%s': qmp and channel are the same path", guest->name);
-        return -EINVAL;
-    }
     return 0;
 }
 
@@ -312,6 +348,7 @@ struct parse_state {
     int guest_section_seq; /* section_seq of the guest being filled, or 0 */
     int daemon_key_line[N_DAEMON_KEYS];
     int guest_key_line[N_GUEST_KEYS]; /* for the guest being filled */
+    int libvirt_key_line[N_LIBVIRT_KEYS];
     struct {
         char key[48];
         int line;
@@ -488,6 +525,33 @@ static void daemon_key(struct parse_state *st, const char *key, const char *valu
     add_error(st, st->line, "unknown key '%s' in [daemon]", key);
 }
 
+static void libvirt_key(struct parse_state *st, const char *key, const char *value)
+{
+    /* The section's presence turns the backend on; `enabled = false` keeps it off. */
+    if (!st->cfg.libvirt.line) {
+        st->cfg.libvirt.line = st->section_line;
+        st->cfg.libvirt.enabled = true;
+    }
+    for (size_t i = 0; i < N_LIBVIRT_KEYS; i++) {
+        if (strcmp(libvirt_keys[i].name, key) != 0)
+            continue;
+        if (st->libvirt_key_line[i]) {
+            add_error(st, st->line, "'%s' is set twice in [libvirt] (first at line %d)", key,
+                      st->libvirt_key_line[i]);
+            return;
+        }
+        st->libvirt_key_line[i] = st->line;
+        char err[200];
+        if (set_key(&libvirt_keys[i], &st->cfg.libvirt, value, err, sizeof(err)) < 0)
+            add_error(st, st->line, "%s", err);
+        return;
+    }
+    add_error(st, st->line,
+              "unknown key '%s' in [libvirt] (known: enabled, uri, default_floor, "
+              "default_weight, keepalive_interval, keepalive_count)",
+              key);
+}
+
 static void policy_key(struct parse_state *st, const char *key, const char *value)
 {
     if (!st->policy_line)
@@ -528,10 +592,13 @@ static int on_pair(void *user, const char *section, const char *key, const char 
     if (st->skip_section)
         return 1;
     if (section[0] == '\0') {
-        add_error(st, st->line, "'%s' is outside any section ([daemon], [policy], [guest NAME])",
+        add_error(st, st->line,
+                  "'%s' is outside any section ([daemon], [policy], [libvirt], [guest NAME])",
                   key);
     } else if (strcmp(section, "daemon") == 0) {
         daemon_key(st, key, value);
+    } else if (strcmp(section, "libvirt") == 0) {
+        libvirt_key(st, key, value);
     } else if (strcmp(section, "policy") == 0) {
         policy_key(st, key, value);
     } else if (strncmp(section, "guest", 5) == 0 && (section[5] == ' ' || section[5] == '\t')) {
@@ -542,7 +609,8 @@ static int on_pair(void *user, const char *section, const char *key, const char 
     } else if (st->bad_section_seq != st->section_seq) {
         st->bad_section_seq = st->section_seq;
         add_error(st, st->section_line,
-                  "unknown section [%s] (known: [daemon], [policy], [guest NAME])", section);
+                  "unknown section [%s] (known: [daemon], [policy], [libvirt], [guest NAME])",
+                  section);
     }
     return 1;
 }

@@ -50,8 +50,23 @@ struct config_daemon {
     uint32_t control_max_clients;     /* concurrent control socket connections */
 };
 
+/* The [libvirt] section: discover guests through libvirtd and balloon them through it
+ * (docs/libvirt.md). Off unless the section is present. */
+#define CONFIG_URI_MAX 256
+#define CONFIG_DEFAULT_LIBVIRT_URI "qemu:///system"
+struct config_libvirt {
+    bool enabled;                 /* the section is present and enabled is not false */
+    char uri[CONFIG_URI_MAX];     /* libvirt connection URI */
+    uint64_t default_floor_bytes; /* floor of a domain whose XML gives none */
+    uint32_t default_weight;      /* weight of a domain whose XML gives none */
+    uint64_t keepalive_interval_ms; /* libvirt keepalive: a ping after this much silence */
+    uint32_t keepalive_count;     /* ... dead after this many unanswered pings */
+    int line;                     /* line of the [libvirt] header; 0 if absent */
+};
+
 struct config {
     struct config_daemon daemon;
+    struct config_libvirt libvirt;
     struct policy_config policy; /* [policy]: policy_config_defaults() plus the file's keys */
     struct config_guest *guests; /* n_guests entries, in file order */
     size_t n_guests;
@@ -92,6 +107,10 @@ int config_guest_set(struct config_guest *guest, const char *key, const char *va
 /* Whether a guest is complete and consistent (paths set, floor <= ceiling ...).
  * Returns 0, or -EINVAL with a reason. */
 int config_guest_check(const struct config_guest *guest, char *err, size_t err_cap);
+
+/* The part of config_guest_check about floor, ceiling and weight only (a libvirt guest has
+ * no QMP path). Returns 0, or -EINVAL with a reason. */
+int config_guest_check_limits(const struct config_guest *guest, char *err, size_t err_cap);
 
 /* Whether a name is a valid guest name: 1..63 of [A-Za-z0-9._-], not starting with '-'. */
 bool config_guest_name_valid(const char *name);

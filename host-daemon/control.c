@@ -11,6 +11,7 @@
 
 #include "host-daemon/control_proto.h"
 #include "host-daemon/daemon.h"
+#include "host-daemon/daemon_libvirt.h"
 #include "host-daemon/log.h"
 
 struct control_server {
@@ -60,10 +61,17 @@ static void ops_kick(void *ctx)
     daemon_kick(ctx);
 }
 
+static void ops_libvirt_event(void *ctx, const char *event, const char *uuid,
+                              const char *domain)
+{
+    daemon_libvirt_rescan_soon(ctx, event, uuid, domain);
+}
+
 static const struct control_ops daemon_ops = {
     .add = ops_add,
     .remove = ops_remove,
     .kick = ops_kick,
+    .libvirt_event = ops_libvirt_event,
 };
 
 static void on_conn_closed(uv_handle_t *h)

@@ -1,6 +1,7 @@
 /* Control protocol: request parser, handler and guest views, pure over the registry. */
 #include "host-daemon/control_proto.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@ static const struct {
     {"add", CONTROL_ADD, true,
      (const char *const[]){"qmp", "channel", "floor", "ceiling", "weight", NULL}},
     {"remove", CONTROL_REMOVE, true, NULL},
+    {"libvirt-event", CONTROL_LIBVIRT_EVENT, false, NULL},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -33,6 +35,60 @@ static bool key_allowed(const char *const *keys, const char *key)
         if (strcmp(*keys, key) == 0)
             return true;
     return false;
+}
+
+/* A libvirt UUID as text: 8-4-4-4-12 hexadecimal digits. */
+static bool uuid_valid(const char *s)
+{
+    if (strlen(s) != GUEST_UUID_LEN)
+        return false;
+    for (size_t i = 0; i < GUEST_UUID_LEN; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+/* One key of a libvirt-event request. */
+static int parse_libvirt_field(struct control_request *req, const char *key, json_t *value,
+                               char *err, size_t err_cap)
+{
+    const char *text = json_string_value(value);
+    if (strcmp(key, "event") == 0) {
+        if (!text || (strcmp(text, "started") != 0 && strcmp(text, "stopped") != 0 &&
+                      strcmp(text, "reconnect") != 0)) {
+            snprintf(err, err_cap, "\"event\" must be started, stopped or reconnect");
+            return -EINVAL;
+        }
+        strcpy(req->event, text);
+        return 0;
+    }
+    if (strcmp(key, "uuid") == 0) {
+        if (!text || !uuid_valid(text)) {
+            snprintf(err, err_cap, "\"uuid\" must be a UUID (8-4-4-4-12 hexadecimal digits)");
+            return -EINVAL;
+        }
+        strcpy(req->uuid, text);
+        return 0;
+    }
+    if (strcmp(key, "domain") == 0) {
+        if (!text || strlen(text) > GUEST_DOMAIN_MAX) {
+            snprintf(err, err_cap, "\"domain\" must be a domain name of at most %d bytes",
+                     GUEST_DOMAIN_MAX);
+            return -EINVAL;
+        }
+        for (const char *p = text; *p; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                snprintf(err, err_cap, "\"domain\" contains a control character");
+                return -EINVAL;
+            }
+        }
+        strcpy(req->domain, text);
+        return 0;
+    }
+    snprintf(err, err_cap, "'libvirt-event' takes no \"%.32s\"", key);
+    return -EINVAL;
 }
 
 /* See control_proto.h. */
@@ -64,7 +120,7 @@ int control_parse_request(const char *text, size_t len, struct control_request *
             break;
     if (c == N_COMMANDS) {
         snprintf(err, err_cap, "unknown command '%.32s' (list, show, pause, resume, set, add, "
-                               "remove)",
+                               "remove, libvirt-event)",
                  cmd);
         goto out;
     }
@@ -84,6 +140,11 @@ int control_parse_request(const char *text, size_t len, struct control_request *
                 goto out;
             }
             strcpy(req.name, name);
+            continue;
+        }
+        if (req.cmd == CONTROL_LIBVIRT_EVENT) {
+            if (parse_libvirt_field(&req, key, value, err, err_cap) < 0)
+                goto out;
             continue;
         }
         if (!key_allowed(commands[c].keys, key)) {
@@ -109,6 +170,10 @@ int control_parse_request(const char *text, size_t len, struct control_request *
     }
     if (commands[c].needs_name && !req.name[0]) {
         snprintf(err, err_cap, "'%s' needs a \"name\"", cmd);
+        goto out;
+    }
+    if (req.cmd == CONTROL_LIBVIRT_EVENT && (!req.event[0] || !req.uuid[0])) {
+        snprintf(err, err_cap, "'libvirt-event' needs an \"event\" and a \"uuid\"");
         goto out;
     }
     if (req.cmd == CONTROL_SET && req.n_settings == 0) {
@@ -231,7 +296,10 @@ json_t *control_guest_json(const struct control_context *ctx, const struct guest
 
     json_t *j = json_object();
     json_object_set_new(j, "name", json_string(g->name));
-    json_object_set_new(j, "source", json_string(g->from_file ? "file" : "runtime"));
+    json_object_set_new(j, "source",
+                        json_string(g->backend == GUEST_BACKEND_LIBVIRT ? "libvirt"
+                                    : g->from_file                      ? "file"
+                                                                        : "runtime"));
     json_object_set_new(j, "paused", json_boolean(p->paused));
     json_object_set_new(j, "level", json_string(bp_level_name(level)));
     json_object_set_new(j, "psi_some_avg10",
@@ -250,10 +318,19 @@ json_t *control_guest_json(const struct control_context *ctx, const struct guest
     json_object_set_new(channel, "connected", json_boolean(s && guest_channel_connected(g->channel)));
     json_object_set_new(channel, "throttled", json_boolean(s && guest_channel_throttled(g->channel)));
     json_object_set_new(j, "channel", channel);
-    json_t *qmp = json_object();
-    json_object_set_new(qmp, "path", json_string(g->cfg.qmp_path));
-    json_object_set_new(qmp, "ready", json_boolean(g->qmp_ready));
+    json_t *qmp = json_null(), *libvirt = json_null();
+    if (g->backend == GUEST_BACKEND_LIBVIRT) {
+        libvirt = json_object();
+        json_object_set_new(libvirt, "domain", json_string(g->domain));
+        json_object_set_new(libvirt, "uuid", json_string(g->uuid));
+        json_object_set_new(libvirt, "connected", json_boolean(g->libvirt_connected));
+    } else {
+        qmp = json_object();
+        json_object_set_new(qmp, "path", json_string(g->cfg.qmp_path));
+        json_object_set_new(qmp, "ready", json_boolean(g->qmp_ready));
+    }
     json_object_set_new(j, "qmp", qmp);
+    json_object_set_new(j, "libvirt", libvirt);
     json_object_set_new(j, "agent", g->agent[0] ? json_string(g->agent) : json_null());
     json_object_set_new(j, "last_decision", last);
     json_object_set_new(j, "last_move", last_move);
@@ -280,14 +357,16 @@ static json_t *host_json(const struct control_context *ctx)
                      "pressure", ctx->host->pressure);
 }
 
-/* Apply settings to a copy of cfg; the caller commits it only when all are valid. */
-static int apply_settings(const struct control_request *req, struct config_guest *cfg, char *err,
-                          size_t err_cap)
+/* Apply settings to a copy of cfg; the caller commits it only when all are valid.
+ * limits_only: set changes floor, ceiling and weight only (a libvirt guest has no QMP path). */
+static int apply_settings(const struct control_request *req, struct config_guest *cfg,
+                          bool limits_only, char *err, size_t err_cap)
 {
     for (size_t i = 0; i < req->n_settings; i++)
         if (config_guest_set(cfg, req->settings[i].key, req->settings[i].value, err, err_cap) < 0)
             return -EINVAL;
-    return config_guest_check(cfg, err, err_cap);
+    return limits_only ? config_guest_check_limits(cfg, err, err_cap)
+                       : config_guest_check(cfg, err, err_cap);
 }
 
 /* See control_proto.h. */
@@ -296,7 +375,8 @@ json_t *control_handle(const struct control_context *ctx, const struct control_r
     struct guest *g = NULL;
     char err[240];
 
-    if (req->cmd != CONTROL_LIST && req->cmd != CONTROL_ADD) {
+    if (req->cmd != CONTROL_LIST && req->cmd != CONTROL_ADD &&
+        req->cmd != CONTROL_LIBVIRT_EVENT) {
         g = registry_find(ctx->reg, req->name);
         if (!g)
             return error_reply("no guest named '%s'", req->name);
@@ -319,7 +399,7 @@ json_t *control_handle(const struct control_context *ctx, const struct control_r
         return ok_reply();
     case CONTROL_SET: {
         struct config_guest cfg = g->cfg;
-        if (apply_settings(req, &cfg, err, sizeof(err)) < 0)
+        if (apply_settings(req, &cfg, true, err, sizeof(err)) < 0)
             return error_reply("%s", err);
         registry_update_limits(ctx->reg, g, &cfg);
         if (ctx->ops->kick)
@@ -331,14 +411,23 @@ json_t *control_handle(const struct control_context *ctx, const struct control_r
         strcpy(cfg.name, req->name);
         if (registry_find(ctx->reg, req->name))
             return error_reply("guest '%s' exists already", req->name);
-        if (apply_settings(req, &cfg, err, sizeof(err)) < 0)
+        if (apply_settings(req, &cfg, false, err, sizeof(err)) < 0)
             return error_reply("%s", err);
         if (ctx->ops->add(ctx->ops_ctx, &cfg, err, sizeof(err)) < 0)
             return error_reply("%s", err);
         return ok_reply();
     }
     case CONTROL_REMOVE:
+        if (g->backend == GUEST_BACKEND_LIBVIRT)
+            return error_reply("guest '%s' is libvirt domain %s: it goes when the domain stops "
+                               "(to stop managing it, pause it)",
+                               g->name, g->domain);
         ctx->ops->remove(ctx->ops_ctx, g);
+        return ok_reply();
+    case CONTROL_LIBVIRT_EVENT:
+        /* Only a nudge: the caller rescans after the reply is written. */
+        if (ctx->ops->libvirt_event)
+            ctx->ops->libvirt_event(ctx->ops_ctx, req->event, req->uuid, req->domain);
         return ok_reply();
     }
     return error_reply("unhandled command");

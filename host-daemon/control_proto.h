@@ -4,6 +4,7 @@
  *            {"cmd":"resume","name":N}  {"cmd":"set","name":N,"floor":..,"ceiling":..,"weight":..}
  *            {"cmd":"add","name":N,"qmp":P,"channel":P,"floor":..,"ceiling":..,"weight":..}
  *            {"cmd":"remove","name":N}
+ *            {"cmd":"libvirt-event","event":"started|stopped|reconnect","uuid":U,"domain":D}
  * Replies:   {"ok":true,...} or {"ok":false,"error":"why"}
  *
  * The parser and the handler are pure over the registry and the policy state: the
@@ -35,6 +36,7 @@ enum control_cmd {
     CONTROL_SET,
     CONTROL_ADD,
     CONTROL_REMOVE,
+    CONTROL_LIBVIRT_EVENT,
 };
 
 /* Guest settings a request may carry, as text in config-file syntax. */
@@ -47,6 +49,10 @@ struct control_request {
         char key[16];
         char value[CONFIG_PATH_MAX];
     } settings[CONTROL_MAX_SETTINGS];
+    /* libvirt-event: what the libvirt hook saw (packaging/libvirt-hook-qemu) */
+    char event[16];                    /* started, stopped or reconnect */
+    char uuid[GUEST_UUID_LEN + 1];     /* the domain's UUID */
+    char domain[GUEST_DOMAIN_MAX + 1]; /* its name, for logs only; may be "" */
 };
 
 /* Parse one request (len bytes, no newline needed). Returns 0, or -EINVAL with a reason. */
@@ -61,6 +67,9 @@ struct control_ops {
     void (*remove)(void *ctx, struct guest *g);
     /* Something changed: run a decision round soon. May be NULL. */
     void (*kick)(void *ctx);
+    /* The libvirt hook reported an event: rescan libvirt's domains after the reply. May be
+     * NULL (then the event is acknowledged and ignored). */
+    void (*libvirt_event)(void *ctx, const char *event, const char *uuid, const char *domain);
 };
 
 /* What the handler reads and changes. */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "host-daemon/control.h"
+#include "host-daemon/daemon_libvirt.h"
 #include "host-daemon/guest_channel.h"
 #include "host-daemon/log.h"
 #include "host-daemon/qmp.h"
@@ -64,6 +65,34 @@ static void arm_deadline(struct daemon *d, int64_t now)
 
 static void on_balloon_done(struct qmp_client *c, const struct qmp_result *res, void *opaque);
 
+/* A move through libvirt: synchronous, so it is done (or failed) when the call returns. */
+static bool act_libvirt(struct daemon *d, struct guest *g, const struct policy_decision *dec,
+                        int64_t now)
+{
+    const char *action = policy_action_name(dec->action);
+    const char *reason = policy_reason_name(dec->reason);
+    char err[200];
+
+    if (!g->libvirt_connected)
+        return false;
+    int r = daemon_libvirt_set_balloon(d, g, dec->to_bytes, err, sizeof(err));
+    if (r < 0) {
+        struct decision_entry *e = guest_record_move(g, dec, wall_ms(), MOVE_FAILED);
+        snprintf(e->error, sizeof(e->error), "%.*s", (int)sizeof(e->error) - 1, err);
+        g->move_errors++;
+        log_error("guest %s: %s %.1f MiB -> %.1f MiB (%s) not sent: libvirt domain %s: %s",
+                  g->name, action, mib(dec->from_bytes), mib(dec->to_bytes), reason, g->domain,
+                  err);
+        return false;
+    }
+    policy_commit(&d->cfg.policy, registry_policy(&d->reg, g), dec, now);
+    guest_record_move(g, dec, wall_ms(), MOVE_DONE);
+    g->moves++;
+    log_info("guest %s: %s %.1f MiB -> %.1f MiB (%s) [libvirt]", g->name, action,
+             mib(dec->from_bytes), mib(dec->to_bytes), reason);
+    return true;
+}
+
 /* Carry out one non-HOLD decision. Returns true when the move was issued (or advised). */
 static bool act(struct daemon *d, struct guest *g, const struct policy_decision *dec,
                 int64_t now)
@@ -82,6 +111,8 @@ static bool act(struct daemon *d, struct guest *g, const struct policy_decision 
         g->moves++;
         return true;
     }
+    if (g->backend == GUEST_BACKEND_LIBVIRT)
+        return act_libvirt(d, g, dec, now);
     if (g->move_in_flight || !g->qmp || !qmp_client_is_ready(g->qmp))
         return false;
     int r = qmp_client_set_balloon(g->qmp, (int64_t)dec->to_bytes, on_balloon_done, g);
@@ -330,6 +361,12 @@ static int start_channel(struct daemon *d, struct guest *g)
 
 /* ---- guests ---- */
 
+/* Two socket paths that are set and equal (a libvirt guest has no QMP path). */
+static bool same_path(const char *a, const char *b)
+{
+    return a[0] && strcmp(a, b) == 0;
+}
+
 /* Another guest already uses one of cfg's socket paths. */
 static struct guest *path_owner(struct daemon *d, const struct config_guest *cfg,
                                 const struct guest *except)
@@ -338,25 +375,19 @@ static struct guest *path_owner(struct daemon *d, const struct config_guest *cfg
         struct guest *o = d->reg.guests[i];
         if (o == except)
             continue;
-        if (strcmp(o->cfg.qmp_path, cfg->qmp_path) == 0 ||
-            strcmp(o->cfg.qmp_path, cfg->channel_path) == 0 ||
-            strcmp(o->cfg.channel_path, cfg->qmp_path) == 0 ||
-            strcmp(o->cfg.channel_path, cfg->channel_path) == 0)
+        if (same_path(o->cfg.qmp_path, cfg->qmp_path) ||
+            same_path(o->cfg.qmp_path, cfg->channel_path) ||
+            same_path(o->cfg.channel_path, cfg->qmp_path) ||
+            same_path(o->cfg.channel_path, cfg->channel_path))
             return o;
     }
     return NULL;
 }
 
-/* See daemon.h. */
-int daemon_add_guest(struct daemon *d, const struct config_guest *cfg, bool from_file, char *err,
-                     size_t err_cap)
+/* Checks common to every new guest, once its own settings are valid. */
+static int check_new_guest(struct daemon *d, const struct config_guest *cfg, char *err,
+                           size_t err_cap)
 {
-    if (!config_guest_name_valid(cfg->name)) {
-        snprintf(err, err_cap, "'%s' is not a valid guest name", cfg->name);
-        return -EINVAL;
-    }
-    if (config_guest_check(cfg, err, err_cap) < 0)
-        return -EINVAL;
     if (registry_find(&d->reg, cfg->name)) {
         snprintf(err, err_cap, "guest '%s' exists already", cfg->name);
         return -EEXIST;
@@ -371,14 +402,40 @@ int daemon_add_guest(struct daemon *d, const struct config_guest *cfg, bool from
         snprintf(err, err_cap, "that is the control socket's path");
         return -EINVAL;
     }
+    return 0;
+}
+
+/* A new guest into the registry; NULL (err set) when out of memory. */
+static struct guest *insert_guest(struct daemon *d, const struct config_guest *cfg,
+                                  bool from_file, char *err, size_t err_cap)
+{
     struct guest *g = guest_new(cfg, from_file);
     if (!g || registry_add(&d->reg, g) < 0) {
         guest_free(g);
         snprintf(err, err_cap, "out of memory");
-        return -ENOMEM;
+        return NULL;
     }
     g->daemon = d;
-    int r = start_channel(d, g);
+    return g;
+}
+
+/* See daemon.h. */
+int daemon_add_guest(struct daemon *d, const struct config_guest *cfg, bool from_file, char *err,
+                     size_t err_cap)
+{
+    if (!config_guest_name_valid(cfg->name)) {
+        snprintf(err, err_cap, "'%s' is not a valid guest name", cfg->name);
+        return -EINVAL;
+    }
+    if (config_guest_check(cfg, err, err_cap) < 0)
+        return -EINVAL;
+    int r = check_new_guest(d, cfg, err, err_cap);
+    if (r < 0)
+        return r;
+    struct guest *g = insert_guest(d, cfg, from_file, err, err_cap);
+    if (!g)
+        return -ENOMEM;
+    r = start_channel(d, g);
     if (r == 0)
         r = start_qmp(d, g);
     if (r < 0) {
@@ -400,6 +457,44 @@ static void on_qmp_closed(struct qmp_client *c, void *opaque)
     struct guest *g = opaque;
     if (g->removing)
         guest_free(g);
+}
+
+/* See daemon.h. */
+int daemon_add_domain(struct daemon *d, const struct config_guest *cfg, const char *uuid,
+                      const char *domain, struct guest **ret_guest, char *err, size_t err_cap)
+{
+    if (!config_guest_name_valid(cfg->name)) {
+        snprintf(err, err_cap, "'%s' is not a valid guest name", cfg->name);
+        return -EINVAL;
+    }
+    if (!cfg->channel_path[0]) {
+        snprintf(err, err_cap, "no channel socket path");
+        return -EINVAL;
+    }
+    if (config_guest_check_limits(cfg, err, err_cap) < 0)
+        return -EINVAL;
+    int r = check_new_guest(d, cfg, err, err_cap);
+    if (r < 0)
+        return r;
+    struct guest *g = insert_guest(d, cfg, false, err, err_cap);
+    if (!g)
+        return -ENOMEM;
+    g->backend = GUEST_BACKEND_LIBVIRT;
+    snprintf(g->uuid, sizeof(g->uuid), "%s", uuid);
+    snprintf(g->domain, sizeof(g->domain), "%s", domain);
+    r = start_channel(d, g);
+    if (r < 0) {
+        snprintf(err, err_cap, "cannot start its channel: %s", strerror(-r));
+        daemon_remove_guest(d, g);
+        return r;
+    }
+    log_info("guest %s: added (libvirt domain %s, channel %s, floor %.1f MiB, ceiling %.1f MiB, "
+             "weight %" PRIu32 ")",
+             g->name, domain, cfg->channel_path, mib(cfg->floor_bytes), mib(cfg->ceiling_bytes),
+             cfg->weight);
+    *ret_guest = g;
+    daemon_kick(d);
+    return 0;
 }
 
 /* See daemon.h. */
@@ -470,6 +565,17 @@ static bool same_settings(const struct config_guest *a, const struct config_gues
            a->ceiling_bytes == b->ceiling_bytes && a->weight == b->weight;
 }
 
+/* The [libvirt] settings are equal (where they are in effect). */
+static bool same_libvirt(const struct config_libvirt *a, const struct config_libvirt *b)
+{
+    if (!a->enabled || !b->enabled)
+        return a->enabled == b->enabled;
+    return strcmp(a->uri, b->uri) == 0 && a->default_floor_bytes == b->default_floor_bytes &&
+           a->default_weight == b->default_weight &&
+           a->keepalive_interval_ms == b->keepalive_interval_ms &&
+           a->keepalive_count == b->keepalive_count;
+}
+
 /* ---- host pressure ---- */
 
 static void on_host_sample(uv_timer_t *timer)
@@ -523,9 +629,13 @@ static void reread_balloons(struct daemon *d)
 {
     for (size_t i = 0; i < d->reg.n; i++) {
         struct guest *g = d->reg.guests[i];
+        uint64_t actual;
         policy_forget_actual(registry_policy(&d->reg, g));
         if (g->qmp && qmp_client_is_ready(g->qmp))
             qmp_client_query_balloon(g->qmp, on_requery_done, g);
+        else if (g->backend == GUEST_BACKEND_LIBVIRT && daemon_libvirt_actual(d, g, &actual) == 0)
+            policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual,
+                               daemon_now(d));
     }
 }
 
@@ -583,8 +693,17 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
         if (daemon_add_guest(d, &d->cfg.guests[i], true, err, sizeof(err)) < 0)
             log_error("guest %s: %s", d->cfg.guests[i].name, err);
     }
+    if (d->cfg.libvirt.enabled) {
+        r = daemon_libvirt_start(d);
+        if (r < 0) {
+            daemon_stop(d);
+            return r;
+        }
+    }
     uv_timer_start(&d->host_timer, on_host_sample, 0, d->cfg.daemon.host_sample_ms);
-    log_info("started: %zu guests, control socket %s%s", d->reg.n, d->cfg.daemon.control_socket,
+    log_info("started: %zu static guests, control socket %s%s%s%s", d->reg.n,
+             d->cfg.daemon.control_socket, d->cfg.libvirt.enabled ? ", libvirt " : "",
+             d->cfg.libvirt.enabled ? d->cfg.libvirt.uri : "",
              daemon_dry_run(d) ? ", advisory mode (dry run): no balloon will move" : "");
     return 0;
 }
@@ -620,8 +739,11 @@ int daemon_reload(struct daemon *d)
         log_warning("reload: control_socket changed; it takes effect at the next restart");
     if (strcmp(nc.daemon.proc_dir, d->cfg.daemon.proc_dir) != 0)
         log_warning("reload: proc_dir changed; it takes effect at the next restart");
+    if (!same_libvirt(&nc.libvirt, &d->cfg.libvirt))
+        log_warning("reload: [libvirt] changed; it takes effect at the next restart");
     strcpy(nc.daemon.control_socket, d->cfg.daemon.control_socket);
     strcpy(nc.daemon.proc_dir, d->cfg.daemon.proc_dir);
+    nc.libvirt = d->cfg.libvirt;
     bool was_dry = daemon_dry_run(d);
     struct config old = d->cfg;
     d->cfg = nc;
@@ -649,6 +771,11 @@ int daemon_reload(struct daemon *d)
         }
         if (g->from_file && same_settings(&g->file_cfg, ng))
             continue;
+        if (g->backend == GUEST_BACKEND_LIBVIRT) {
+            log_error("reload: guest %s: that name is libvirt domain %s's; not added", ng->name,
+                      g->domain);
+            continue;
+        }
         struct guest *owner = path_owner(d, ng, g);
         if (owner) {
             log_error("reload: guest %s: a socket path is used by guest '%s'; not changed",
@@ -687,6 +814,7 @@ void daemon_stop(struct daemon *d)
     if (d->control)
         control_server_close(d->control);
     d->control = NULL;
+    daemon_libvirt_stop(d);
     while (d->reg.n > 0)
         daemon_remove_guest(d, d->reg.guests[d->reg.n - 1]);
 }

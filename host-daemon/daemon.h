@@ -21,6 +21,7 @@
 #include "host-daemon/registry.h"
 
 struct control_server;
+struct daemon_libvirt;
 
 struct daemon {
     uv_loop_t *loop;
@@ -37,6 +38,7 @@ struct daemon {
     uv_timer_t host_timer;   /* host PSI and MemAvailable sampling */
     uv_signal_t sig_hup, sig_term, sig_int;
     struct control_server *control;
+    struct daemon_libvirt *libvirt; /* the [libvirt] backend; NULL when off */
     bool stopping;
     uint64_t rounds; /* decision rounds run */
     int64_t last_summary_at; /* loop ms of the last minute summary of dropped frames */
@@ -65,6 +67,12 @@ bool daemon_dry_run(const struct daemon *d);
  * (with err) or -ENOMEM. */
 int daemon_add_guest(struct daemon *d, const struct config_guest *cfg, bool from_file, char *err,
                      size_t err_cap);
+
+/* Add the guest of a libvirt domain (daemon_libvirt.c): cfg has its name, channel path and
+ * limits, no QMP path; its balloon moves through libvirt. Returns 0 with *ret_guest, or
+ * -EEXIST, -EINVAL (with err) or -ENOMEM. */
+int daemon_add_domain(struct daemon *d, const struct config_guest *cfg, const char *uuid,
+                      const char *domain, struct guest **ret_guest, char *err, size_t err_cap);
 
 /* Remove a guest: its links close, its balloon stays where it is. */
 void daemon_remove_guest(struct daemon *d, struct guest *g);

@@ -10,6 +10,7 @@
 
 #include "host-daemon/config.h"
 #include "host-daemon/daemon.h"
+#include "host-daemon/daemon_libvirt.h"
 #include "host-daemon/log.h"
 
 #define DEFAULT_CONFIG "/etc/bellows/bellowsd.conf"
@@ -81,8 +82,16 @@ int main(int argc, char **argv)
         print_errors(path, &errs);
         return 1;
     }
+    if (cfg.libvirt.enabled && !daemon_libvirt_available()) {
+        fprintf(stderr, "%s:%d: [libvirt]: this bellowsd was built without libvirt\n", path,
+                cfg.libvirt.line);
+        config_free(&cfg);
+        return 1;
+    }
     if (check_only) {
-        printf("%s: ok, %zu guest%s\n", path, cfg.n_guests, cfg.n_guests == 1 ? "" : "s");
+        printf("%s: ok, %zu guest%s%s%s\n", path, cfg.n_guests, cfg.n_guests == 1 ? "" : "s",
+               cfg.libvirt.enabled ? ", libvirt backend on " : "",
+               cfg.libvirt.enabled ? cfg.libvirt.uri : "");
         config_free(&cfg);
         return 0;
     }

@@ -98,6 +98,16 @@ struct guest *registry_find(const struct registry *reg, const char *name)
 }
 
 /* See registry.h. */
+struct guest *registry_find_uuid(const struct registry *reg, const char *uuid)
+{
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->guests[i]->backend == GUEST_BACKEND_LIBVIRT &&
+            strcmp(reg->guests[i]->uuid, uuid) == 0)
+            return reg->guests[i];
+    return NULL;
+}
+
+/* See registry.h. */
 struct policy_guest *registry_policy(struct registry *reg, const struct guest *g)
 {
     return &reg->policy[g->index];

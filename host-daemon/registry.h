@@ -39,11 +39,24 @@ struct guest_channel;
 struct qmp_client;
 struct daemon;
 
+/* How a guest's balloon is reached. */
+enum guest_backend {
+    GUEST_BACKEND_QMP = 0, /* QEMU's QMP socket (cfg.qmp_path): static or run-time guests */
+    GUEST_BACKEND_LIBVIRT, /* through libvirtd: a domain discovered by the [libvirt] backend */
+};
+
+#define GUEST_UUID_LEN 36
+#define GUEST_DOMAIN_MAX 255
+
 struct guest {
     char name[CONFIG_NAME_MAX + 1];
     struct config_guest cfg;      /* settings in force */
     struct config_guest file_cfg; /* as last read from the config file, if from_file */
     bool from_file;               /* static (config file) or added at run time */
+    enum guest_backend backend;
+    char uuid[GUEST_UUID_LEN + 1];     /* libvirt: the domain's UUID, how it is known */
+    char domain[GUEST_DOMAIN_MAX + 1]; /* libvirt: the domain's name, for people */
+    bool libvirt_connected;            /* libvirt: the backend is connected to libvirtd */
     size_t index;                 /* in the registry's arrays */
     bool removing;
 
@@ -112,5 +125,8 @@ const struct decision_entry *guest_ring_entry(const struct guest *g, size_t i);
 struct decision_entry *guest_ring_find(struct guest *g, uint64_t seq);
 
 const char *move_result_name(enum move_result r);
+
+/* The libvirt guest of that domain UUID; NULL if none. */
+struct guest *registry_find_uuid(const struct registry *reg, const char *uuid);
 
 #endif

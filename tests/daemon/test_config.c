@@ -323,9 +323,64 @@ static void guest_setters_for_the_control_socket(void **state)
     assert_false(config_guest_name_valid(""));
 }
 
+/* [libvirt]: off without the section, on with it, every key, and its errors. */
+static void libvirt_section(void **state)
+{
+    (void)state;
+    struct config cfg;
+    struct config_errors errs;
+
+    assert_int_equal(parse("", &cfg, &errs), 0);
+    assert_false(cfg.libvirt.enabled);
+    config_free(&cfg);
+
+    assert_int_equal(parse("[daemon]\nlog_level = info\n[libvirt]\nenabled = true\n", &cfg, &errs),
+                     0);
+    assert_true(cfg.libvirt.enabled);
+    assert_int_equal(cfg.libvirt.line, 3);
+    assert_string_equal(cfg.libvirt.uri, "qemu:///system");
+    assert_int_equal(cfg.libvirt.default_floor_bytes, 256u << 20);
+    assert_int_equal(cfg.libvirt.default_weight, CONFIG_DEFAULT_WEIGHT);
+    assert_int_equal(cfg.libvirt.keepalive_interval_ms, 5000);
+    assert_int_equal(cfg.libvirt.keepalive_count, 3);
+    config_free(&cfg);
+
+    assert_int_equal(parse("[libvirt]\nuri = qemu+ssh://root@host/system\ndefault_floor = 1G\n"
+                           "default_weight = 50\nkeepalive_interval = 10s\nkeepalive_count = 5\n"
+                           "[guest a]\nqmp = /q\nchannel = /c\nfloor = 1G\nceiling = 2G\n",
+                           &cfg, &errs),
+                     0);
+    assert_true(cfg.libvirt.enabled);
+    assert_string_equal(cfg.libvirt.uri, "qemu+ssh://root@host/system");
+    assert_int_equal(cfg.libvirt.default_floor_bytes, UINT64_C(1) << 30);
+    assert_int_equal(cfg.libvirt.default_weight, 50);
+    assert_int_equal(cfg.libvirt.keepalive_interval_ms, 10000);
+    assert_int_equal(cfg.libvirt.keepalive_count, 5);
+    assert_int_equal(cfg.n_guests, 1); /* both backends in one daemon */
+    config_free(&cfg);
+
+    /* The section kept but turned off. */
+    assert_int_equal(parse("[libvirt]\nenabled = no\nuri = test:///default\n", &cfg, &errs), 0);
+    assert_false(cfg.libvirt.enabled);
+    config_free(&cfg);
+
+    expect_error("[libvirt]\nuri = qemu:///system extra\n", 2, "is not a libvirt URI");
+    expect_error("[libvirt]\nuri =\n", 2, "is not a libvirt URI");
+    expect_error("[libvirt]\ndefault_floor = 512K\n", 2, "out of range");
+    expect_error("[libvirt]\ndefault_weight = 0\n", 2, "out of range");
+    expect_error("[libvirt]\ndefault_weight = 10001\n", 2, "out of range");
+    expect_error("[libvirt]\nkeepalive_interval = 500ms\n", 2, "out of range");
+    expect_error("[libvirt]\nkeepalive_count = 0\n", 2, "out of range");
+    expect_error("[libvirt]\nsocket = /x\n", 2, "unknown key 'socket' in [libvirt]");
+    expect_error("[libvirt]\nuri = a:///\nuri = b:///\n", 3, "'uri' is set twice in [libvirt]");
+    expect_error("[libvirt]\n", 1, "section has no keys");
+    expect_error("[libvrit]\nuri = a:///\n", 1, "known: [daemon], [policy], [libvirt]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(libvirt_section),
         cmocka_unit_test(valid_file),
         cmocka_unit_test(empty_file_gives_defaults),
         cmocka_unit_test(sizes_and_durations),

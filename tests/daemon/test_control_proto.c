@@ -12,7 +12,8 @@
 #include "host-daemon/control_proto.h"
 
 struct fake {
-    int adds, removes, kicks;
+    int adds, removes, kicks, libvirt_events;
+    char event[16], uuid[40], domain[300];
     struct config_guest added;
     struct registry *reg;
     int add_result;
@@ -44,7 +45,20 @@ static void fake_kick(void *ctx)
     ((struct fake *)ctx)->kicks++;
 }
 
-static const struct control_ops ops = {.add = fake_add, .remove = fake_remove, .kick = fake_kick};
+static void fake_libvirt_event(void *ctx, const char *event, const char *uuid,
+                               const char *domain)
+{
+    struct fake *f = ctx;
+    f->libvirt_events++;
+    snprintf(f->event, sizeof(f->event), "%s", event);
+    snprintf(f->uuid, sizeof(f->uuid), "%s", uuid);
+    snprintf(f->domain, sizeof(f->domain), "%s", domain);
+}
+
+static const struct control_ops ops = {.add = fake_add,
+                                       .remove = fake_remove,
+                                       .kick = fake_kick,
+                                       .libvirt_event = fake_libvirt_event};
 
 struct world {
     struct registry reg;
@@ -275,6 +289,84 @@ static void add_and_remove(void **state)
     assert_int_equal(w->reg.policy[db->index].floor_bytes, 512 << 20);
 }
 
+#define UUID "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+/* A guest of a libvirt domain: shown with its domain, limits settable, not removable;
+ * the hook's libvirt-event reaches the daemon's rescan, and bad ones are refused. */
+static void libvirt_guests_and_hook_events(void **state)
+{
+    struct world *w = *state;
+    struct config_guest cfg = {.floor_bytes = 256 << 20, .ceiling_bytes = 1u << 30, .weight = 100};
+    snprintf(cfg.name, sizeof(cfg.name), "web-1");
+    snprintf(cfg.channel_path, sizeof(cfg.channel_path), "/var/lib/libvirt/web-1.sock");
+    struct guest *g = guest_new(&cfg, false);
+    g->backend = GUEST_BACKEND_LIBVIRT;
+    snprintf(g->uuid, sizeof(g->uuid), UUID);
+    snprintf(g->domain, sizeof(g->domain), "web-1");
+    g->libvirt_connected = true;
+    assert_int_equal(registry_add(&w->reg, g), 0);
+    assert_ptr_equal(registry_find_uuid(&w->reg, UUID), g);
+    assert_null(registry_find_uuid(&w->reg, "00000000-0000-0000-0000-000000000000"));
+
+    json_t *reply = run(w, "{\"cmd\":\"show\",\"name\":\"web-1\"}");
+    json_t *j = json_object_get(reply, "guest");
+    assert_string_equal(json_string_value(json_object_get(j, "source")), "libvirt");
+    assert_true(json_is_null(json_object_get(j, "qmp")));
+    json_t *lv = json_object_get(j, "libvirt");
+    assert_string_equal(json_string_value(json_object_get(lv, "uuid")), UUID);
+    assert_string_equal(json_string_value(json_object_get(lv, "domain")), "web-1");
+    assert_true(json_is_true(json_object_get(lv, "connected")));
+    json_decref(reply);
+    /* A QMP guest has no libvirt part. */
+    reply = run(w, "{\"cmd\":\"show\",\"name\":\"web1\"}");
+    assert_true(json_is_null(json_object_get(json_object_get(reply, "guest"), "libvirt")));
+    json_decref(reply);
+
+    /* set works without a QMP path; remove is refused: the domain's lifecycle decides. */
+    reply = run(w, "{\"cmd\":\"set\",\"name\":\"web-1\",\"floor\":\"512M\"}");
+    assert_true(json_is_true(json_object_get(reply, "ok")));
+    json_decref(reply);
+    assert_int_equal(w->reg.policy[g->index].floor_bytes, 512 << 20);
+    expect_error(w, "{\"cmd\":\"remove\",\"name\":\"web-1\"}", "is libvirt domain web-1");
+    assert_int_equal(w->fake.removes, 0);
+    assert_ptr_equal(registry_find(&w->reg, "web-1"), g);
+
+    /* The hook's request, exactly as packaging/libvirt-hook-qemu sends it. */
+    reply = run(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
+                   "\",\"domain\":\"web 1 \\\"x\\\"\"}");
+    assert_true(json_is_true(json_object_get(reply, "ok")));
+    json_decref(reply);
+    assert_int_equal(w->fake.libvirt_events, 1);
+    assert_string_equal(w->fake.event, "started");
+    assert_string_equal(w->fake.uuid, UUID);
+    assert_string_equal(w->fake.domain, "web 1 \"x\"");
+    reply = run(w, "{\"cmd\":\"libvirt-event\",\"event\":\"stopped\",\"uuid\":\"" UUID "\"}");
+    assert_true(json_is_true(json_object_get(reply, "ok")));
+    json_decref(reply);
+    assert_string_equal(w->fake.domain, "");
+
+    expect_error(w, "{\"cmd\":\"libvirt-event\",\"uuid\":\"" UUID "\"}", "needs an \"event\"");
+    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\"}", "and a \"uuid\"");
+    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"prepare\",\"uuid\":\"" UUID "\"}",
+                 "started, stopped or reconnect");
+    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"6695eb01\"}",
+                 "must be a UUID");
+    expect_error(w,
+                 "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":"
+                 "\"6695eb01-f6a4-8304-79aa-97f2502e193g\"}",
+                 "must be a UUID");
+    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
+                    "\",\"domain\":\"a\\nb\"}",
+                 "control character");
+    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
+                    "\",\"domain\":7}",
+                 "must be a domain name");
+    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
+                    "\",\"name\":\"web-1\"}",
+                 "takes no \"name\"");
+    assert_int_equal(w->fake.libvirt_events, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(show_has_recent_decisions_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(pause_resume_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(add_and_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(libvirt_guests_and_hook_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
