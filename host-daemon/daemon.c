@@ -488,11 +488,7 @@ int daemon_add_domain(struct daemon *d, const struct config_guest *cfg, const ch
         daemon_remove_guest(d, g);
         return r;
     }
-    log_info("guest %s: added (libvirt domain %s, channel %s, floor %.1f MiB, ceiling %.1f MiB, "
-             "weight %" PRIu32 ")",
-             g->name, domain, cfg->channel_path, mib(cfg->floor_bytes), mib(cfg->ceiling_bytes),
-             cfg->weight);
-    *ret_guest = g;
+    *ret_guest = g; /* the caller logs it, with where its limits came from */
     daemon_kick(d);
     return 0;
 }
@@ -693,6 +689,7 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
         if (daemon_add_guest(d, &d->cfg.guests[i], true, err, sizeof(err)) < 0)
             log_error("guest %s: %s", d->cfg.guests[i].name, err);
     }
+    size_t n_static = d->reg.n;
     if (d->cfg.libvirt.enabled) {
         r = daemon_libvirt_start(d);
         if (r < 0) {
@@ -701,7 +698,7 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
         }
     }
     uv_timer_start(&d->host_timer, on_host_sample, 0, d->cfg.daemon.host_sample_ms);
-    log_info("started: %zu static guests, control socket %s%s%s%s", d->reg.n,
+    log_info("started: %zu static guests, control socket %s%s%s%s", n_static,
              d->cfg.daemon.control_socket, d->cfg.libvirt.enabled ? ", libvirt " : "",
              d->cfg.libvirt.enabled ? d->cfg.libvirt.uri : "",
              daemon_dry_run(d) ? ", advisory mode (dry run): no balloon will move" : "");

@@ -2,6 +2,7 @@
 #include "host-daemon/daemon_libvirt.h"
 
 #include <errno.h>
+#include <libvirt/virterror.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,11 +62,11 @@ static void on_domain_appeared(struct libvirt_backend *b, const struct libvirt_d
         return;
     }
     g->libvirt_connected = true;
-    log_info("guest %s: libvirt domain %s (%s), balloon at %.1f MiB; floor from %s, ceiling "
-             "from %s, weight from %s",
-             g->name, info->name, info->uuid, mib(actual_bytes),
-             libvirt_limit_source_name(info->floor_from),
-             libvirt_limit_source_name(info->ceiling_from),
+    log_info("guest %s: added: libvirt domain %s (%s), channel %s, balloon at %.1f MiB, floor "
+             "%.1f MiB (%s), ceiling %.1f MiB (%s), weight %" PRIu32 " (%s)",
+             g->name, info->name, info->uuid, cfg.channel_path, mib(actual_bytes),
+             mib(cfg.floor_bytes), libvirt_limit_source_name(info->floor_from),
+             mib(cfg.ceiling_bytes), libvirt_limit_source_name(info->ceiling_from), cfg.weight,
              libvirt_limit_source_name(info->weight_from));
     policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual_bytes, daemon_now(d));
     daemon_kick(d);
@@ -154,6 +155,14 @@ static void on_domain_rejected(struct libvirt_backend *b, const char *name, cons
     log_warning("libvirt domain %s: not managed: %s", name, why);
 }
 
+/* libvirt prints every error to stderr by default; the backend keeps the message for the
+ * daemon, which logs it once with its context. */
+static void ignore_libvirt_error(void *opaque, virErrorPtr err)
+{
+    (void)opaque;
+    (void)err;
+}
+
 /* See daemon_libvirt.h. */
 int daemon_libvirt_start(struct daemon *d)
 {
@@ -171,6 +180,7 @@ int daemon_libvirt_start(struct daemon *d)
     struct daemon_libvirt *lv = calloc(1, sizeof(*lv));
     if (!lv)
         return -ENOMEM;
+    virSetErrorFunc(NULL, ignore_libvirt_error);
     libvirt_backend_config_defaults(&bc);
     bc.uri = c->uri;
     bc.defaults.floor_bytes = c->default_floor_bytes;

@@ -585,6 +585,135 @@ static void check_config_explains_errors(void **state)
     finish(&w);
 }
 
+/* The [libvirt] backend against libvirt's in-process test driver (test:///FILE: its domains
+ * "run" inside bellowsd, no libvirtd needed) beside a static QMP guest: the domain with the
+ * bellows channel becomes a guest with its metadata's limits, the one without is left
+ * alone, bad metadata falls back to defaults; a critical event moves the balloon through
+ * virDomainSetMemoryFlags; the hook's request is answered; remove is refused. The same
+ * against a real libvirtd and a real guest: tests/libvirt (libvirt-pressure). */
+static void libvirt_domains_are_managed(void **state)
+{
+    (void)state;
+    if (!getenv("BELLOWSD_LIBVIRT"))
+        skip(); /* built without libvirt */
+    struct world w;
+    world_init(&w);
+    struct qmp_peer q1;
+    struct chardev c1, cw, cb;
+    peer_listen(&q1, w.dir, "g1.qmp", 512 * MIB);
+    chardev_listen(&c1, w.dir, "g1.chan");
+    chardev_listen(&cw, w.dir, "web-1.chan");
+    chardev_listen(&cb, w.dir, "bad.chan");
+
+    char node[256], text[8192];
+    snprintf(node, sizeof(node), "%s/node.xml", w.dir);
+    const char *domain_fmt =
+        "<domain type='test'><name>%s</name><uuid>%s</uuid>%s"
+        "<memory unit='MiB'>1024</memory><currentMemory unit='MiB'>256</currentMemory>"
+        "<os><type arch='x86_64'>hvm</type></os><devices>%s</devices></domain>";
+    char chan_web[512], chan_bad[512], d1[2048], d2[2048], d3[2048];
+    snprintf(chan_web, sizeof(chan_web),
+             "<channel type='unix'><source mode='bind' path='%s'/>"
+             "<target type='virtio' name='org.bellows.pressure.0'/></channel>",
+             cw.path);
+    snprintf(chan_bad, sizeof(chan_bad),
+             "<channel type='unix'><source mode='bind' path='%s'/>"
+             "<target type='virtio' name='org.bellows.pressure.0'/></channel>",
+             cb.path);
+    snprintf(d1, sizeof(d1), domain_fmt, "web-1", "6695eb01-f6a4-8304-79aa-97f2502e193f",
+             "<metadata><bellows:guest xmlns:bellows='https://bellows.dev/xmlns/guest/1' "
+             "floor='192M' ceiling='900M' weight='300'/></metadata>",
+             chan_web);
+    snprintf(d2, sizeof(d2), domain_fmt, "plain", "11111111-2222-3333-4444-555555555555", "", "");
+    snprintf(d3, sizeof(d3), domain_fmt, "bad", "aaaaaaaa-2222-3333-4444-555555555555",
+             "<metadata><b:guest xmlns:b='https://bellows.dev/xmlns/guest/1' weight='heavy'/>"
+             "</metadata>",
+             chan_bad);
+    snprintf(text, sizeof(text), "<node>%s%s%s</node>", d1, d2, d3);
+    write_file(node, text);
+
+    char config[16384], g1[1024];
+    guest_section(g1, sizeof(g1), w.dir, "g1", 100);
+    snprintf(config, sizeof(config),
+             "%s[libvirt]\nuri = test://%s\ndefault_floor = 128M\ndefault_weight = 70\n%s",
+             w.daemon_section, node, g1);
+    write_file(w.config, config);
+
+    static struct daemon_proc d;
+    spawn_daemon(&d, w.config, false);
+    WAIT_FOR(q1.queries >= 1 && c1.connected && cw.connected && cb.connected);
+    WAIT_FOR(strstr(d.log, "guest web-1: added: libvirt domain web-1"));
+    assert_non_null(strstr(d.log, "weight=\"heavy\""));
+    assert_null(strstr(d.log, "guest plain"));
+
+    json_t *reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    json_t *guests = json_object_get(reply, "guests");
+    assert_int_equal(json_array_size(guests), 3); /* g1, web-1, bad; not plain */
+    size_t i;
+    json_t *g;
+    bool saw_web = false, saw_bad = false;
+    json_array_foreach(guests, i, g)
+    {
+        const char *name = json_string_value(json_object_get(g, "name"));
+        json_t *lv = json_object_get(g, "libvirt");
+        if (strcmp(name, "web-1") == 0) {
+            saw_web = true;
+            assert_string_equal(json_string_value(json_object_get(g, "source")), "libvirt");
+            assert_string_equal(json_string_value(json_object_get(lv, "uuid")),
+                                "6695eb01-f6a4-8304-79aa-97f2502e193f");
+            assert_int_equal(json_integer_value(json_object_get(g, "floor")), 192 * MIB);
+            assert_int_equal(json_integer_value(json_object_get(g, "ceiling")), 900 * MIB);
+            assert_int_equal(json_integer_value(json_object_get(g, "weight")), 300);
+            assert_int_equal(json_integer_value(
+                                 json_object_get(json_object_get(g, "balloon"), "actual")),
+                             256 * MIB);
+        } else if (strcmp(name, "bad") == 0) {
+            saw_bad = true;
+            assert_int_equal(json_integer_value(json_object_get(g, "floor")), 128 * MIB);
+            assert_int_equal(json_integer_value(json_object_get(g, "ceiling")), 1024 * MIB);
+            assert_int_equal(json_integer_value(json_object_get(g, "weight")), 70);
+        } else {
+            assert_string_equal(name, "g1");
+            assert_true(json_is_null(lv));
+        }
+    }
+    assert_true(saw_web && saw_bad);
+    json_decref(reply);
+
+    /* web-1's agent: a critical event. Deflate by the critical step (256M) through
+     * libvirt, at once; the static guest is not touched. */
+    struct bp_msg hello = sample_hello();
+    chardev_send(&cw, &hello);
+    struct bp_msg crit = critical_event();
+    chardev_send(&cw, &crit);
+    WAIT_FOR(strstr(d.log, "guest web-1: deflate 256.0 MiB -> 512.0 MiB (critical) [libvirt]"));
+    reply = control(w.ctl, "{\"cmd\":\"show\",\"name\":\"web-1\"}");
+    json_t *last = json_object_get(json_object_get(reply, "guest"), "last_move");
+    assert_string_equal(json_string_value(json_object_get(last, "result")), "done");
+    assert_int_equal(json_integer_value(json_object_get(last, "to")), 512 * MIB);
+    json_decref(reply);
+    assert_int_equal(q1.balloons, 0);
+
+    /* The hook's nudge is answered and rescans: nothing new, nothing gone. */
+    reply = control(w.ctl, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":"
+                           "\"6695eb01-f6a4-8304-79aa-97f2502e193f\",\"domain\":\"web-1\"}");
+    assert_true(json_is_true(json_object_get(reply, "ok")));
+    json_decref(reply);
+    WAIT_FOR(strstr(d.log, "libvirt hook: started web-1"));
+    reply = control(w.ctl, "{\"cmd\":\"remove\",\"name\":\"web-1\"}");
+    assert_true(json_is_false(json_object_get(reply, "ok")));
+    json_decref(reply);
+    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    assert_int_equal(json_array_size(json_object_get(reply, "guests")), 3);
+    json_decref(reply);
+    assert_int_equal(cw.accepts, 1);
+
+    assert_int_equal(uv_process_kill(&d.proc, SIGTERM), 0);
+    WAIT_FOR(d.exited && !cw.connected && !c1.connected);
+    assert_int_equal(d.exit_status, 0);
+    finish(&w);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -595,6 +724,7 @@ int main(void)
         cmocka_unit_test(dry_run_by_flag_moves_nothing),
         cmocka_unit_test(dry_run_by_config_moves_nothing),
         cmocka_unit_test(check_config_explains_errors),
+        cmocka_unit_test(libvirt_domains_are_managed),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     uv_close((uv_handle_t *)&deadline, NULL);
