@@ -377,9 +377,26 @@ static void libvirt_section(void **state)
     expect_error("[libvrit]\nuri = a:///\n", 1, "known: [daemon], [policy], [libvirt]");
 }
 
+/* The commented example shipped in packaging/ is a valid configuration (tests run in the
+ * source root). */
+static void shipped_example_is_valid(void **state)
+{
+    (void)state;
+    struct config cfg;
+    struct config_errors errs;
+    int r = config_load_file("packaging/bellowsd.conf.example", &cfg, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        print_message("line %d: %s\n", errs.items[i].line, errs.items[i].message);
+    assert_int_equal(r, 0);
+    assert_int_equal(cfg.n_guests, 2);
+    assert_false(cfg.libvirt.enabled); /* commented out: plain QEMU hosts by default */
+    config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(shipped_example_is_valid),
         cmocka_unit_test(libvirt_section),
         cmocka_unit_test(valid_file),
         cmocka_unit_test(empty_file_gives_defaults),
