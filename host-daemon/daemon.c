@@ -11,6 +11,7 @@
 
 #include "host-daemon/control.h"
 #include "host-daemon/daemon_libvirt.h"
+#include "host-daemon/fdlimit.h"
 #include "host-daemon/guest_channel.h"
 #include "host-daemon/log.h"
 #include "host-daemon/qmp.h"
@@ -405,9 +406,27 @@ static int check_new_guest(struct daemon *d, const struct config_guest *cfg, cha
     return 0;
 }
 
+/* Warn once when the guests need more descriptors than RLIMIT_NOFILE gives. */
+static void check_fd_budget(struct daemon *d)
+{
+    uint64_t needed = fdlimit_needed(d->n_qmp_guests, d->n_libvirt_guests);
+    if (needed <= d->fd_limit) {
+        d->fd_warned = false;
+        return;
+    }
+    if (d->fd_warned)
+        return;
+    d->fd_warned = true;
+    log_warning("%zu guests need about %" PRIu64 " open descriptors, but RLIMIT_NOFILE is %" PRIu64
+                ": connects past it fail (EMFILE), and host sampling and the control socket "
+                "with them; raise the limit (systemd: LimitNOFILE=)",
+                d->n_qmp_guests + d->n_libvirt_guests, needed, d->fd_limit);
+}
+
 /* A new guest into the registry; NULL (err set) when out of memory. */
 static struct guest *insert_guest(struct daemon *d, const struct config_guest *cfg,
-                                  bool from_file, char *err, size_t err_cap)
+                                  bool from_file, enum guest_backend backend, char *err,
+                                  size_t err_cap)
 {
     struct guest *g = guest_new(cfg, from_file);
     if (!g || registry_add(&d->reg, g) < 0) {
@@ -416,6 +435,12 @@ static struct guest *insert_guest(struct daemon *d, const struct config_guest *c
         return NULL;
     }
     g->daemon = d;
+    g->backend = backend;
+    if (backend == GUEST_BACKEND_LIBVIRT)
+        d->n_libvirt_guests++;
+    else
+        d->n_qmp_guests++;
+    check_fd_budget(d);
     return g;
 }
 
@@ -432,7 +457,7 @@ int daemon_add_guest(struct daemon *d, const struct config_guest *cfg, bool from
     int r = check_new_guest(d, cfg, err, err_cap);
     if (r < 0)
         return r;
-    struct guest *g = insert_guest(d, cfg, from_file, err, err_cap);
+    struct guest *g = insert_guest(d, cfg, from_file, GUEST_BACKEND_QMP, err, err_cap);
     if (!g)
         return -ENOMEM;
     r = start_channel(d, g);
@@ -476,10 +501,9 @@ int daemon_add_domain(struct daemon *d, const struct config_guest *cfg, const ch
     int r = check_new_guest(d, cfg, err, err_cap);
     if (r < 0)
         return r;
-    struct guest *g = insert_guest(d, cfg, false, err, err_cap);
+    struct guest *g = insert_guest(d, cfg, false, GUEST_BACKEND_LIBVIRT, err, err_cap);
     if (!g)
         return -ENOMEM;
-    g->backend = GUEST_BACKEND_LIBVIRT;
     snprintf(g->uuid, sizeof(g->uuid), "%s", uuid);
     snprintf(g->domain, sizeof(g->domain), "%s", domain);
     r = start_channel(d, g);
@@ -498,6 +522,12 @@ void daemon_remove_guest(struct daemon *d, struct guest *g)
 {
     g->removing = true;
     registry_remove(&d->reg, g);
+    if (g->backend == GUEST_BACKEND_LIBVIRT)
+        d->n_libvirt_guests--;
+    else
+        d->n_qmp_guests--;
+    if (!d->stopping)
+        check_fd_budget(d);
     if (g->channel)
         guest_channel_close(g->channel);
     g->channel = NULL;
@@ -663,6 +693,9 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
     registry_init(&d->reg);
     policy_host_init(&d->host);
     log_set_level(d->cfg.daemon.log_level);
+    d->fd_limit = fdlimit_raise();
+    if (d->fd_limit == 0)
+        d->fd_limit = UINT64_MAX; /* unreadable: do not warn on a guess */
 
     uv_timer_init(loop, &d->decide_timer);
     d->decide_timer.data = d;
@@ -698,8 +731,9 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
         }
     }
     uv_timer_start(&d->host_timer, on_host_sample, 0, d->cfg.daemon.host_sample_ms);
-    log_info("started: %zu static guests, control socket %s%s%s%s", n_static,
-             d->cfg.daemon.control_socket, d->cfg.libvirt.enabled ? ", libvirt " : "",
+    log_info("started: %zu static guests, control socket %s, descriptor limit %" PRIu64 "%s%s%s",
+             n_static, d->cfg.daemon.control_socket, d->fd_limit,
+             d->cfg.libvirt.enabled ? ", libvirt " : "",
              d->cfg.libvirt.enabled ? d->cfg.libvirt.uri : "",
              daemon_dry_run(d) ? ", advisory mode (dry run): no balloon will move" : "");
     return 0;

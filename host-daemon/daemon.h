@@ -41,6 +41,9 @@ struct daemon {
     struct daemon_libvirt *libvirt; /* the [libvirt] backend; NULL when off */
     bool stopping;
     uint64_t rounds; /* decision rounds run */
+    size_t n_qmp_guests, n_libvirt_guests;
+    uint64_t fd_limit; /* RLIMIT_NOFILE after raising it (fdlimit.h) */
+    bool fd_warned;
     int64_t last_summary_at; /* loop ms of the last minute summary of dropped frames */
     int exit_code;
 };

@@ -245,13 +245,21 @@ static void log_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     d->log[d->log_len] = '\0';
 }
 
-static void spawn_daemon(struct daemon_proc *d, const char *config, bool dry_run)
+/* nofile: 0, or run the daemon under that soft RLIMIT_NOFILE (and hard) with prlimit. */
+static void spawn_daemon_limited(struct daemon_proc *d, const char *config, bool dry_run,
+                                 unsigned nofile, unsigned hard)
 {
-    const char *exe = getenv("BELLOWSD");
-    if (!exe)
+    const char *daemon = getenv("BELLOWSD");
+    if (!daemon)
         fail_msg("BELLOWSD is not set (run through meson test)");
     memset(d, 0, sizeof(*d));
-    char *args[] = {(char *)exe, "--config", (char *)config, dry_run ? "--dry-run" : NULL, NULL};
+    char limit[64];
+    snprintf(limit, sizeof(limit), "--nofile=%u:%u", nofile, hard);
+    char *plain[] = {(char *)daemon, "--config", (char *)config, dry_run ? "--dry-run" : NULL,
+                     NULL};
+    char *limited[] = {"prlimit", limit, (char *)daemon, "--config", (char *)config, NULL};
+    char **args = nofile ? limited : plain;
+    const char *exe = args[0];
     uv_pipe_init(&loop, &d->err, 0);
     d->err.data = d;
     uv_stdio_container_t stdio[3] = {
@@ -264,6 +272,11 @@ static void spawn_daemon(struct daemon_proc *d, const char *config, bool dry_run
     d->proc.data = d;
     assert_int_equal(uv_spawn(&loop, &d->proc, &opts), 0);
     uv_read_start((uv_stream_t *)&d->err, log_alloc, log_read);
+}
+
+static void spawn_daemon(struct daemon_proc *d, const char *config, bool dry_run)
+{
+    spawn_daemon_limited(d, config, dry_run, 0, 0);
 }
 
 /* Run the loop until cond holds; fail after WAIT_MS. */
@@ -714,6 +727,38 @@ static void libvirt_domains_are_managed(void **state)
     finish(&w);
 }
 
+/* More guests than RLIMIT_NOFILE can serve (two descriptors each, plus a reserve): a
+ * warning that names the limit and the fix; within it (after raising the soft limit to
+ * the hard one), none. */
+static void descriptor_limit_is_checked(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
+    const unsigned weights[] = {100, 100, 100, 100, 100, 100, 100, 100, 100};
+    write_config(&w, names, weights, 9); /* 9 x 2 + 64 = 82 descriptors */
+
+    static struct daemon_proc d;
+    spawn_daemon_limited(&d, w.config, false, 81, 81);
+    WAIT_FOR(strstr(d.log, "started:"));
+    assert_non_null(strstr(d.log, "descriptor limit 81"));
+    assert_non_null(strstr(d.log, "9 guests need about 82 open descriptors, but RLIMIT_NOFILE "
+                                  "is 81"));
+    assert_int_equal(uv_process_kill(&d.proc, SIGTERM), 0);
+    WAIT_FOR(d.exited);
+    assert_int_equal(d.exit_status, 0);
+
+    /* The soft limit is raised to the hard one: 40 of 82 is enough then. */
+    spawn_daemon_limited(&d, w.config, false, 40, 82);
+    WAIT_FOR(strstr(d.log, "started:"));
+    assert_non_null(strstr(d.log, "descriptor limit 82"));
+    assert_null(strstr(d.log, "RLIMIT_NOFILE is"));
+    assert_int_equal(uv_process_kill(&d.proc, SIGTERM), 0);
+    WAIT_FOR(d.exited);
+    finish(&w);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -725,6 +770,7 @@ int main(void)
         cmocka_unit_test(dry_run_by_config_moves_nothing),
         cmocka_unit_test(check_config_explains_errors),
         cmocka_unit_test(libvirt_domains_are_managed),
+        cmocka_unit_test(descriptor_limit_is_checked),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     uv_close((uv_handle_t *)&deadline, NULL);
