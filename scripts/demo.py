@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """The body of scripts/demo (which installs and builds first): three real guests, bellowsd,
 a live view for about a minute, a summary; everything started is stopped at the end.
+Each guest has 64 MiB of swap, as real guests do: the kernel then reclaims before it
+runs out, and its PSI stall figures move (without swap they stay 0 until the OOM kill).
 
   idle    512 MiB, nothing runs: bellowsd takes memory back step by step, down to its floor
   grower  ballooned down to 224 MiB, then a program whose demand grows to 360 MiB:
           the guest's kernel reports pressure and bellowsd gives memory back at once
   bursty  ballooned down to 320 MiB, then 200 MiB bursts every few seconds: bellowsd
           deflates once and holds (hysteresis), no back-and-forth
+While grower and bursty are still quiet (their first burst fits), bellowsd takes a step or
+two from them as well: the one reversal the summary counts for each is that, then the
+deflate when their kernel says it hurts.
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -23,9 +29,10 @@ import guestlib  # noqa: E402
 from guestlib import MIB  # noqa: E402
 
 # name, memory (MiB), balloon size set before bellowsd starts (MiB), what it runs and when
+SWAP_MIB = 64
 GUESTS = [
     ("idle", 512, 512, None),
-    ("grower", 512, 224, (5, "workload alloc --mib 360 --rate 12 --hold 25")),
+    ("grower", 512, 224, (5, "workload alloc --mib 360 --rate 12 --hold 10")),
     ("bursty", 512, 320, (8, "workload alloc --mib 200 --hold 2 --repeat 6 --pause 5")),
 ]
 FLOOR = "192M"
@@ -56,6 +63,44 @@ def last_line(text, prefix):
     return lines[-1] if lines else ""
 
 
+def ctl(prog, control, *args):
+    return subprocess.run([prog["bellowsctl"], "--socket", control] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+
+
+def decisions(prog, control):
+    """{guest name: "action (reason)"} of bellowsd's latest decision round, holds included."""
+    try:
+        guests = json.loads(ctl(prog, control, "--json", "list"))["guests"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    out = {}
+    for g in guests:
+        d = g.get("last_decision")
+        out[g["name"]] = "%s (%s)" % (d["action"], d["reason"]) if d else "-"
+    return out
+
+
+def plateaus(sizes):
+    """The sizes a balloon stopped at, in order. BALLOON_CHANGE also reports where a move
+    had got to when QEMU sent it (at most one a second): a MiB or two past the size the
+    move started from, left out here."""
+    path = []
+    for s in sizes:
+        if not path or abs(s - path[-1]) > 2 * MIB:
+            path.append(s)
+    return [s // MIB for s in path]
+
+
+def workload_state(g):
+    text = g.console.text(g.boot_mark)
+    done = last_line(text, "workload: done")
+    if done:
+        return done
+    now = last_line(text, "workload:")
+    return "still running: " + now if now else "no workload"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--build", required=True)
@@ -69,7 +114,7 @@ def main():
                          check=True, stdout=subprocess.PIPE, text=True).stdout.split()
     image = (out[0], out[1])
     rundir = tempfile.mkdtemp(prefix="bellows-demo-")
-    guests = [guestlib.Guest(n, os.path.join(rundir, n), image, mem_mib=m)
+    guests = [guestlib.Guest(n, os.path.join(rundir, n), image, mem_mib=m, swap_mib=SWAP_MIB)
               for n, m, _, _ in GUESTS]
     daemon = None
     tty = sys.stdout.isatty()
@@ -82,7 +127,9 @@ def main():
             if start_mib != g.mem_mib:
                 qmp = g.observer()
                 qmp.execute("balloon", {"value": start_mib * MIB})
-                guestlib.wait_for(lambda: qmp.actual() <= (start_mib + 8) * MIB, 60,
+                # Until QEMU reports the exact size: BALLOON_CHANGE is rate-limited to one a
+                # second, and a late one would otherwise be counted as bellowsd's.
+                guestlib.wait_for(lambda: start_mib * MIB in qmp.balloon_changes(), 60,
                                   "%s balloon at %d MiB" % (g.name, start_mib))
             g.observer().balloon_changes()  # from here on, events are the daemon's
             g.observer().events.clear()
@@ -107,14 +154,17 @@ def main():
                 if t >= at:
                     g.start_background(command)
                     del pending[name]
-            view = subprocess.run([prog["bellowsctl"], "--socket", control, "list"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+            view = ctl(prog, control, "list")
+            why = decisions(prog, control)
             frame = ["bellows demo  t=%3.0fs of %ds   (bellowsctl list, every second)" % (t, args.seconds),
-                     "", view.rstrip(), "", "inside the guests:"]
+                     "", view.rstrip(), "",
+                     "bellowsd's latest decision (holds too) and what runs inside each guest:"]
             for g in guests:
                 text = g.console.text(g.boot_mark)
-                frame.append("  %-7s %s%s" % (g.name, last_line(text, "workload:") or "idle",
-                                              "   OOM kills: %d" % g.oom_kills() if g.oom_kills() else ""))
+                frame.append("  %-7s %-22s %s%s" % (g.name, why.get(g.name, "-"),
+                                                    last_line(text, "workload:") or "idle",
+                                                    "   OOM kills: %d" % g.oom_kills()
+                                                    if g.oom_kills() else ""))
             if tty:
                 sys.stdout.write("\033[H\033[2J")
             print("\n".join(frame), flush=True)
@@ -131,12 +181,14 @@ def main():
             ups = sum(1 for m in moves if m > 0)
             downs = sum(1 for m in moves if m < 0)
             reversals = sum(1 for a, b in zip(moves, moves[1:]) if (a > 0) != (b > 0))
-            print("  %-7s balloon %3d -> %3d MiB (min %d, max %d); BALLOON_CHANGE: %d giving, "
-                  "%d taking, %d reversals; OOM kills: %d; %s"
-                  % (g.name, start_mib, g.observer().actual() // MIB, min(sizes) // MIB,
-                     max(sizes) // MIB, ups, downs, reversals, g.oom_kills(),
-                     last_line(g.console.text(g.boot_mark), "workload: done") or "no workload"))
-        print("  bellowsd log: %s" % daemon_log.name if args.keep else "")
+            print("  %-7s balloon %3d -> %3d MiB, by way of %s MiB\n"
+                  "          BALLOON_CHANGE: %d giving, %d taking, %d reversals; OOM kills: %d\n"
+                  "          %s"
+                  % (g.name, start_mib, g.observer().actual() // MIB,
+                     " ".join(map(str, plateaus(sizes))), ups, downs, reversals, g.oom_kills(),
+                     workload_state(g)))
+        if args.keep:
+            print("  bellowsd log: %s" % daemon_log.name)
         return 0
     except guestlib.GuestError as e:
         print("demo: %s" % e, file=sys.stderr)
