@@ -245,6 +245,9 @@ static void log_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     d->log[d->log_len] = '\0';
 }
 
+/* The daemon of the running test, so a failed test does not leave it behind. */
+static struct daemon_proc *spawned;
+
 /* nofile: 0, or run the daemon under that soft RLIMIT_NOFILE (and hard) with prlimit. */
 static void spawn_daemon_limited(struct daemon_proc *d, const char *config, bool dry_run,
                                  unsigned nofile, unsigned hard)
@@ -271,6 +274,7 @@ static void spawn_daemon_limited(struct daemon_proc *d, const char *config, bool
         .file = exe, .args = args, .exit_cb = proc_exit, .stdio = stdio, .stdio_count = 3};
     d->proc.data = d;
     assert_int_equal(uv_spawn(&loop, &d->proc, &opts), 0);
+    spawned = d;
     uv_read_start((uv_stream_t *)&d->err, log_alloc, log_read);
 }
 
@@ -759,18 +763,31 @@ static void descriptor_limit_is_checked(void **state)
     finish(&w);
 }
 
+/* After each test: what a failed test left behind (its daemon, its peers' sockets) is
+ * killed and closed, so the run ends with the failure instead of waiting on them. */
+static int kill_leftover(void **state)
+{
+    (void)state;
+    if (spawned && !spawned->exited)
+        uv_process_kill(&spawned->proc, SIGKILL);
+    spawned = NULL;
+    uv_walk(&loop, close_walk, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     uv_timer_init(&loop, &deadline);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(moves_reload_and_clean_stop),
-        cmocka_unit_test(dry_run_by_flag_moves_nothing),
-        cmocka_unit_test(dry_run_by_config_moves_nothing),
+        cmocka_unit_test_teardown(moves_reload_and_clean_stop, kill_leftover),
+        cmocka_unit_test_teardown(dry_run_by_flag_moves_nothing, kill_leftover),
+        cmocka_unit_test_teardown(dry_run_by_config_moves_nothing, kill_leftover),
         cmocka_unit_test(check_config_explains_errors),
-        cmocka_unit_test(libvirt_domains_are_managed),
-        cmocka_unit_test(descriptor_limit_is_checked),
+        cmocka_unit_test_teardown(libvirt_domains_are_managed, kill_leftover),
+        cmocka_unit_test_teardown(descriptor_limit_is_checked, kill_leftover),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     uv_close((uv_handle_t *)&deadline, NULL);
