@@ -506,23 +506,33 @@ static void guest_key(struct parse_state *st, const char *name, const char *key,
               key, g->name);
 }
 
-static void daemon_key(struct parse_state *st, const char *key, const char *value)
+/* One key of a section read through a key_spec table into the struct at base; key_line
+ * remembers where each key was set, to refuse a second setting. */
+static void table_key(struct parse_state *st, const char *section, const struct key_spec *keys,
+                      size_t n_keys, int *key_line, void *base, const char *key,
+                      const char *value)
 {
-    for (size_t i = 0; i < N_DAEMON_KEYS; i++) {
-        if (strcmp(daemon_keys[i].name, key) != 0)
+    for (size_t i = 0; i < n_keys; i++) {
+        if (strcmp(keys[i].name, key) != 0)
             continue;
-        if (st->daemon_key_line[i]) {
-            add_error(st, st->line, "'%s' is set twice in [daemon] (first at line %d)", key,
-                      st->daemon_key_line[i]);
+        if (key_line[i]) {
+            add_error(st, st->line, "'%s' is set twice in [%s] (first at line %d)", key, section,
+                      key_line[i]);
             return;
         }
-        st->daemon_key_line[i] = st->line;
+        key_line[i] = st->line;
         char err[200];
-        if (set_key(&daemon_keys[i], &st->cfg.daemon, value, err, sizeof(err)) < 0)
+        if (set_key(&keys[i], base, value, err, sizeof(err)) < 0)
             add_error(st, st->line, "%s", err);
         return;
     }
-    add_error(st, st->line, "unknown key '%s' in [daemon]", key);
+    add_error(st, st->line, "unknown key '%s' in [%s]", key, section);
+}
+
+static void daemon_key(struct parse_state *st, const char *key, const char *value)
+{
+    table_key(st, "daemon", daemon_keys, N_DAEMON_KEYS, st->daemon_key_line, &st->cfg.daemon,
+              key, value);
 }
 
 static void libvirt_key(struct parse_state *st, const char *key, const char *value)
@@ -532,24 +542,8 @@ static void libvirt_key(struct parse_state *st, const char *key, const char *val
         st->cfg.libvirt.line = st->section_line;
         st->cfg.libvirt.enabled = true;
     }
-    for (size_t i = 0; i < N_LIBVIRT_KEYS; i++) {
-        if (strcmp(libvirt_keys[i].name, key) != 0)
-            continue;
-        if (st->libvirt_key_line[i]) {
-            add_error(st, st->line, "'%s' is set twice in [libvirt] (first at line %d)", key,
-                      st->libvirt_key_line[i]);
-            return;
-        }
-        st->libvirt_key_line[i] = st->line;
-        char err[200];
-        if (set_key(&libvirt_keys[i], &st->cfg.libvirt, value, err, sizeof(err)) < 0)
-            add_error(st, st->line, "%s", err);
-        return;
-    }
-    add_error(st, st->line,
-              "unknown key '%s' in [libvirt] (known: enabled, uri, default_floor, "
-              "default_weight, keepalive_interval, keepalive_count)",
-              key);
+    table_key(st, "libvirt", libvirt_keys, N_LIBVIRT_KEYS, st->libvirt_key_line,
+              &st->cfg.libvirt, key, value);
 }
 
 static void policy_key(struct parse_state *st, const char *key, const char *value)
