@@ -15,7 +15,6 @@
 struct daemon_libvirt {
     struct libvirt_backend *backend;
     uv_timer_t rescan_timer; /* the hook's nudge, run on the next loop turn */
-    bool connected;
 };
 
 static double mib(uint64_t bytes)
@@ -127,9 +126,7 @@ static void on_connection_changed(struct libvirt_backend *b, bool connected, con
 {
     (void)b;
     struct daemon *d = opaque;
-    struct daemon_libvirt *lv = d->libvirt;
 
-    lv->connected = connected;
     if (connected) {
         log_info("libvirt: connected to %s", why);
     } else {
