@@ -1,5 +1,5 @@
 /* bellows-agent's loop: sources -> coalescer -> port, and the host's welcome back. */
-#include "agent.h"
+#include "guest-agent/agent.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* Coalescing of pressure notifications, rate limits and heartbeat. */
-#include "coalesce.h"
+#include "guest-agent/coalesce.h"
 
 #include <errno.h>
 #include <string.h>

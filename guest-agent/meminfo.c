@@ -1,7 +1,7 @@
 /* Parser for /proc/meminfo text. */
-#include "meminfo.h"
+#include "guest-agent/meminfo.h"
 
-#include "procfile.h"
+#include "guest-agent/procfile.h"
 
 #include <errno.h>
 #include <stddef.h>

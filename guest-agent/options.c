@@ -1,5 +1,5 @@
 /* Command-line parsing for bellows-agent. */
-#include "options.h"
+#include "guest-agent/options.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,5 +1,5 @@
 /* Bounded, coalescing queue of outgoing agent messages. */
-#include "outqueue.h"
+#include "guest-agent/outqueue.h"
 
 #include <errno.h>
 #include <string.h>

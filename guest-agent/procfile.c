@@ -1,5 +1,5 @@
 /* Line, word and number helpers over /proc text held in a buffer. */
-#include "procfile.h"
+#include "guest-agent/procfile.h"
 
 #include <errno.h>
 #include <stdlib.h>

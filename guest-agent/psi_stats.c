@@ -1,7 +1,7 @@
 /* Parser for PSI text ("some avg10=... total=..." and "full ..." lines). */
-#include "psi_stats.h"
+#include "guest-agent/psi_stats.h"
 
-#include "procfile.h"
+#include "guest-agent/procfile.h"
 
 #include <errno.h>
 #include <string.h>

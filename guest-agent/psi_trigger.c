@@ -1,5 +1,5 @@
 /* PSI trigger source: one trigger fd per level, POLLPRI, fallback to 2 s windows. */
-#include "psi_trigger.h"
+#include "guest-agent/psi_trigger.h"
 
 #include <errno.h>
 #include <fcntl.h>

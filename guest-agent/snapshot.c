@@ -1,5 +1,5 @@
 /* Memory snapshot from /proc text files. */
-#include "snapshot.h"
+#include "guest-agent/snapshot.h"
 
 #include "guest-agent/meminfo.h"
 #include "guest-agent/psi_stats.h"

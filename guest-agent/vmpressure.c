@@ -1,7 +1,7 @@
 /* cgroup v1 vmpressure source: eventfds registered through cgroup.event_control. */
-#include "vmpressure.h"
+#include "guest-agent/vmpressure.h"
 
-#include "procfile.h"
+#include "guest-agent/procfile.h"
 
 #include <errno.h>
 #include <fcntl.h>

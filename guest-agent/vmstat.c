@@ -1,7 +1,7 @@
 /* Parser for /proc/vmstat text. */
-#include "vmstat.h"
+#include "guest-agent/vmstat.h"
 
-#include "procfile.h"
+#include "guest-agent/procfile.h"
 
 #include <errno.h>
 #include <stddef.h>

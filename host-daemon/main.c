@@ -8,10 +8,10 @@
 
 #include <uv.h>
 
-#include "host-daemon/config.h"
-#include "host-daemon/daemon.h"
-#include "host-daemon/daemon_libvirt.h"
-#include "host-daemon/log.h"
+#include "host-daemon/config/config.h"
+#include "host-daemon/core/daemon.h"
+#include "host-daemon/libvirt/libvirt_guests.h"
+#include "host-daemon/util/log.h"
 
 #define DEFAULT_CONFIG "/etc/bellows/bellowsd.conf"
 

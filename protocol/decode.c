@@ -1,6 +1,6 @@
 /* Decoder: one frame's JSON payload to a validated message struct. The input is untrusted
  * (it comes from a guest): every field is checked for presence, JSON type and range. */
-#include "protocol_internal.h"
+#include "protocol/protocol_internal.h"
 
 #include <jansson.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* Encoder: a message struct to one complete frame (RS, compact JSON, LF). */
-#include "protocol_internal.h"
+#include "protocol/protocol_internal.h"
 
 #include <jansson.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Stream framer: RS ... LF frames out of a byte stream that may start mid-frame, carry
  * junk, split frames anywhere or hold several per read. Fixed memory, never fails. */
-#include "bellows_protocol.h"
+#include "protocol/bellows_protocol.h"
 
 #include <string.h>
 

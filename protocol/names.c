@@ -1,5 +1,5 @@
 /* Names of protocol enums: the strings that go on the wire and into logs and metrics. */
-#include "bellows_protocol.h"
+#include "protocol/bellows_protocol.h"
 
 #include <string.h>
 

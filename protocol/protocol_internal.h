@@ -3,7 +3,7 @@
 #ifndef BELLOWS_PROTOCOL_INTERNAL_H
 #define BELLOWS_PROTOCOL_INTERNAL_H
 
-#include "bellows_protocol.h"
+#include "protocol/bellows_protocol.h"
 
 #include <stdbool.h>
 #include <stddef.h>

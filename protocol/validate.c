@@ -1,5 +1,5 @@
 /* Field ranges of protocol v1, one place for the encoder and the decoder. */
-#include "protocol_internal.h"
+#include "protocol/protocol_internal.h"
 
 #include <math.h>
 #include <string.h>

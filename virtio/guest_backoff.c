@@ -1,5 +1,5 @@
 /* Doubling reconnect backoff with a reset after a stable connection. */
-#include "guest_backoff.h"
+#include "virtio/guest_backoff.h"
 
 void guest_backoff_init(struct guest_backoff *b, uint64_t min_ns, uint64_t max_ns,
                         uint64_t stable_ns)

@@ -1,5 +1,5 @@
 /* Guest end of the virtio-serial transport: discovery, non-blocking writes, hang-up backoff. */
-#include "guest_port.h"
+#include "virtio/guest_port.h"
 
 #include <dirent.h>
 #include <errno.h>

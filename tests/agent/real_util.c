@@ -1,5 +1,5 @@
 /* Helpers for the agent's real tests and benchmarks. */
-#include "real_util.h"
+#include "tests/agent/real_util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "host-daemon/config.h"
-#include "host-daemon/units.h"
+#include "host-daemon/config/config.h"
+#include "host-daemon/util/units.h"
 
 static int parse(const char *text, struct config *cfg, struct config_errors *errs)
 {

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "host-daemon/control_proto.h"
+#include "host-daemon/control/control_proto.h"
 
 struct fake {
     int adds, removes, kicks, libvirt_events;

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "host-daemon/guest_channel.h"
+#include "host-daemon/channel/guest_channel.h"
 #include "tests/protocol/samples.h"
 
 /* Delivery bound for the good guest's critical event while the other floods. The path is

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "host-daemon/hostmem.h"
+#include "host-daemon/host/hostmem.h"
 
 #define FIXTURES "tests/daemon/data"
 

@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "host-daemon/ratelimit.h"
+#include "host-daemon/util/ratelimit.h"
 
 #define MS UINT64_C(1000000)
 #define S UINT64_C(1000000000)

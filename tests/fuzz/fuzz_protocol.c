@@ -3,7 +3,7 @@
  *   - the framer gives the same frames and statistics however the input is cut;
  *   - whatever decodes re-encodes (the decoder accepts nothing the encoder refuses);
  *   - decode(encode(m)) encodes to the same bytes again (a canonical, stable form). */
-#include "bellows_protocol.h"
+#include "protocol/bellows_protocol.h"
 
 #include <stdint.h>
 #include <stdio.h>

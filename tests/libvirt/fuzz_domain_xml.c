@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host-daemon/libvirt_domain_xml.h"
+#include "host-daemon/libvirt/libvirt_domain_xml.h"
 
 static const struct libvirt_domain_defaults defaults = {.floor_bytes = 128u << 20, .weight = 100};
 

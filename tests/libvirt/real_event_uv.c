@@ -14,7 +14,7 @@
 #include <libvirt/virterror.h>
 #include <uv.h>
 
-#include "host-daemon/libvirt_event_uv.h"
+#include "host-daemon/libvirt/libvirt_event_uv.h"
 
 #define KEEPALIVE_INTERVAL_S 1
 #define KEEPALIVE_COUNT 2

@@ -15,8 +15,8 @@
 #include <libvirt/virterror.h>
 #include <uv.h>
 
-#include "host-daemon/libvirt_backend.h"
-#include "host-daemon/libvirt_event_uv.h"
+#include "host-daemon/libvirt/libvirt_client.h"
+#include "host-daemon/libvirt/libvirt_event_uv.h"
 
 #define MiB (UINT64_C(1) << 20)
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "host-daemon/libvirt_domain_xml.h"
+#include "host-daemon/libvirt/libvirt_domain_xml.h"
 
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)

@@ -15,7 +15,7 @@
 #include <libvirt/libvirt.h>
 #include <uv.h>
 
-#include "host-daemon/libvirt_event_uv.h"
+#include "host-daemon/libvirt/libvirt_event_uv.h"
 
 static uv_loop_t loop;
 

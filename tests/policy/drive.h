@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "host-daemon/policy.h"
+#include "host-daemon/policy/policy.h"
 
 #define DRIVE_N 8
 #define DRIVE_MIB POLICY_MIB

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "host-daemon/policy.h"
+#include "host-daemon/policy/policy.h"
 #include "tests/policy/drive.h"
 
 #define MIB POLICY_MIB

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host-daemon/qmp_message.h"
+#include "host-daemon/qmp/qmp_message.h"
 
 static void check_message(const char *line, size_t len)
 {

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host-daemon/qmp.h"
+#include "host-daemon/qmp/qmp.h"
 
 struct probe {
     uv_loop_t *loop;

@@ -17,7 +17,7 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "host-daemon/qmp.h"
+#include "host-daemon/qmp/qmp.h"
 
 #define MiB (1024LL * 1024)
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "host-daemon/qmp_message.h"
+#include "host-daemon/qmp/qmp_message.h"
 
 static int parse(const char *text, struct qmp_message *m)
 {

@@ -1,0 +1,693 @@
+/* QMP client on a libuv loop (see qmp.h): connection state machine, command ids and
+ * timeouts, reconnect with backoff. Message parsing lives in qmp_message.c. */
+#include "host-daemon/qmp/qmp.h"
+#include "host-daemon/qmp/qmp_message.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+enum qmp_state {
+    QMP_IDLE,         /* made, not started */
+    QMP_CONNECTING,   /* uv_pipe_connect in flight */
+    QMP_GREETING,     /* connected, waiting for {"QMP": ...} */
+    QMP_CAPABILITIES, /* qmp_capabilities sent */
+    QMP_QUERY,        /* query-balloon sent: not ready until we know the actual size */
+    QMP_READY,
+    QMP_BACKOFF,      /* connection dropped; the pipe closes, then the backoff timer runs */
+    QMP_CLOSED,
+};
+
+enum qmp_purpose {
+    PURPOSE_CAPABILITIES, /* handshake */
+    PURPOSE_FIRST_QUERY,  /* handshake: the query-balloon before on_ready */
+    PURPOSE_QUERY,        /* qmp_client_query_balloon */
+    PURPOSE_BALLOON,      /* qmp_client_set_balloon */
+    PURPOSE_EXECUTE,      /* qmp_client_execute */
+};
+
+struct qmp_command {
+    struct qmp_command *next;
+    uint64_t id;
+    uint64_t deadline; /* loop time, ms */
+    enum qmp_purpose purpose;
+    int64_t target;    /* PURPOSE_BALLOON */
+    qmp_done_cb done;
+    void *opaque;
+};
+
+/* A write in flight owns its bytes; it may finish after the connection it was for. */
+struct qmp_write {
+    uv_write_t req;
+    char *bytes;
+};
+
+enum pipe_state { PIPE_NONE, PIPE_OPEN, PIPE_CLOSING };
+
+struct qmp_client {
+    uv_loop_t *loop;
+    char *path;
+    struct qmp_client_config cfg;
+    struct qmp_callbacks cbs;
+    void *opaque;
+
+    enum qmp_state state;
+    unsigned generation; /* bumped whenever a connection ends: stale work checks it */
+    uv_pipe_t pipe;
+    enum pipe_state pipe_state;
+    uv_connect_t connect_req;
+    uv_timer_t timeout_timer; /* connect/greeting deadline, else earliest command deadline */
+    uv_timer_t backoff_timer;
+    uint64_t phase_deadline;  /* QMP_CONNECTING and QMP_GREETING */
+    uint64_t backoff_ms;      /* delay before the next reconnect */
+
+    char *rbuf;
+    size_t rlen, rcap;
+
+    struct qmp_command *pending; /* in send order */
+    uint64_t next_id;
+    int64_t actual, target;
+
+    bool closing;
+    int timers_open;
+    qmp_closed_cb closed_cb;
+};
+
+static void start_connect(struct qmp_client *c);
+static void drop_connection(struct qmp_client *c, int err, const char *reason);
+
+static void on_timeout(uv_timer_t *t);
+
+static bool connected(const struct qmp_client *c)
+{
+    return c->state == QMP_GREETING || c->state == QMP_CAPABILITIES || c->state == QMP_QUERY ||
+           c->state == QMP_READY;
+}
+
+/* One timer serves the connection phase or, once connected, the earliest command. */
+static void arm_timeout(struct qmp_client *c)
+{
+    uint64_t deadline, now = uv_now(c->loop);
+
+    if (c->closing)
+        return;
+    if (c->state == QMP_CONNECTING || c->state == QMP_GREETING) {
+        deadline = c->phase_deadline;
+    } else if (c->pending && connected(c)) {
+        deadline = c->pending->deadline;
+        for (struct qmp_command *k = c->pending->next; k; k = k->next)
+            if (k->deadline < deadline)
+                deadline = k->deadline;
+    } else {
+        uv_timer_stop(&c->timeout_timer);
+        return;
+    }
+    uv_timer_start(&c->timeout_timer, on_timeout, deadline > now ? deadline - now : 0, 0);
+}
+
+static void call_done(struct qmp_client *c, struct qmp_command *k, const struct qmp_result *res)
+{
+    if (k->done)
+        k->done(c, res, k->opaque);
+    free(k);
+}
+
+static void fail_command(struct qmp_client *c, struct qmp_command *k, int status)
+{
+    struct qmp_result res = {.status = status, .actual_bytes = -1};
+    call_done(c, k, &res);
+}
+
+/* Fail every pending command; callbacks may add nothing (we are not ready). */
+static void fail_all(struct qmp_client *c, int status)
+{
+    struct qmp_command *k = c->pending;
+    c->pending = NULL;
+    while (k) {
+        struct qmp_command *next = k->next;
+        fail_command(c, k, status);
+        k = next;
+    }
+}
+
+static void free_write(uv_write_t *req, int status)
+{
+    struct qmp_write *w = (struct qmp_write *)req;
+    struct qmp_client *c = req->data;
+
+    free(w->bytes);
+    free(w);
+    /* A write that fails on the live connection ends it; ECANCELED means it already ended. */
+    if (status < 0 && status != UV_ECANCELED && !c->closing && connected(c))
+        drop_connection(c, -EPIPE, "write to the QMP socket failed");
+}
+
+static int send_command(struct qmp_client *c, enum qmp_purpose purpose, const char *command,
+                        const json_t *args, int64_t target, qmp_done_cb done, void *opaque)
+{
+    struct qmp_command *k;
+    struct qmp_write *w;
+    uv_buf_t buf;
+    size_t len;
+    int r;
+
+    unsigned n = 0;
+    for (struct qmp_command *p = c->pending; p; p = p->next)
+        n++;
+    if (n >= QMP_MAX_PENDING)
+        return -EBUSY;
+    k = calloc(1, sizeof(*k));
+    w = calloc(1, sizeof(*w));
+    if (!k || !w) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    k->id = c->next_id++;
+    k->purpose = purpose;
+    k->target = target;
+    k->done = done;
+    k->opaque = opaque;
+    k->deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
+    r = qmp_build_command(command, args, k->id, &w->bytes, &len);
+    if (r < 0)
+        goto fail;
+    w->req.data = c;
+    buf = uv_buf_init(w->bytes, (unsigned)len);
+    r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, free_write);
+    if (r < 0) {
+        free(w->bytes);
+        goto fail;
+    }
+    /* Append: replies come in order, so the list stays short at its head. */
+    struct qmp_command **tail = &c->pending;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = k;
+    arm_timeout(c);
+    return 0;
+
+fail:
+    free(w);
+    free(k);
+    return r;
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    start_connect(t->data);
+}
+
+static void maybe_finish_close(struct qmp_client *c)
+{
+    if (c->timers_open > 0 || c->pipe_state != PIPE_NONE)
+        return;
+    if (c->closed_cb)
+        c->closed_cb(c, c->opaque);
+    free(c->rbuf);
+    free(c->path);
+    free(c);
+}
+
+static void on_pipe_closed(uv_handle_t *h)
+{
+    struct qmp_client *c = h->data;
+
+    c->pipe_state = PIPE_NONE;
+    if (c->closing) {
+        maybe_finish_close(c);
+        return;
+    }
+    uv_timer_start(&c->backoff_timer, on_backoff, c->backoff_ms, 0);
+    c->backoff_ms *= 2;
+    if (c->backoff_ms > c->cfg.backoff_max_ms)
+        c->backoff_ms = c->cfg.backoff_max_ms;
+}
+
+static void close_pipe(struct qmp_client *c)
+{
+    if (c->pipe_state != PIPE_OPEN)
+        return;
+    c->pipe_state = PIPE_CLOSING;
+    uv_close((uv_handle_t *)&c->pipe, on_pipe_closed);
+}
+
+/* End the current connection (or attempt): fail pending commands, tell the owner, and
+ * let on_pipe_closed schedule the reconnect. */
+static void drop_connection(struct qmp_client *c, int err, const char *reason)
+{
+    bool was_ready = c->state == QMP_READY;
+
+    if (c->closing || c->state == QMP_BACKOFF)
+        return;
+    c->state = QMP_BACKOFF;
+    c->generation++;
+    c->rlen = 0;
+    c->actual = -1;
+    c->target = -1;
+    uv_timer_stop(&c->timeout_timer);
+    close_pipe(c);
+    fail_all(c, -ECONNRESET);
+    if (!c->closing && c->cbs.on_disconnect)
+        c->cbs.on_disconnect(c, err, reason, was_ready, c->opaque);
+}
+
+static void drop_protocol_error(struct qmp_client *c, const char *what, const char *detail)
+{
+    char reason[256];
+    snprintf(reason, sizeof(reason), "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    drop_connection(c, -EPROTO, reason);
+}
+
+static void on_ready(struct qmp_client *c, int64_t actual)
+{
+    c->state = QMP_READY;
+    c->actual = actual;
+    c->backoff_ms = c->cfg.backoff_min_ms;
+    arm_timeout(c);
+    if (c->cbs.on_ready)
+        c->cbs.on_ready(c, actual, c->opaque);
+}
+
+static void handle_reply(struct qmp_client *c, const struct qmp_message *m)
+{
+    struct qmp_command *k, **p;
+    struct qmp_result res = {.actual_bytes = -1};
+    char detail[200];
+
+    /* A reply we have no command for is a late one after its timeout: drop it. */
+    if (!m->has_id)
+        return;
+    for (p = &c->pending; *p && (*p)->id != m->id; p = &(*p)->next)
+        ;
+    if (!*p)
+        return;
+    k = *p;
+    *p = k->next;
+    arm_timeout(c);
+
+    if (m->kind == QMP_MESSAGE_ERROR) {
+        if (k->purpose == PURPOSE_CAPABILITIES || k->purpose == PURPOSE_FIRST_QUERY) {
+            const char *what = k->purpose == PURPOSE_CAPABILITIES ? "qmp_capabilities refused"
+                                                                  : "query-balloon failed";
+            snprintf(detail, sizeof(detail), "%s: %s", m->error_class, m->error_desc);
+            free(k);
+            drop_protocol_error(c, what, detail);
+            return;
+        }
+        res.status = -EREMOTEIO;
+        res.error_class = m->error_class;
+        res.error_desc = m->error_desc;
+        call_done(c, k, &res);
+        return;
+    }
+
+    res.ret = m->ret;
+    switch (k->purpose) {
+    case PURPOSE_CAPABILITIES:
+        free(k);
+        c->state = QMP_QUERY;
+        if (send_command(c, PURPOSE_FIRST_QUERY, "query-balloon", NULL, 0, NULL, NULL) < 0)
+            drop_connection(c, -EIO, "cannot send query-balloon");
+        return;
+    case PURPOSE_FIRST_QUERY: {
+        int64_t actual;
+        free(k);
+        if (qmp_parse_balloon_actual(m->ret, &actual) < 0) {
+            drop_protocol_error(c, "query-balloon", "reply without a valid \"actual\"");
+            return;
+        }
+        on_ready(c, actual);
+        return;
+    }
+    case PURPOSE_QUERY: {
+        int64_t actual;
+        if (qmp_parse_balloon_actual(m->ret, &actual) < 0) {
+            res.status = -EBADMSG;
+            call_done(c, k, &res);
+            return;
+        }
+        res.actual_bytes = actual;
+        if (actual != c->actual) {
+            unsigned gen = c->generation;
+            c->actual = actual;
+            if (c->cbs.on_balloon_change)
+                c->cbs.on_balloon_change(c, actual, c->opaque);
+            if (gen != c->generation || c->closing) {
+                /* The owner ended this connection from its callback: the command is
+                 * still owed its answer. */
+                fail_command(c, k, c->closing ? -ECANCELED : -ECONNRESET);
+                return;
+            }
+        }
+        call_done(c, k, &res);
+        return;
+    }
+    case PURPOSE_BALLOON:
+        c->target = k->target;
+        call_done(c, k, &res);
+        return;
+    case PURPOSE_EXECUTE:
+        call_done(c, k, &res);
+        return;
+    }
+}
+
+static void handle_event(struct qmp_client *c, const struct qmp_message *m)
+{
+    int64_t actual;
+
+    /* Before ready the query-balloon reply that is on its way is the authority. */
+    if (c->state != QMP_READY || strcmp(m->event, "BALLOON_CHANGE") != 0)
+        return;
+    if (qmp_parse_balloon_actual(m->data, &actual) < 0) {
+        drop_protocol_error(c, "BALLOON_CHANGE", "event without a valid \"actual\"");
+        return;
+    }
+    c->actual = actual;
+    if (c->cbs.on_balloon_change)
+        c->cbs.on_balloon_change(c, actual, c->opaque);
+}
+
+static void handle_line(struct qmp_client *c, const char *line, size_t len)
+{
+    struct qmp_message m;
+    char err[160];
+    size_t i;
+    int r;
+
+    for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'); i++)
+        ;
+    if (i == len)
+        return;
+    r = qmp_message_parse(line, len, &m, err, sizeof(err));
+    if (r == -ENOMSG)
+        return;
+    if (r < 0) {
+        drop_protocol_error(c, "bad QMP message", err);
+        return;
+    }
+    if (c->state == QMP_GREETING) {
+        if (m.kind != QMP_MESSAGE_GREETING) {
+            drop_protocol_error(c, "expected the QMP greeting", NULL);
+        } else {
+            c->state = QMP_CAPABILITIES;
+            if (send_command(c, PURPOSE_CAPABILITIES, "qmp_capabilities", NULL, 0, NULL,
+                             NULL) < 0)
+                drop_connection(c, -EIO, "cannot send qmp_capabilities");
+        }
+    } else if (m.kind == QMP_MESSAGE_GREETING) {
+        drop_protocol_error(c, "unexpected second QMP greeting", NULL);
+    } else if (m.kind == QMP_MESSAGE_EVENT) {
+        handle_event(c, &m);
+    } else {
+        handle_reply(c, &m);
+    }
+    qmp_message_clear(&m);
+}
+
+/* Handle every complete line in the receive buffer; keep the partial rest. */
+static void process_input(struct qmp_client *c)
+{
+    unsigned gen = c->generation;
+    size_t off = 0;
+    long n;
+
+    while ((n = qmp_next_line(c->rbuf + off, c->rlen - off)) >= 0) {
+        size_t len = (size_t)n;
+        if (len > 0 && c->rbuf[off + len - 1] == '\r')
+            len--;
+        if (len > c->cfg.max_message_bytes) {
+            drop_connection(c, -EMSGSIZE, "QMP message too large");
+            return;
+        }
+        handle_line(c, c->rbuf + off, len);
+        if (gen != c->generation || c->closing)
+            return; /* the connection ended: the rest of its bytes mean nothing */
+        off += (size_t)n + 1;
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    if (c->rlen > c->cfg.max_message_bytes)
+        drop_connection(c, -EMSGSIZE, "QMP message too large");
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct qmp_client *c = h->data;
+    /* Room for one maximal message plus its CRLF, and no more. */
+    size_t limit = c->cfg.max_message_bytes + 2;
+    (void)suggested;
+
+    if (c->rcap - c->rlen < 4096 && c->rcap < limit) {
+        size_t cap = c->rcap ? c->rcap * 2 : 8192;
+        char *p;
+        if (cap > limit)
+            cap = limit;
+        p = realloc(c->rbuf, cap);
+        if (p) {
+            c->rbuf = p;
+            c->rcap = cap;
+        }
+    }
+    /* A zero-length buffer makes libuv report UV_ENOBUFS, which ends the connection. */
+    *buf = uv_buf_init(c->rbuf ? c->rbuf + c->rlen : NULL, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct qmp_client *c = s->data;
+    (void)buf;
+
+    if (nread == UV_EOF) {
+        drop_connection(c, -ECONNRESET, "QEMU closed the QMP socket");
+    } else if (nread < 0) {
+        drop_connection(c, (int)nread, uv_strerror((int)nread));
+    } else if (nread > 0) {
+        c->rlen += (size_t)nread;
+        process_input(c);
+        /* Give back a large buffer once it is empty: most messages are small. */
+        if (c->rlen == 0 && c->rcap > 65536 && !c->closing) {
+            free(c->rbuf);
+            c->rbuf = NULL;
+            c->rcap = 0;
+        }
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct qmp_client *c = req->data;
+    char reason[160];
+    int r;
+
+    if (c->closing || c->state != QMP_CONNECTING)
+        return; /* cancelled: the pipe was closed under the request */
+    if (status < 0) {
+        snprintf(reason, sizeof(reason), "connect: %s", uv_strerror(status));
+        drop_connection(c, status, reason);
+        return;
+    }
+    c->state = QMP_GREETING;
+    c->phase_deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
+    arm_timeout(c);
+    r = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+    if (r < 0)
+        drop_connection(c, r, uv_strerror(r));
+}
+
+static void start_connect(struct qmp_client *c)
+{
+    int r;
+
+    if (c->closing)
+        return;
+    r = uv_pipe_init(c->loop, &c->pipe, 0);
+    if (r < 0) {
+        /* Nothing to close: retry after the backoff as if the connection had failed. */
+        c->state = QMP_BACKOFF;
+        uv_timer_start(&c->backoff_timer, on_backoff, c->backoff_ms, 0);
+        if (c->cbs.on_disconnect)
+            c->cbs.on_disconnect(c, r, uv_strerror(r), false, c->opaque);
+        return;
+    }
+    c->pipe.data = c;
+    c->pipe_state = PIPE_OPEN;
+    c->state = QMP_CONNECTING;
+    c->phase_deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
+    c->connect_req.data = c;
+    uv_pipe_connect(&c->connect_req, &c->pipe, c->path, on_connect);
+    arm_timeout(c);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct qmp_client *c = t->data;
+    uint64_t now = uv_now(c->loop);
+    unsigned gen = c->generation;
+
+    if (c->state == QMP_CONNECTING) {
+        drop_connection(c, -ETIMEDOUT, "connect timed out");
+        return;
+    }
+    if (c->state == QMP_GREETING) {
+        drop_connection(c, -ETIMEDOUT, "no QMP greeting");
+        return;
+    }
+    for (;;) {
+        struct qmp_command *k, **p;
+        for (p = &c->pending; *p && (*p)->deadline > now; p = &(*p)->next)
+            ;
+        if (!*p)
+            break;
+        k = *p;
+        if (k->purpose == PURPOSE_CAPABILITIES || k->purpose == PURPOSE_FIRST_QUERY) {
+            /* A monitor that does not answer the handshake is not usable: reconnect. */
+            drop_connection(c, -ETIMEDOUT, k->purpose == PURPOSE_CAPABILITIES
+                                               ? "qmp_capabilities timed out"
+                                               : "query-balloon timed out");
+            return;
+        }
+        /* A late reply will find no command and be dropped; the connection stays. */
+        *p = k->next;
+        fail_command(c, k, -ETIMEDOUT);
+        if (gen != c->generation || c->closing)
+            return;
+    }
+    arm_timeout(c);
+}
+
+int qmp_client_new(uv_loop_t *loop, const char *path, const struct qmp_client_config *cfg,
+                   const struct qmp_callbacks *cbs, void *opaque, struct qmp_client **ret_client)
+{
+    struct qmp_client *c;
+
+    if (!loop || !path || !*path || !ret_client)
+        return -EINVAL;
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return -ENAMETOOLONG;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->path = strdup(path);
+    if (!c->path) {
+        free(c);
+        return -ENOMEM;
+    }
+    c->loop = loop;
+    if (cfg)
+        c->cfg = *cfg;
+    if (!c->cfg.command_timeout_ms)
+        c->cfg.command_timeout_ms = QMP_DEFAULT_COMMAND_TIMEOUT_MS;
+    if (!c->cfg.backoff_min_ms)
+        c->cfg.backoff_min_ms = QMP_DEFAULT_BACKOFF_MIN_MS;
+    if (!c->cfg.backoff_max_ms)
+        c->cfg.backoff_max_ms = QMP_DEFAULT_BACKOFF_MAX_MS;
+    if (c->cfg.backoff_max_ms < c->cfg.backoff_min_ms)
+        c->cfg.backoff_max_ms = c->cfg.backoff_min_ms;
+    if (!c->cfg.max_message_bytes)
+        c->cfg.max_message_bytes = QMP_DEFAULT_MAX_MESSAGE_BYTES;
+    if (cbs)
+        c->cbs = *cbs;
+    c->opaque = opaque;
+    c->state = QMP_IDLE;
+    c->backoff_ms = c->cfg.backoff_min_ms;
+    c->next_id = 1;
+    c->actual = -1;
+    c->target = -1;
+    uv_timer_init(loop, &c->timeout_timer);
+    uv_timer_init(loop, &c->backoff_timer);
+    c->timeout_timer.data = c;
+    c->backoff_timer.data = c;
+    c->timers_open = 2;
+    *ret_client = c;
+    return 0;
+}
+
+int qmp_client_start(struct qmp_client *c)
+{
+    if (c->closing)
+        return -ECANCELED;
+    if (c->state != QMP_IDLE)
+        return -EALREADY;
+    start_connect(c);
+    return 0;
+}
+
+int qmp_client_set_balloon(struct qmp_client *c, int64_t target_bytes, qmp_done_cb done,
+                           void *opaque)
+{
+    json_t *args;
+    int r;
+
+    if (target_bytes <= 0)
+        return -EINVAL;
+    if (c->state != QMP_READY)
+        return -ENOTCONN;
+    args = json_pack("{sI}", "value", (json_int_t)target_bytes);
+    if (!args)
+        return -ENOMEM;
+    r = send_command(c, PURPOSE_BALLOON, "balloon", args, target_bytes, done, opaque);
+    json_decref(args);
+    return r;
+}
+
+int qmp_client_query_balloon(struct qmp_client *c, qmp_done_cb done, void *opaque)
+{
+    if (c->state != QMP_READY)
+        return -ENOTCONN;
+    return send_command(c, PURPOSE_QUERY, "query-balloon", NULL, 0, done, opaque);
+}
+
+int qmp_client_execute(struct qmp_client *c, const char *command, const json_t *args,
+                       qmp_done_cb done, void *opaque)
+{
+    if (!command || !*command || (args && !json_is_object(args)))
+        return -EINVAL;
+    if (c->state != QMP_READY)
+        return -ENOTCONN;
+    return send_command(c, PURPOSE_EXECUTE, command, args, 0, done, opaque);
+}
+
+bool qmp_client_is_ready(const struct qmp_client *c)
+{
+    return c->state == QMP_READY;
+}
+
+int64_t qmp_client_actual(const struct qmp_client *c)
+{
+    return c->actual;
+}
+
+int64_t qmp_client_target(const struct qmp_client *c)
+{
+    return c->target;
+}
+
+const char *qmp_client_path(const struct qmp_client *c)
+{
+    return c->path;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct qmp_client *c = h->data;
+    c->timers_open--;
+    maybe_finish_close(c);
+}
+
+void qmp_client_close(struct qmp_client *c, qmp_closed_cb closed)
+{
+    if (!c || c->closing)
+        return;
+    c->closing = true;
+    c->closed_cb = closed;
+    c->state = QMP_CLOSED;
+    c->generation++;
+    c->rlen = 0;
+    fail_all(c, -ECANCELED);
+    close_pipe(c);
+    uv_close((uv_handle_t *)&c->timeout_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->backoff_timer, on_timer_closed);
+}
