@@ -17,21 +17,22 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: bellowsctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-            "commands:\n"
-            "  list                          every guest: level, PSI, balloon, limits, last decision\n"
-            "  show NAME                     one guest with its recent decisions\n"
-            "  pause NAME | resume NAME      stop / restart managing a guest's balloon\n"
-            "  set NAME floor=SIZE ceiling=SIZE weight=N    change limits (any subset)\n"
-            "  add NAME qmp=PATH channel=PATH floor=SIZE ceiling=SIZE [weight=N]\n"
-            "  remove NAME                   stop managing a guest (its balloon stays)\n"
-            "  libvirt-event EVENT UUID [DOMAIN]   from the libvirt hook: started, stopped or\n"
-            "                                reconnect; bellowsd rescans libvirt's domains\n"
-            "options:\n"
-            "  -s, --socket PATH   control socket (default $BELLOWS_CONTROL_SOCKET or "
-            DEFAULT_SOCKET ")\n"
-            "  -j, --json          print the daemon's JSON reply as it is\n");
+    fprintf(
+        out,
+        "usage: bellowsctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+        "commands:\n"
+        "  list                          every guest: level, PSI, balloon, limits, last decision\n"
+        "  show NAME                     one guest with its recent decisions\n"
+        "  pause NAME | resume NAME      stop / restart managing a guest's balloon\n"
+        "  set NAME floor=SIZE ceiling=SIZE weight=N    change limits (any subset)\n"
+        "  add NAME qmp=PATH channel=PATH floor=SIZE ceiling=SIZE [weight=N]\n"
+        "  remove NAME                   stop managing a guest (its balloon stays)\n"
+        "  libvirt-event EVENT UUID [DOMAIN]   from the libvirt hook: started, stopped or\n"
+        "                                reconnect; bellowsd rescans libvirt's domains\n"
+        "options:\n"
+        "  -s, --socket PATH   control socket (default $BELLOWS_CONTROL_SOCKET or " DEFAULT_SOCKET
+        ")\n"
+        "  -j, --json          print the daemon's JSON reply as it is\n");
 }
 
 /* Build the request object from the command line; NULL (with a message) on misuse. */
@@ -42,7 +43,7 @@ static json_t *build_request(int argc, char **argv)
         int min_args, max_args; /* after the command: NAME and key=value pairs */
         bool pairs;
     } cmds[] = {
-        {"list", 0, 0, false},  {"show", 1, 1, false},  {"pause", 1, 1, false},
+        {"list", 0, 0, false},   {"show", 1, 1, false}, {"pause", 1, 1, false},
         {"resume", 1, 1, false}, {"set", 2, 4, true},   {"add", 5, 6, true},
         {"remove", 1, 1, false},
     };
@@ -216,15 +217,15 @@ static void print_list(json_t *reply)
         printf("host: PSI some avg10 %.2f%%, MemAvailable %s, %s%s\n",
                json_number_value(json_object_get(host, "psi_some_avg10")),
                size_text(json_object_get(host, "mem_available"), avail, sizeof(avail)),
-               json_is_true(json_object_get(host, "pressure")) ? "under pressure"
-                                                               : "no pressure",
+               json_is_true(json_object_get(host, "pressure")) ? "under pressure" : "no pressure",
                json_is_true(json_object_get(reply, "dry_run")) ? ", advisory mode (dry run)" : "");
     }
     printf("%-16s %-8s %6s %8s %8s %8s %8s %6s %-8s %s\n", "NAME", "LEVEL", "PSI", "ACTUAL",
            "TARGET", "FLOOR", "CEILING", "WEIGHT", "STATE", "LAST MOVE");
     size_t i;
     json_t *g;
-    json_array_foreach(json_object_get(reply, "guests"), i, g) print_guest_row(g);
+    json_array_foreach (json_object_get(reply, "guests"), i, g)
+        print_guest_row(g);
 }
 
 static void print_show(json_t *g)
@@ -249,13 +250,12 @@ static void print_show(json_t *g)
     printf("counters:");
     const char *key;
     json_t *v;
-    json_object_foreach(json_object_get(g, "counters"), key, v)
+    json_object_foreach (json_object_get(g, "counters"), key, v)
         printf(" %s=%lld", key, (long long)json_integer_value(v));
     printf("\nrecent decisions (newest first):\n");
     size_t i;
     json_t *d;
-    json_array_foreach(json_object_get(g, "decisions"), i, d)
-    {
+    json_array_foreach (json_object_get(g, "decisions"), i, d) {
         char from[32], to[32];
         printf("  %s  %-7s %8s -> %-8s %-14s %s%s%s\n", str(d, "time"), str(d, "action"),
                size_text(json_object_get(d, "from"), from, sizeof(from)),

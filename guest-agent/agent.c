@@ -273,8 +273,8 @@ static void on_psi(struct psi_source *src, enum bp_level level, uint64_t now, vo
 static void on_psi_gone(struct psi_source *src, enum bp_level level, void *opaque)
 {
     (void)opaque;
-    logmsg("psi: %s trigger on %s reported an error (file removed?); stopped",
-           bp_level_name(level), src->path);
+    logmsg("psi: %s trigger on %s reported an error (file removed?); stopped", bp_level_name(level),
+           src->path);
 }
 
 /* --- the host's side of the conversation --- */

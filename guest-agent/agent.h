@@ -25,8 +25,8 @@ struct agent {
     struct vmpressure_source vmpressure;
     struct psi_source psi;
 
-    uv_timer_t tick;   /* next coalescer deadline */
-    uv_check_t batch;  /* folds the notifications of one loop iteration */
+    uv_timer_t tick;  /* next coalescer deadline */
+    uv_check_t batch; /* folds the notifications of one loop iteration */
     uv_signal_t sigterm, sigint;
 
     /* Notifications seen in this loop iteration, one slot per source. */

@@ -41,8 +41,8 @@ static uint64_t hold_ns(const struct coalescer *c, const struct co_source *s, en
     return c->cfg.repeat_ns;
 }
 
-static void queue_pressure(struct coalescer *c, struct co_source *s,
-                           const struct bp_pressure *p, uint64_t now_ns)
+static void queue_pressure(struct coalescer *c, struct co_source *s, const struct bp_pressure *p,
+                           uint64_t now_ns)
 {
     struct bp_msg m = {.type = BP_MSG_PRESSURE};
     m.u.pressure = *p;

@@ -25,10 +25,10 @@
 struct co_config {
     uint64_t repeat_ns; /* smallest gap between two messages of the same level from a source */
     uint64_t critical_repeat_ns; /* the same for repeats of critical */
-    uint64_t report_ns; /* heartbeat interval, 0 for none */
-    uint64_t quiet_ns;  /* a source without notifications this long is back to level none */
-    uint32_t levels;    /* bit (1 << level) per level to send, 0 for all */
-    size_t queue_cap;   /* outgoing queue size, OUTQ_MIN..OUTQ_MAX */
+    uint64_t report_ns;          /* heartbeat interval, 0 for none */
+    uint64_t quiet_ns; /* a source without notifications this long is back to level none */
+    uint32_t levels;   /* bit (1 << level) per level to send, 0 for all */
+    size_t queue_cap;  /* outgoing queue size, OUTQ_MIN..OUTQ_MAX */
 };
 
 /* What co_event did with a notification. */
@@ -48,11 +48,11 @@ struct co_source {
 };
 
 struct co_stats {
-    uint64_t events;    /* notifications seen */
-    uint64_t queued;    /* pressure messages queued */
-    uint64_t merged;    /* repeats folded into a newer one inside the rate limit */
-    uint64_t filtered;  /* notifications at levels the host does not want */
-    uint64_t reports;   /* reports queued */
+    uint64_t events;   /* notifications seen */
+    uint64_t queued;   /* pressure messages queued */
+    uint64_t merged;   /* repeats folded into a newer one inside the rate limit */
+    uint64_t filtered; /* notifications at levels the host does not want */
+    uint64_t reports;  /* reports queued */
 };
 
 struct coalescer {

@@ -2,11 +2,11 @@
 #include "guest-agent/agent.h"
 #include "guest-agent/options.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <errno.h>
 
 static struct agent agent;
 

@@ -180,8 +180,7 @@ int agent_options_parse(struct agent_options *opts, int argc, char **argv, char 
             break;
         case OPT_REPEAT:
             if (parse_ms(a, 0, 3600000, &opts->repeat_ms) < 0)
-                return fail(err, err_cap, "--repeat-interval: \"%s\": milliseconds, 0..3600000",
-                            a);
+                return fail(err, err_cap, "--repeat-interval: \"%s\": milliseconds, 0..3600000", a);
             break;
         case OPT_CRITICAL_REPEAT:
             if (parse_ms(a, 0, 3600000, &opts->critical_repeat_ms) < 0)

@@ -25,22 +25,22 @@
 #define AGENT_SOURCE_PSI (1u << BP_SOURCE_PSI)
 
 struct agent_options {
-    const char *port_name;   /* --port */
-    const char *device;      /* --device, NULL to find the port by name */
-    bool print;              /* --print: print messages instead of sending them */
-    bool sources_auto;       /* --sources auto (default): every source that works */
-    unsigned sources;        /* AGENT_SOURCE_* when not auto */
-    const char *cgroup;      /* --cgroup, NULL: root of the v1 memory controller */
+    const char *port_name; /* --port */
+    const char *device;    /* --device, NULL to find the port by name */
+    bool print;            /* --print: print messages instead of sending them */
+    bool sources_auto;     /* --sources auto (default): every source that works */
+    unsigned sources;      /* AGENT_SOURCE_* when not auto */
+    const char *cgroup;    /* --cgroup, NULL: root of the v1 memory controller */
     enum vmpressure_mode vmpressure_mode;
-    const char *psi_file;    /* --psi-file */
-    struct psi_spec psi[3];  /* --psi-low, --psi-medium, --psi-critical */
-    uint32_t report_ms;      /* --report-interval, 0: no heartbeat */
-    uint32_t repeat_ms;      /* --repeat-interval */
+    const char *psi_file;        /* --psi-file */
+    struct psi_spec psi[3];      /* --psi-low, --psi-medium, --psi-critical */
+    uint32_t report_ms;          /* --report-interval, 0: no heartbeat */
+    uint32_t repeat_ms;          /* --repeat-interval */
     uint32_t critical_repeat_ms; /* --critical-repeat-interval */
-    uint32_t quiet_ms;       /* --quiet-after */
+    uint32_t quiet_ms;           /* --quiet-after */
     uint32_t reconnect_max_ms;
-    const char *proc_root;   /* --proc-root */
-    bool mlock;              /* false with --no-mlock */
+    const char *proc_root; /* --proc-root */
+    bool mlock;            /* false with --no-mlock */
     bool verbose;
     bool help, version;
 };

@@ -61,8 +61,8 @@ int psi_spec_name(const struct psi_spec *spec, char *buf, size_t cap)
     if (!spec->enabled)
         n = snprintf(buf, cap, "off");
     else
-        n = snprintf(buf, cap, "%s:%u:%u", spec->full ? "full" : "some",
-                     spec->stall_us / US_PER_MS, spec->window_us / US_PER_MS);
+        n = snprintf(buf, cap, "%s:%u:%u", spec->full ? "full" : "some", spec->stall_us / US_PER_MS,
+                     spec->window_us / US_PER_MS);
     if (n < 0 || (size_t)n >= cap)
         return -ENOSPC;
     return n;
@@ -98,14 +98,14 @@ struct psi_spec psi_spec_default(enum bp_level level)
     /* Android lmkd: medium = some 70 ms / 1 s, critical = full 700 ms / 1 s; low is ours. */
     switch (level) {
     case BP_LEVEL_LOW:
-        return (struct psi_spec){.enabled = true, .full = false, .stall_us = 20000,
-                                 .window_us = 1000000};
+        return (struct psi_spec){
+            .enabled = true, .full = false, .stall_us = 20000, .window_us = 1000000};
     case BP_LEVEL_MEDIUM:
-        return (struct psi_spec){.enabled = true, .full = false, .stall_us = 70000,
-                                 .window_us = 1000000};
+        return (struct psi_spec){
+            .enabled = true, .full = false, .stall_us = 70000, .window_us = 1000000};
     case BP_LEVEL_CRITICAL:
-        return (struct psi_spec){.enabled = true, .full = true, .stall_us = 700000,
-                                 .window_us = 1000000};
+        return (struct psi_spec){
+            .enabled = true, .full = true, .stall_us = 700000, .window_us = 1000000};
     default:
         return (struct psi_spec){0};
     }

@@ -49,8 +49,7 @@ struct psi_spec psi_spec_default(enum bp_level level);
 
 struct psi_source;
 /* A trigger fired: level is the highest that fired, now_ns its CLOCK_MONOTONIC time. */
-typedef void (*psi_cb)(struct psi_source *src, enum bp_level level, uint64_t now_ns,
-                       void *opaque);
+typedef void (*psi_cb)(struct psi_source *src, enum bp_level level, uint64_t now_ns, void *opaque);
 /* A trigger's file went away (POLLERR: its cgroup was removed); the trigger is stopped. */
 typedef void (*psi_gone_cb)(struct psi_source *src, enum bp_level level, void *opaque);
 

@@ -187,8 +187,8 @@ int vmpressure_start(struct vmpressure_source *src, uv_loop_t *loop, const char 
             r = -errno;
             goto fail;
         }
-        r = vmpressure_control_line(src->ev[i].efd, src->level_fd, (enum bp_level)(i + 1),
-                                    mode, line, sizeof(line));
+        r = vmpressure_control_line(src->ev[i].efd, src->level_fd, (enum bp_level)(i + 1), mode,
+                                    line, sizeof(line));
         if (r < 0)
             goto fail;
         /* The kernel wants the trailing NUL. */

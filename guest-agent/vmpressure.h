@@ -38,8 +38,8 @@ int vmpressure_find_mount(const char *mountinfo, size_t len, char *ret_path, siz
 
 struct vmpressure_source;
 /* The kernel notified: level is the highest one signalled, now_ns its CLOCK_MONOTONIC time. */
-typedef void (*vmpressure_cb)(struct vmpressure_source *src, enum bp_level level,
-                              uint64_t now_ns, void *opaque);
+typedef void (*vmpressure_cb)(struct vmpressure_source *src, enum bp_level level, uint64_t now_ns,
+                              void *opaque);
 
 struct vmpressure_source {
     uv_loop_t *loop;

@@ -52,8 +52,8 @@ enum bp_source {
 #define BP_SOURCE_COUNT 2
 
 /* Agent capabilities, bit flags in hello.caps. Unknown capability names are ignored. */
-#define BP_CAP_REPORT (1u << 0)    /* sends periodic reports */
-#define BP_CAP_SETTINGS (1u << 1)  /* applies settings from the host's welcome */
+#define BP_CAP_REPORT (1u << 0)   /* sends periodic reports */
+#define BP_CAP_SETTINGS (1u << 1) /* applies settings from the host's welcome */
 
 enum bp_msg_type {
     BP_MSG_HELLO = 1,    /* guest -> host, first message after each (re)connect */
@@ -95,8 +95,8 @@ struct bp_welcome {
 };
 
 struct bp_pressure {
-    uint64_t seq;     /* per boot_id, increases by one for every pressure or report */
-    uint64_t mono_ns; /* guest CLOCK_MONOTONIC when the kernel notified */
+    uint64_t seq;        /* per boot_id, increases by one for every pressure or report */
+    uint64_t mono_ns;    /* guest CLOCK_MONOTONIC when the kernel notified */
     enum bp_level level; /* LOW, MEDIUM or CRITICAL */
     enum bp_source source;
     struct bp_mem mem;
@@ -122,14 +122,14 @@ struct bp_msg {
 /* Why a frame was rejected. Every rejection is counted by the caller and never fatal. */
 enum bp_error {
     BP_OK = 0,
-    BP_ERR_JSON,        /* not one JSON object (syntax, NaN/inf, NUL, trailing data) */
-    BP_ERR_VERSION,     /* "v" missing or not 1 */
-    BP_ERR_TYPE,        /* "type" missing or not a string */
+    BP_ERR_JSON,         /* not one JSON object (syntax, NaN/inf, NUL, trailing data) */
+    BP_ERR_VERSION,      /* "v" missing or not 1 */
+    BP_ERR_TYPE,         /* "type" missing or not a string */
     BP_ERR_UNKNOWN_TYPE, /* a type this version does not know: ignore, not an attack */
-    BP_ERR_FIELD,       /* a required field missing or of the wrong JSON type */
-    BP_ERR_RANGE,       /* a number or string out of its allowed range; payload too long */
-    BP_ERR_NOMEM,       /* allocation failed (jansson reports most as BP_ERR_JSON) */
-    BP_ERR_SPACE,       /* encode: output buffer too small */
+    BP_ERR_FIELD,        /* a required field missing or of the wrong JSON type */
+    BP_ERR_RANGE,        /* a number or string out of its allowed range; payload too long */
+    BP_ERR_NOMEM,        /* allocation failed (jansson reports most as BP_ERR_JSON) */
+    BP_ERR_SPACE,        /* encode: output buffer too small */
 };
 
 /* Short stable name of an error, e.g. "range". Never NULL. */
@@ -157,24 +157,24 @@ enum bp_error bp_encode(const struct bp_msg *msg, char *buf, size_t cap, size_t 
  * BP_MAX_PAYLOAD bytes. Unknown fields and unknown names in lists are ignored.
  * On success fills *ret_msg; on failure leaves it untouched, returns the error and,
  * when detail is not NULL, writes a short human-readable reason (NUL-terminated). */
-enum bp_error bp_decode(const char *payload, size_t len, struct bp_msg *ret_msg,
-                        char *detail, size_t detail_cap);
+enum bp_error bp_decode(const char *payload, size_t len, struct bp_msg *ret_msg, char *detail,
+                        size_t detail_cap);
 
 /* Stream framer: reassembles frames from a byte stream that may start mid-frame,
  * carry junk, split frames anywhere or hold several per read. Fixed memory. */
 struct bp_framer_stats {
-    uint64_t frames;          /* complete payloads delivered */
-    uint64_t junk_bytes;      /* bytes outside any frame, discarded */
-    uint64_t oversized;       /* frames longer than BP_MAX_FRAME, discarded */
-    uint64_t truncated;       /* frames cut short by a new RS or a reset, discarded */
-    uint64_t resyncs;         /* runs of junk: times the framer lost its place */
+    uint64_t frames;     /* complete payloads delivered */
+    uint64_t junk_bytes; /* bytes outside any frame, discarded */
+    uint64_t oversized;  /* frames longer than BP_MAX_FRAME, discarded */
+    uint64_t truncated;  /* frames cut short by a new RS or a reset, discarded */
+    uint64_t resyncs;    /* runs of junk: times the framer lost its place */
 };
 
 struct bp_framer {
-    size_t len;       /* bytes of the current frame payload held in buf */
-    bool in_frame;    /* an RS was seen and its LF not yet */
-    bool overflow;    /* the current frame passed the limit: drop until LF or RS */
-    bool in_junk;     /* the last byte was discarded outside any frame */
+    size_t len;    /* bytes of the current frame payload held in buf */
+    bool in_frame; /* an RS was seen and its LF not yet */
+    bool overflow; /* the current frame passed the limit: drop until LF or RS */
+    bool in_junk;  /* the last byte was discarded outside any frame */
     struct bp_framer_stats stats;
     char buf[BP_MAX_FRAME];
 };
@@ -185,8 +185,8 @@ typedef void (*bp_frame_cb)(const char *payload, size_t len, void *opaque);
 
 void bp_framer_init(struct bp_framer *framer);
 /* Feed bytes; calls on_frame for each frame completed by them, in order. */
-void bp_framer_feed(struct bp_framer *framer, const char *data, size_t len,
-                    bp_frame_cb on_frame, void *opaque);
+void bp_framer_feed(struct bp_framer *framer, const char *data, size_t len, bp_frame_cb on_frame,
+                    void *opaque);
 /* Forget any partial frame (e.g. after a reconnect); statistics are kept. */
 void bp_framer_reset(struct bp_framer *framer);
 

@@ -74,8 +74,7 @@ static enum bp_error get_string(json_t *obj, const char *key, json_t **ret, stru
 }
 
 /* A required bounded printable-ASCII string copied into a char array of max + 1 bytes. */
-static enum bp_error get_text(json_t *obj, const char *key, char *out, size_t max,
-                              struct why *why)
+static enum bp_error get_text(json_t *obj, const char *key, char *out, size_t max, struct why *why)
 {
     json_t *value;
     enum bp_error err = get_string(obj, key, &value, why);
@@ -136,8 +135,7 @@ static int wanted_level_index(const char *name)
     return (int)level;
 }
 
-static enum bp_error get_level(json_t *obj, bool allow_none, enum bp_level *ret,
-                               struct why *why)
+static enum bp_error get_level(json_t *obj, bool allow_none, enum bp_level *ret, struct why *why)
 {
     json_t *value;
     enum bp_error err = get_string(obj, "level", &value, why);
@@ -199,8 +197,8 @@ static enum bp_error decode_hello(json_t *obj, struct bp_hello *h, struct why *w
 static enum bp_error decode_welcome(json_t *obj, struct bp_welcome *w, struct why *why)
 {
     uint64_t interval;
-    enum bp_error err = get_uint(obj, "report_interval_ms", BP_MAX_REPORT_INTERVAL_MS,
-                                 &interval, why);
+    enum bp_error err =
+        get_uint(obj, "report_interval_ms", BP_MAX_REPORT_INTERVAL_MS, &interval, why);
     if (err)
         return err;
     if (interval != 0 && interval < BP_MIN_REPORT_INTERVAL_MS)
@@ -251,8 +249,7 @@ static enum bp_error decode_object(json_t *obj, struct bp_msg *msg, struct why *
     if (!json_is_string(type))
         return fail(why, BP_ERR_TYPE, "type: not a string");
     if (!bp_msg_type_parse(json_string_value(type), &msg->type))
-        return fail(why, BP_ERR_UNKNOWN_TYPE, "type: unknown to version %d",
-                    BP_PROTOCOL_VERSION);
+        return fail(why, BP_ERR_UNKNOWN_TYPE, "type: unknown to version %d", BP_PROTOCOL_VERSION);
 
     switch (msg->type) {
     case BP_MSG_HELLO:

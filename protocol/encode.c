@@ -43,19 +43,15 @@ static const char *level_of(unsigned i)
 static json_t *mem_object(const struct bp_mem *m)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I}",
-                     "mem_total_kb", (json_int_t)m->mem_total_kb,
-                     "mem_free_kb", (json_int_t)m->mem_free_kb,
-                     "mem_available_kb", (json_int_t)m->mem_available_kb,
-                     "committed_as_kb", (json_int_t)m->committed_as_kb,
-                     "swap_total_kb", (json_int_t)m->swap_total_kb,
-                     "swap_free_kb", (json_int_t)m->swap_free_kb,
-                     "pswpin", (json_int_t)m->pswpin,
-                     "pswpout", (json_int_t)m->pswpout,
-                     "pgmajfault", (json_int_t)m->pgmajfault,
+                     "mem_total_kb", (json_int_t)m->mem_total_kb, "mem_free_kb",
+                     (json_int_t)m->mem_free_kb, "mem_available_kb",
+                     (json_int_t)m->mem_available_kb, "committed_as_kb",
+                     (json_int_t)m->committed_as_kb, "swap_total_kb", (json_int_t)m->swap_total_kb,
+                     "swap_free_kb", (json_int_t)m->swap_free_kb, "pswpin", (json_int_t)m->pswpin,
+                     "pswpout", (json_int_t)m->pswpout, "pgmajfault", (json_int_t)m->pgmajfault,
                      /* -0.0 would print as "-0.0", which reads as a negative */
-                     "psi_some_avg10", m->psi_some_avg10 + 0.0,
-                     "psi_full_avg10", m->psi_full_avg10 + 0.0,
-                     "psi_some_total_us", (json_int_t)m->psi_some_total_us,
+                     "psi_some_avg10", m->psi_some_avg10 + 0.0, "psi_full_avg10",
+                     m->psi_full_avg10 + 0.0, "psi_some_total_us", (json_int_t)m->psi_some_total_us,
                      "psi_full_total_us", (json_int_t)m->psi_full_total_us);
 }
 
@@ -68,29 +64,29 @@ static json_t *msg_object(const struct bp_msg *msg)
     switch (msg->type) {
     case BP_MSG_HELLO: {
         const struct bp_hello *h = &msg->u.hello;
-        return json_pack("{s:i, s:s, s:s, s:s, s:o, s:o}", "v", BP_PROTOCOL_VERSION,
-                         "type", type, "agent", h->agent, "boot_id", h->boot_id,
-                         "sources", names_array(h->sources, source_of, BP_SOURCE_COUNT),
-                         "caps", names_array(h->caps, cap_of, BP_CAP_COUNT));
+        return json_pack("{s:i, s:s, s:s, s:s, s:o, s:o}", "v", BP_PROTOCOL_VERSION, "type", type,
+                         "agent", h->agent, "boot_id", h->boot_id, "sources",
+                         names_array(h->sources, source_of, BP_SOURCE_COUNT), "caps",
+                         names_array(h->caps, cap_of, BP_CAP_COUNT));
     }
     case BP_MSG_WELCOME: {
         const struct bp_welcome *w = &msg->u.welcome;
         return json_pack("{s:i, s:s, s:I, s:o}", "v", BP_PROTOCOL_VERSION, "type", type,
-                         "report_interval_ms", (json_int_t)w->report_interval_ms,
-                         "levels", names_array(w->levels, level_of, BP_LEVEL_CRITICAL + 1));
+                         "report_interval_ms", (json_int_t)w->report_interval_ms, "levels",
+                         names_array(w->levels, level_of, BP_LEVEL_CRITICAL + 1));
     }
     case BP_MSG_PRESSURE: {
         const struct bp_pressure *p = &msg->u.pressure;
-        return json_pack("{s:i, s:s, s:I, s:I, s:s, s:s, s:o}", "v", BP_PROTOCOL_VERSION,
-                         "type", type, "seq", (json_int_t)p->seq, "mono_ns",
-                         (json_int_t)p->mono_ns, "level", bp_level_name(p->level), "source",
-                         bp_source_name(p->source), "mem", mem_object(&p->mem));
+        return json_pack("{s:i, s:s, s:I, s:I, s:s, s:s, s:o}", "v", BP_PROTOCOL_VERSION, "type",
+                         type, "seq", (json_int_t)p->seq, "mono_ns", (json_int_t)p->mono_ns,
+                         "level", bp_level_name(p->level), "source", bp_source_name(p->source),
+                         "mem", mem_object(&p->mem));
     }
     case BP_MSG_REPORT: {
         const struct bp_report *r = &msg->u.report;
-        return json_pack("{s:i, s:s, s:I, s:I, s:s, s:o}", "v", BP_PROTOCOL_VERSION, "type",
-                         type, "seq", (json_int_t)r->seq, "mono_ns", (json_int_t)r->mono_ns,
-                         "level", bp_level_name(r->level), "mem", mem_object(&r->mem));
+        return json_pack("{s:i, s:s, s:I, s:I, s:s, s:o}", "v", BP_PROTOCOL_VERSION, "type", type,
+                         "seq", (json_int_t)r->seq, "mono_ns", (json_int_t)r->mono_ns, "level",
+                         bp_level_name(r->level), "mem", mem_object(&r->mem));
     }
     }
     return NULL;

@@ -34,8 +34,8 @@ static void junk(struct bp_framer *f)
     }
 }
 
-void bp_framer_feed(struct bp_framer *framer, const char *data, size_t len,
-                    bp_frame_cb on_frame, void *opaque)
+void bp_framer_feed(struct bp_framer *framer, const char *data, size_t len, bp_frame_cb on_frame,
+                    void *opaque)
 {
     struct bp_framer *f = framer;
 

@@ -14,7 +14,8 @@
 extern const char *const bp__cap_names[BP_CAP_COUNT];
 
 /* Levels a welcome may ask for, and that a pressure frame may carry. */
-#define BP_PRESSURE_LEVELS ((1u << BP_LEVEL_LOW) | (1u << BP_LEVEL_MEDIUM) | (1u << BP_LEVEL_CRITICAL))
+#define BP_PRESSURE_LEVELS                                                                         \
+    ((1u << BP_LEVEL_LOW) | (1u << BP_LEVEL_MEDIUM) | (1u << BP_LEVEL_CRITICAL))
 
 /* 1..max bytes, each printable ASCII (0x20..0x7e). */
 bool bp__valid_text(const char *s, size_t len, size_t max);

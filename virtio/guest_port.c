@@ -40,14 +40,13 @@ static int read_attr(const char *path, char *buf, size_t cap)
     return 0;
 }
 
-int guest_port_find(const char *sys_root, const char *dev_root, const char *name,
-                    char *ret_path, size_t cap)
+int guest_port_find(const char *sys_root, const char *dev_root, const char *name, char *ret_path,
+                    size_t cap)
 {
     char path[PATH_MAX];
     int r;
 
-    if (name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0)
+    if (name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return -EINVAL;
 
     /* udev's link first: it names exactly the port we want. */
@@ -158,7 +157,7 @@ static int flush_out(struct guest_port *port)
         const char *p = port->out + port->out_off;
         size_t n = port->out_len - port->out_off;
         ssize_t w = port->kind == GUEST_PORT_SOCKET ? send(port->fd, p, n, MSG_NOSIGNAL)
-                                                     : write(port->fd, p, n);
+                                                    : write(port->fd, p, n);
         if (w >= 0) {
             port->out_off += (size_t)w;
             port->stats.bytes += (uint64_t)w;

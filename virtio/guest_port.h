@@ -27,8 +27,8 @@
  * (dev_root/virtio-ports/NAME when that link exists, else dev_root/vportNpM whose
  * sys_root/class/virtio-ports/vportNpM/name holds NAME), -ENOENT when no port has that
  * name, -EINVAL for a name with '/' or an empty one, -ENAMETOOLONG when cap is too small. */
-int guest_port_find(const char *sys_root, const char *dev_root, const char *name,
-                    char *ret_path, size_t cap);
+int guest_port_find(const char *sys_root, const char *dev_root, const char *name, char *ret_path,
+                    size_t cap);
 
 struct guest_port;
 
@@ -45,21 +45,21 @@ struct guest_port_ops {
 };
 
 struct guest_port_config {
-    const char *device;    /* a path to use as is, or NULL to find the port by name */
-    const char *name;      /* port name when device is NULL */
-    const char *sys_root;  /* "/sys" unless testing */
-    const char *dev_root;  /* "/dev" unless testing */
+    const char *device;   /* a path to use as is, or NULL to find the port by name */
+    const char *name;     /* port name when device is NULL */
+    const char *sys_root; /* "/sys" unless testing */
+    const char *dev_root; /* "/dev" unless testing */
     uint64_t backoff_min_ms, backoff_max_ms;
 };
 
 enum guest_port_kind { GUEST_PORT_NONE, GUEST_PORT_CHAR, GUEST_PORT_FIFO, GUEST_PORT_SOCKET };
 
 struct guest_port_stats {
-    uint64_t ups;         /* times the port came up */
-    uint64_t downs;       /* hang-ups and failed attempts */
-    uint64_t frames;      /* frames fully written */
-    uint64_t bytes;       /* bytes written */
-    uint64_t eagain;      /* writes that had to wait for POLLOUT */
+    uint64_t ups;    /* times the port came up */
+    uint64_t downs;  /* hang-ups and failed attempts */
+    uint64_t frames; /* frames fully written */
+    uint64_t bytes;  /* bytes written */
+    uint64_t eagain; /* writes that had to wait for POLLOUT */
 };
 
 struct guest_port {
@@ -72,12 +72,12 @@ struct guest_port {
     uv_timer_t retry;
     int fd;
     enum guest_port_kind kind;
-    bool polling;   /* poll handle initialised and not yet closed */
+    bool polling; /* poll handle initialised and not yet closed */
     bool up;
     bool closing;
     int pending_closes;
     void (*close_cb)(struct guest_port *port);
-    int last_err;   /* why the latest attempt failed, 0 for a hang-up */
+    int last_err; /* why the latest attempt failed, 0 for a hang-up */
     char path[PATH_MAX];
     struct guest_backoff backoff;
     struct guest_port_stats stats;

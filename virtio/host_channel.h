@@ -26,9 +26,9 @@ struct host_channel;
 
 /* Zero fields take the defaults above. */
 struct host_channel_config {
-    uint64_t backoff_min_ms;   /* first retry delay after a failure */
-    uint64_t backoff_max_ms;   /* the delay doubles up to this */
-    size_t max_write_queue;    /* bytes queued for a guest that does not read */
+    uint64_t backoff_min_ms; /* first retry delay after a failure */
+    uint64_t backoff_max_ms; /* the delay doubles up to this */
+    size_t max_write_queue;  /* bytes queued for a guest that does not read */
 };
 
 struct host_channel_callbacks {

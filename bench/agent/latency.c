@@ -78,8 +78,8 @@ static void summary(const char *what, uint64_t *v, size_t n)
         return;
     }
     qsort(v, n, sizeof(v[0]), cmp_u64);
-    printf("%-34s n=%-5zu min %7.1f us  median %7.1f us  p90 %7.1f us  max %8.1f us\n", what,
-           n, v[0] / 1e3, v[n / 2] / 1e3, v[n * 9 / 10] / 1e3, v[n - 1] / 1e3);
+    printf("%-34s n=%-5zu min %7.1f us  median %7.1f us  p90 %7.1f us  max %8.1f us\n", what, n,
+           v[0] / 1e3, v[n / 2] / 1e3, v[n * 9 / 10] / 1e3, v[n - 1] / 1e3);
 }
 
 int main(int argc, char **argv)
@@ -94,8 +94,8 @@ int main(int argc, char **argv)
     const char *repeat = argc > 5 ? argv[5] : "0";
     char *mountinfo = real_read_file("/proc/self/mountinfo");
     char mount[4096];
-    if (!mountinfo || vmpressure_find_mount(mountinfo, strlen(mountinfo), mount,
-                                            sizeof(mount)) < 0) {
+    if (!mountinfo ||
+        vmpressure_find_mount(mountinfo, strlen(mountinfo), mount, sizeof(mount)) < 0) {
         printf("SKIP: no cgroup v1 memory controller\n");
         return 77;
     }
@@ -116,8 +116,16 @@ int main(int argc, char **argv)
 
     int lfd = real_listen(sock_path);
     /* By default every notification goes out at once: repeats are not held back. */
-    const char *args[] = {"--device", sock_path, "--sources", sources, "--cgroup", cgroup,
-                          "--repeat-interval", repeat, "--critical-repeat-interval", repeat,
+    const char *args[] = {"--device",
+                          sock_path,
+                          "--sources",
+                          sources,
+                          "--cgroup",
+                          cgroup,
+                          "--repeat-interval",
+                          repeat,
+                          "--critical-repeat-interval",
+                          repeat,
                           NULL};
     if (strcmp(repeat, "default") == 0)
         args[6] = NULL;
@@ -171,8 +179,10 @@ int main(int argc, char **argv)
         char *nl = strchr(line, '\n');
         unsigned long long seq, wake, written;
         char source[16];
-        if (sscanf(line, "bellows-agent: bench: seq=%llu level=%*s source=%15s wake_ns=%llu "
-                         "written_ns=%llu", &seq, source, &wake, &written) == 4) {
+        if (sscanf(line,
+                   "bellows-agent: bench: seq=%llu level=%*s source=%15s wake_ns=%llu "
+                   "written_ns=%llu",
+                   &seq, source, &wake, &written) == 4) {
             /* Only frames the host read in the measured time count. */
             if (seq >= (1 << 20) || host_by_seq[seq] == 0) {
                 line = nl ? nl + 1 : NULL;

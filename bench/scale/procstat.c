@@ -19,8 +19,8 @@ int procstat_parse_stat(const char *text, uint64_t *ret_ticks)
     unsigned long long utime, stime;
     /* After ") ": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
      * cmajflt utime(14) stime(15). */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-               &stime) != 2)
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+        2)
         return -EINVAL;
     *ret_ticks = utime + stime;
     return 0;

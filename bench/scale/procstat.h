@@ -14,7 +14,7 @@ struct procstat {
     uint64_t ctxsw_vol;   /* voluntary context switches, all threads */
     uint64_t ctxsw_invol; /* involuntary, all threads */
     unsigned threads;
-    unsigned fds;         /* open file descriptors */
+    unsigned fds;             /* open file descriptors */
     double runq_wait_seconds; /* time runnable but waiting for a CPU, all threads (schedstat) */
 };
 

@@ -168,14 +168,15 @@ static long write_config(unsigned n)
     FILE *f = fopen(tmp, "w");
     if (!f)
         return -errno;
-    fprintf(f, "[daemon]\ncontrol_socket = %s/ctl\nproc_dir = %s/proc\nlog_level = warning\n"
-               "guest_frame_rate = 10000\nguest_frame_burst = 100000\n"
-               "guest_byte_rate = 1G\nguest_byte_burst = 1G\n",
+    fprintf(f,
+            "[daemon]\ncontrol_socket = %s/ctl\nproc_dir = %s/proc\nlog_level = warning\n"
+            "guest_frame_rate = 10000\nguest_frame_burst = 100000\n"
+            "guest_byte_rate = 1G\nguest_byte_burst = 1G\n",
             dir, dir);
     for (unsigned i = 0; i < n; i++) {
         struct sim_guest *g = &sim.guests[i];
-        fprintf(f, "[guest %s]\nqmp=%s\nchannel=%s\nfloor=512M\nceiling=4G\n", g->name,
-                g->qmp_path, g->chan_path);
+        fprintf(f, "[guest %s]\nqmp=%s\nchannel=%s\nfloor=512M\nceiling=4G\n", g->name, g->qmp_path,
+                g->chan_path);
     }
     long size = ftell(f);
     if (fclose(f) != 0 || rename(tmp, config_path) < 0)
@@ -279,7 +280,7 @@ static struct daemon_counters daemon_counters(void)
     json_t *guests = json_object_get(reply, "guests");
     size_t i;
     json_t *g;
-    json_array_foreach(guests, i, g) {
+    json_array_foreach (guests, i, g) {
         json_t *k = json_object_get(g, "counters");
         c.frames += (uint64_t)json_integer_value(json_object_get(k, "frames"));
         c.messages += (uint64_t)json_integer_value(json_object_get(k, "messages"));
@@ -596,9 +597,8 @@ static json_t *run_latency(double load_rate)
     sim.on_balloon = NULL;
     qsort(lat_ns, lat_n, sizeof(*lat_ns), cmp_u64);
     json_t *j = json_pack("{s:f, s:i, s:i, s:i, s:i, s:I}", "load_per_s", load_rate, "probes",
-                          probes, "answered", lat_n,
-                          "missed", missed, "unsent", unsent, "stray_balloon_cmds",
-                          (json_int_t)stray_balloons);
+                          probes, "answered", lat_n, "missed", missed, "unsent", unsent,
+                          "stray_balloon_cmds", (json_int_t)stray_balloons);
     if (lat_n) {
         json_object_set_new(j, "min_us", json_real(pct(lat_ns, lat_n, 0)));
         json_object_set_new(j, "p50_us", json_real(pct(lat_ns, lat_n, 50)));
@@ -680,8 +680,8 @@ static double queued_bytes_per_frame(void)
     char frame[BP_MAX_FRAME];
     size_t len;
     double per = 0;
-    if (sim_guest_encode_pressure(&sim.guests[0], BP_LEVEL_LOW, uv_hrtime(), frame,
-                                  sizeof(frame), &len) == 0) {
+    if (sim_guest_encode_pressure(&sim.guests[0], BP_LEVEL_LOW, uv_hrtime(), frame, sizeof(frame),
+                                  &len) == 0) {
         int q = 0;
         for (int i = 0; i < 10; i++)
             if (write(sv[0], frame, len) != (ssize_t)len)
@@ -728,11 +728,10 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
                            (double)(u1.ru_utime.tv_usec - u0.ru_utime.tv_usec) / 1e6 +
                            (double)(u1.ru_stime.tv_usec - u0.ru_stime.tv_usec) / 1e6) /
                           secs * 100;
-        json_t *stage =
-            json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "offered_per_s", rate,
-                      "sent_per_s", (double)sent_ok / secs, "read_per_s", read_rate,
-                      "daemon_cpu_pct", cpu, "sim_cpu_pct", self_cpu, "queued_frames_end", q1,
-                      "rss_kb", (json_int_t)d1.rss_kb);
+        json_t *stage = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "offered_per_s", rate,
+                                  "sent_per_s", (double)sent_ok / secs, "read_per_s", read_rate,
+                                  "daemon_cpu_pct", cpu, "sim_cpu_pct", self_cpu,
+                                  "queued_frames_end", q1, "rss_kb", (json_int_t)d1.rss_kb);
         /* The daemon's own count of messages decoded over the same interval (the control
          * requests themselves are outside the timed interval's edges by a few ms). */
         double decoded_rate = -1;
@@ -746,8 +745,8 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
         }
         json_array_append_new(stages, stage);
         say("throughput: offered %.0f/s, sent %.0f/s, daemon read %.0f/s, decoded %.0f/s, "
-            "daemon cpu %.0f%%, sim cpu %.0f%%", rate, (double)sent_ok / secs, read_rate,
-            decoded_rate, cpu, self_cpu);
+            "daemon cpu %.0f%%, sim cpu %.0f%%",
+            rate, (double)sent_ok / secs, read_rate, decoded_rate, cpu, self_cpu);
         /* Who set the pace: the daemon is behind when frames pile up in its sockets or a
          * socket filled; otherwise a shortfall is the simulator's own (CPU starved). */
         uint64_t eagain = sim.counters.write_eagain - eagain0;
@@ -777,13 +776,12 @@ static json_t *run_throughput(double *ret_best_unsat, double *ret_best)
 
 static void usage(FILE *to)
 {
-    fprintf(to,
-            "usage: bellows-scale --bellowsd PATH [--guests N] [--phases LIST]\n"
-            "         [--idle-seconds S] [--probes K] [--stage-seconds S]\n"
-            "         [--start-rate R] [--max-rate R] [--connect-timeout S]\n"
-            "         [--load-rate R] [--keep]\n"
-            "  --load-rate: also probe latency under this background load (frames/s)\n"
-            "  --phases: comma list of rss,idle,latency,throughput (default: all)\n");
+    fprintf(to, "usage: bellows-scale --bellowsd PATH [--guests N] [--phases LIST]\n"
+                "         [--idle-seconds S] [--probes K] [--stage-seconds S]\n"
+                "         [--start-rate R] [--max-rate R] [--connect-timeout S]\n"
+                "         [--load-rate R] [--keep]\n"
+                "  --load-rate: also probe latency under this background load (frames/s)\n"
+                "  --phases: comma list of rss,idle,latency,throughput (default: all)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -806,19 +804,45 @@ static void parse_args(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'd': opt.bellowsd = optarg; break;
-        case 'n': opt.guests = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'p': opt.phases = optarg; break;
-        case 'i': opt.idle_seconds = atof(optarg); break;
-        case 'k': opt.probes = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 's': opt.stage_seconds = atof(optarg); break;
-        case 'r': opt.start_rate = atof(optarg); break;
-        case 'm': opt.max_rate = atof(optarg); break;
-        case 'c': opt.connect_timeout = atof(optarg); break;
-        case 'l': opt.load_rate = atof(optarg); break;
-        case 'K': opt.keep = true; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
+        case 'd':
+            opt.bellowsd = optarg;
+            break;
+        case 'n':
+            opt.guests = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'p':
+            opt.phases = optarg;
+            break;
+        case 'i':
+            opt.idle_seconds = atof(optarg);
+            break;
+        case 'k':
+            opt.probes = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 's':
+            opt.stage_seconds = atof(optarg);
+            break;
+        case 'r':
+            opt.start_rate = atof(optarg);
+            break;
+        case 'm':
+            opt.max_rate = atof(optarg);
+            break;
+        case 'c':
+            opt.connect_timeout = atof(optarg);
+            break;
+        case 'l':
+            opt.load_rate = atof(optarg);
+            break;
+        case 'K':
+            opt.keep = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (!opt.bellowsd || opt.guests == 0 || opt.guests > 100000 || opt.stage_seconds <= 0 ||
@@ -867,7 +891,8 @@ int main(int argc, char **argv)
     json_t *out = json_pack("{s:s, s:i}", "bench", "scale", "guests", opt.guests);
     double load[3];
     if (getloadavg(load, 3) == 3) /* the machine is shared: say how busy it was */
-        json_object_set_new(out, "loadavg_start", json_pack("[f, f, f]", load[0], load[1], load[2]));
+        json_object_set_new(out, "loadavg_start",
+                            json_pack("[f, f, f]", load[0], load[1], load[2]));
     json_object_set_new(out, "rlimit_nofile", raise_nofile());
 
     snprintf(dir, sizeof(dir), "/tmp/bs.XXXXXX"); /* short: socket paths max 107 bytes */
@@ -934,8 +959,8 @@ int main(int argc, char **argv)
         int r = sim_guest_listen(&sim, &sim.guests[i]);
         if (r < 0) {
             say("guest %u: listen: %s", i, uv_strerror(r));
-            json_object_set_new(out, "error", json_sprintf("listen failed at guest %u: %s", i,
-                                                           uv_strerror(r)));
+            json_object_set_new(out, "error",
+                                json_sprintf("listen failed at guest %u: %s", i, uv_strerror(r)));
             goto out;
         }
     }
@@ -960,13 +985,12 @@ int main(int argc, char **argv)
         goto out;
     run_for(1.0);
     if (want("rss") && daemon_stat(&stn) == 0) {
-        json_object_set_new(out, "rss",
-                            json_pack("{s:I, s:I, s:f, s:I, s:i, s:i}", "rss0_kb",
-                                      (json_int_t)st0.rss_kb, "rssN_kb", (json_int_t)stn.rss_kb,
-                                      "per_guest_kb",
-                                      ((double)stn.rss_kb - (double)st0.rss_kb) / last_ready,
-                                      "hwm_kb", (json_int_t)stn.hwm_kb, "threads", stn.threads,
-                                      "fds", stn.fds));
+        json_object_set_new(
+            out, "rss",
+            json_pack("{s:I, s:I, s:f, s:I, s:i, s:i}", "rss0_kb", (json_int_t)st0.rss_kb,
+                      "rssN_kb", (json_int_t)stn.rss_kb, "per_guest_kb",
+                      ((double)stn.rss_kb - (double)st0.rss_kb) / last_ready, "hwm_kb",
+                      (json_int_t)stn.hwm_kb, "threads", stn.threads, "fds", stn.fds));
         say("rss: %llu kB at 0 guests, %llu kB at %u: %.1f kB per guest",
             (unsigned long long)st0.rss_kb, (unsigned long long)stn.rss_kb, last_ready,
             ((double)stn.rss_kb - (double)st0.rss_kb) / last_ready);
@@ -986,7 +1010,8 @@ int main(int argc, char **argv)
                 json_pack("{s:f, s:I, s:I, s:f, s:f}", "seconds", secs, "ctxsw_voluntary",
                           (json_int_t)(b.ctxsw_vol - a.ctxsw_vol), "ctxsw_involuntary",
                           (json_int_t)(b.ctxsw_invol - a.ctxsw_invol), "wakeups_per_s",
-                          (double)sw / secs, "cpu_pct", (b.cpu_seconds - a.cpu_seconds) / secs * 100));
+                          (double)sw / secs, "cpu_pct",
+                          (b.cpu_seconds - a.cpu_seconds) / secs * 100));
             say("idle: %.1f wake-ups/s", (double)sw / secs);
         }
     }
@@ -994,13 +1019,13 @@ int main(int argc, char **argv)
     if (want("latency") && daemon_running) {
         phase = "latency";
         for (int loaded = 0; loaded <= (opt.load_rate > 0); loaded++) {
-        json_t *lat = run_latency(loaded ? opt.load_rate : 0);
-        json_object_set_new(out, loaded ? "latency_loaded" : "latency", lat);
-        say("latency (load %.0f/s): p50 %.0f us, p99 %.0f us (%lld answered, %lld missed)",
-            loaded ? opt.load_rate : 0.0, json_real_value(json_object_get(lat, "p50_us")),
-            json_real_value(json_object_get(lat, "p99_us")),
-            (long long)json_integer_value(json_object_get(lat, "answered")),
-            (long long)json_integer_value(json_object_get(lat, "missed")));
+            json_t *lat = run_latency(loaded ? opt.load_rate : 0);
+            json_object_set_new(out, loaded ? "latency_loaded" : "latency", lat);
+            say("latency (load %.0f/s): p50 %.0f us, p99 %.0f us (%lld answered, %lld missed)",
+                loaded ? opt.load_rate : 0.0, json_real_value(json_object_get(lat, "p50_us")),
+                json_real_value(json_object_get(lat, "p99_us")),
+                (long long)json_integer_value(json_object_get(lat, "answered")),
+                (long long)json_integer_value(json_object_get(lat, "missed")));
         }
     }
 
@@ -1009,18 +1034,18 @@ int main(int argc, char **argv)
         double unsat, best;
         json_t *stages = run_throughput(&unsat, &best);
         json_object_set_new(out, "throughput",
-                            json_pack("{s:f, s:f, s:o}", "sustained_per_s_cpu_below_80pct",
-                                      unsat, "max_read_per_s", best, "stages", stages));
+                            json_pack("{s:f, s:f, s:o}", "sustained_per_s_cpu_below_80pct", unsat,
+                                      "max_read_per_s", best, "stages", stages));
     }
 
 out:
-    json_object_set_new(out, "sim", json_pack("{s:I, s:I, s:I, s:I, s:I}", "disconnects",
-                                              (json_int_t)sim.counters.disconnects, "welcomes",
-                                              (json_int_t)sim.counters.welcomes, "balloon_cmds",
-                                              (json_int_t)sim.counters.balloon_cmds,
-                                              "write_eagain", (json_int_t)sim.counters.write_eagain,
-                                              "bad_from_daemon",
-                                              (json_int_t)sim.counters.bad_from_daemon));
+    json_object_set_new(out, "sim",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "disconnects",
+                                  (json_int_t)sim.counters.disconnects, "welcomes",
+                                  (json_int_t)sim.counters.welcomes, "balloon_cmds",
+                                  (json_int_t)sim.counters.balloon_cmds, "write_eagain",
+                                  (json_int_t)sim.counters.write_eagain, "bad_from_daemon",
+                                  (json_int_t)sim.counters.bad_from_daemon));
     if (getloadavg(load, 3) == 3)
         json_object_set_new(out, "loadavg_end", json_pack("[f, f, f]", load[0], load[1], load[2]));
     bool daemon_survived_flag = daemon_running;

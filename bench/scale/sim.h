@@ -49,18 +49,18 @@ struct sim_guest {
     char *qmp_buf; /* bytes of an incomplete line */
     size_t qmp_len;
     size_t qmp_cap;
-    bool qmp_queried;         /* the daemon asked query-balloon: it knows the size */
-    uint64_t actual_bytes;    /* the balloon size this fake QEMU reports */
-    uint64_t balloon_cmds;    /* balloon commands received */
+    bool qmp_queried;      /* the daemon asked query-balloon: it knows the size */
+    uint64_t actual_bytes; /* the balloon size this fake QEMU reports */
+    uint64_t balloon_cmds; /* balloon commands received */
 
     /* chardev of the agent's port */
     uv_pipe_t chan_server;
     uv_pipe_t chan_conn;
     bool chan_connected;
-    bool welcomed;            /* the daemon answered hello with welcome */
-    bool write_busy;          /* a partial frame is still queued in libuv */
+    bool welcomed;   /* the daemon answered hello with welcome */
+    bool write_busy; /* a partial frame is still queued in libuv */
     uint64_t seq;
-    uint64_t frames_sent;     /* complete frames handed to the socket */
+    uint64_t frames_sent; /* complete frames handed to the socket */
     uint64_t bytes_sent;
     struct bp_framer *framer; /* frames the daemon sends back */
     struct sim_template tmpl; /* the last encoded pressure frame */
@@ -75,7 +75,7 @@ struct sim_counters {
     uint64_t disconnects;
     uint64_t welcomes;
     uint64_t balloon_cmds;
-    uint64_t write_eagain;   /* a frame not offered because the socket was full */
+    uint64_t write_eagain;    /* a frame not offered because the socket was full */
     uint64_t bad_from_daemon; /* undecodable bytes from the daemon */
 };
 
@@ -105,8 +105,8 @@ void sim_guest_close(struct sim_guest *g);
 int sim_guest_send_pressure(struct sim_guest *g, enum bp_level level, uint64_t mono_ns);
 
 /* Encode the frame sim_guest_send_pressure() would send next, into buf. 0 or -EINVAL. */
-int sim_guest_encode_pressure(struct sim_guest *g, enum bp_level level, uint64_t mono_ns,
-                              char *buf, size_t cap, size_t *ret_len);
+int sim_guest_encode_pressure(struct sim_guest *g, enum bp_level level, uint64_t mono_ns, char *buf,
+                              size_t cap, size_t *ret_len);
 
 /* Bytes written to g's channel that the daemon has not read yet (SIOCOUTQ). */
 int sim_guest_unread(struct sim_guest *g, uint64_t *ret_bytes);

@@ -124,8 +124,8 @@ static void qmp_handle(struct sim_guest *g, const char *line, size_t len)
         qmp_send_json(g, reply(id, json_pack("{s:I}", "actual", (json_int_t)g->actual_bytes)));
     } else if (!strcmp(cmd, "balloon")) {
         uint64_t now = uv_hrtime();
-        json_int_t value = json_integer_value(
-            json_object_get(json_object_get(msg, "arguments"), "value"));
+        json_int_t value =
+            json_integer_value(json_object_get(json_object_get(msg, "arguments"), "value"));
         g->balloon_cmds++;
         g->sim->counters.balloon_cmds++;
         qmp_send_json(g, reply(id, json_object()));
@@ -133,10 +133,10 @@ static void qmp_handle(struct sim_guest *g, const char *line, size_t len)
             g->actual_bytes = (uint64_t)value;
             uv_timeval64_t tv;
             uv_gettimeofday(&tv);
-            qmp_send_json(g, json_pack("{s:s, s:{s:I}, s:{s:I, s:I}}", "event",
-                                       "BALLOON_CHANGE", "data", "actual", value,
-                                       "timestamp", "seconds", (json_int_t)tv.tv_sec,
-                                       "microseconds", (json_int_t)tv.tv_usec));
+            qmp_send_json(g,
+                          json_pack("{s:s, s:{s:I}, s:{s:I, s:I}}", "event", "BALLOON_CHANGE",
+                                    "data", "actual", value, "timestamp", "seconds",
+                                    (json_int_t)tv.tv_sec, "microseconds", (json_int_t)tv.tv_usec));
         }
         if (g->sim->on_balloon)
             g->sim->on_balloon(g, (uint64_t)(value > 0 ? value : 0), now);
@@ -213,9 +213,9 @@ static void qmp_accept(uv_stream_t *server, int status)
     }
     g->qmp_connected = true;
     g->sim->counters.qmp_connects++;
-    qmp_send_json(g, json_pack("{s:{s:{s:{s:i, s:i, s:i}, s:s}, s:[]}}", "QMP", "version",
-                               "qemu", "micro", 0, "minor", 2, "major", 7, "package",
-                               "bellows-scale", "capabilities"));
+    qmp_send_json(g, json_pack("{s:{s:{s:{s:i, s:i, s:i}, s:s}, s:[]}}", "QMP", "version", "qemu",
+                               "micro", 0, "minor", 2, "major", 7, "package", "bellows-scale",
+                               "capabilities"));
     uv_read_start((uv_stream_t *)&g->qmp_conn, alloc_cb, qmp_read);
 }
 
@@ -359,8 +359,8 @@ static void fill_pressure(struct sim_guest *g, enum bp_level level, uint64_t mon
     p->mem.psi_full_total_us = 12345;
 }
 
-int sim_guest_encode_pressure(struct sim_guest *g, enum bp_level level, uint64_t mono_ns,
-                              char *buf, size_t cap, size_t *ret_len)
+int sim_guest_encode_pressure(struct sim_guest *g, enum bp_level level, uint64_t mono_ns, char *buf,
+                              size_t cap, size_t *ret_len)
 {
     struct bp_msg msg;
     fill_pressure(g, level, mono_ns, &msg);

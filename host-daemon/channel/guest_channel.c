@@ -109,8 +109,8 @@ static void on_frame(const char *payload, size_t len, void *opaque)
         gc->stats.invalid++;
         if ((unsigned)err < sizeof(gc->stats.rejected) / sizeof(gc->stats.rejected[0]))
             gc->stats.rejected[err]++;
-        snprintf(gc->stats.last_error, sizeof(gc->stats.last_error), "%s: %s",
-                 bp_error_name(err), detail);
+        snprintf(gc->stats.last_error, sizeof(gc->stats.last_error), "%s: %s", bp_error_name(err),
+                 detail);
         first_reject(gc, REJECT_DECODE + (unsigned)err, bp_error_name(err), detail);
         return;
     }

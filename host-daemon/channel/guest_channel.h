@@ -35,28 +35,28 @@ struct guest_channel_limits {
 
 /* Counters since the channel was made; they survive reconnects. */
 struct guest_channel_stats {
-    uint64_t bytes;          /* read from the socket */
-    uint64_t frames;         /* complete frames out of the framer */
-    uint64_t messages;       /* decoded and accepted */
+    uint64_t bytes;    /* read from the socket */
+    uint64_t frames;   /* complete frames out of the framer */
+    uint64_t messages; /* decoded and accepted */
     uint64_t hellos;
     uint64_t pressure_events;
     uint64_t reports;
-    uint64_t invalid;        /* frames bp_decode refused (not counting unknown types) */
+    uint64_t invalid;                    /* frames bp_decode refused (not counting unknown types) */
     uint64_t rejected[BP_ERR_SPACE + 1]; /* ... by reason (enum bp_error, bp_error_name) */
-    uint64_t seq_stale;      /* pressure/report with seq <= the last one: dropped */
-    uint64_t seq_lost;       /* frames missing between two seqs (agent could not send) */
-    uint64_t resyncs;        /* from the framer */
-    uint64_t unknown_type;   /* frames of a type this version does not know: ignored */
+    uint64_t seq_stale;                  /* pressure/report with seq <= the last one: dropped */
+    uint64_t seq_lost;        /* frames missing between two seqs (agent could not send) */
+    uint64_t resyncs;         /* from the framer */
+    uint64_t unknown_type;    /* frames of a type this version does not know: ignored */
     uint64_t wrong_direction; /* a welcome sent by the guest */
-    uint64_t rate_limited;   /* frames dropped by the frame budget */
-    uint64_t throttled;      /* times reading was paused for a budget */
-    uint64_t junk_bytes;     /* from the framer */
+    uint64_t rate_limited;    /* frames dropped by the frame budget */
+    uint64_t throttled;       /* times reading was paused for a budget */
+    uint64_t junk_bytes;      /* from the framer */
     uint64_t oversized;
     uint64_t truncated;
     uint64_t connects;
     uint64_t disconnects;
     uint64_t welcomes_dropped; /* welcome not sent: the guest does not read */
-    char last_error[96];     /* the last decode error's detail, "" if none */
+    char last_error[96];       /* the last decode error's detail, "" if none */
 };
 
 struct guest_channel_callbacks {

@@ -31,7 +31,10 @@ struct key_spec {
     uint64_t min, max; /* inclusive range for numbers */
 };
 
+/* A table row, kept on one line. */
+/* clang-format off */
 #define DKEY(n, k, field, lo, hi) {n, k, offsetof(struct config_daemon, field), lo, hi}
+/* clang-format on */
 
 static const struct key_spec daemon_keys[] = {
     DKEY("control_socket", KEY_PATH, control_socket, 0, 0),
@@ -49,7 +52,10 @@ static const struct key_spec daemon_keys[] = {
 };
 #define N_DAEMON_KEYS (sizeof(daemon_keys) / sizeof(daemon_keys[0]))
 
+/* A table row, kept on one line. */
+/* clang-format off */
 #define LKEY(n, k, field, lo, hi) {n, k, offsetof(struct config_libvirt, field), lo, hi}
+/* clang-format on */
 
 static const struct key_spec libvirt_keys[] = {
     LKEY("enabled", KEY_BOOL, enabled, 0, 0),
@@ -203,8 +209,7 @@ static int set_key(const struct key_spec *spec, void *base, const char *value, c
         break;
     case KEY_SIZE:
         if (units_parse_size(value, &number) < 0) {
-            set_err(err, cap, "'%s' is not a size (bytes, or a number with K, M, G or T)",
-                    value);
+            set_err(err, cap, "'%s' is not a size (bytes, or a number with K, M, G or T)", value);
             return -EINVAL;
         }
         break;
@@ -218,7 +223,9 @@ static int set_key(const struct key_spec *spec, void *base, const char *value, c
     if (number < spec->min || number > spec->max) {
         set_err(err, cap, "%s = %s is out of range (%llu..%llu%s)", spec->name, value,
                 (unsigned long long)spec->min, (unsigned long long)spec->max,
-                spec->kind == KEY_MS ? " ms" : spec->kind == KEY_SIZE ? " bytes" : "");
+                spec->kind == KEY_MS     ? " ms"
+                : spec->kind == KEY_SIZE ? " bytes"
+                                         : "");
         return -ERANGE;
     }
     if (spec->kind == KEY_U32)
@@ -318,8 +325,8 @@ int config_guest_check_limits(const struct config_guest *guest, char *err, size_
                 units_format_size(guest->ceiling_bytes, c, sizeof(c)));
         return -EINVAL;
     }
-    if (policy_guest_check(guest->floor_bytes, guest->ceiling_bytes, guest->weight, err,
-                           err_cap) < 0)
+    if (policy_guest_check(guest->floor_bytes, guest->ceiling_bytes, guest->weight, err, err_cap) <
+        0)
         return -EINVAL;
     return 0;
 }
@@ -354,10 +361,10 @@ struct parse_state {
         int line;
     } policy_keys[64]; /* [policy] keys already set, to refuse a second setting */
     size_t n_policy_keys;
-    int policy_line; /* line of the first [policy] header */
-    int bad_section_seq;              /* unknown section already reported */
-    bool skip_section;                /* the current section is broken: ignore its keys */
-    int pairs_in_section;             /* name = value pairs since the latest header */
+    int policy_line;      /* line of the first [policy] header */
+    int bad_section_seq;  /* unknown section already reported */
+    bool skip_section;    /* the current section is broken: ignore its keys */
+    int pairs_in_section; /* name = value pairs since the latest header */
 
     struct config_errors *errs;
 };
@@ -477,8 +484,7 @@ static struct config_guest *begin_guest(struct parse_state *st, const char *name
     return g;
 }
 
-static void guest_key(struct parse_state *st, const char *name, const char *key,
-                      const char *value)
+static void guest_key(struct parse_state *st, const char *name, const char *key, const char *value)
 {
     if (st->guest_section_seq != st->section_seq) {
         if (!begin_guest(st, name)) {
@@ -501,16 +507,16 @@ static void guest_key(struct parse_state *st, const char *name, const char *key,
             add_error(st, st->line, "%s", err);
         return;
     }
-    add_error(st, st->line, "unknown key '%s' in [guest %s] (known: qmp, channel, floor, "
-                            "ceiling, weight)",
+    add_error(st, st->line,
+              "unknown key '%s' in [guest %s] (known: qmp, channel, floor, "
+              "ceiling, weight)",
               key, g->name);
 }
 
 /* One key of a section read through a key_spec table into the struct at base; key_line
  * remembers where each key was set, to refuse a second setting. */
 static void table_key(struct parse_state *st, const char *section, const struct key_spec *keys,
-                      size_t n_keys, int *key_line, void *base, const char *key,
-                      const char *value)
+                      size_t n_keys, int *key_line, void *base, const char *key, const char *value)
 {
     for (size_t i = 0; i < n_keys; i++) {
         if (strcmp(keys[i].name, key) != 0)
@@ -531,8 +537,8 @@ static void table_key(struct parse_state *st, const char *section, const struct 
 
 static void daemon_key(struct parse_state *st, const char *key, const char *value)
 {
-    table_key(st, "daemon", daemon_keys, N_DAEMON_KEYS, st->daemon_key_line, &st->cfg.daemon,
-              key, value);
+    table_key(st, "daemon", daemon_keys, N_DAEMON_KEYS, st->daemon_key_line, &st->cfg.daemon, key,
+              value);
 }
 
 static void libvirt_key(struct parse_state *st, const char *key, const char *value)
@@ -542,8 +548,8 @@ static void libvirt_key(struct parse_state *st, const char *key, const char *val
         st->cfg.libvirt.line = st->section_line;
         st->cfg.libvirt.enabled = true;
     }
-    table_key(st, "libvirt", libvirt_keys, N_LIBVIRT_KEYS, st->libvirt_key_line,
-              &st->cfg.libvirt, key, value);
+    table_key(st, "libvirt", libvirt_keys, N_LIBVIRT_KEYS, st->libvirt_key_line, &st->cfg.libvirt,
+              key, value);
 }
 
 static void policy_key(struct parse_state *st, const char *key, const char *value)
@@ -563,8 +569,8 @@ static void policy_key(struct parse_state *st, const char *key, const char *valu
         return;
     }
     if (r < 0) {
-        add_error(st, st->line, "bad value for %s: '%s' (see docs/policy.md for its unit and range)",
-                  key, value);
+        add_error(st, st->line,
+                  "bad value for %s: '%s' (see docs/policy.md for its unit and range)", key, value);
         return;
     }
     if (st->n_policy_keys < sizeof(st->policy_keys) / sizeof(st->policy_keys[0]) &&
@@ -587,8 +593,7 @@ static int on_pair(void *user, const char *section, const char *key, const char 
         return 1;
     if (section[0] == '\0') {
         add_error(st, st->line,
-                  "'%s' is outside any section ([daemon], [policy], [libvirt], [guest NAME])",
-                  key);
+                  "'%s' is outside any section ([daemon], [policy], [libvirt], [guest NAME])", key);
     } else if (strcmp(section, "daemon") == 0) {
         daemon_key(st, key, value);
     } else if (strcmp(section, "libvirt") == 0) {
@@ -619,10 +624,12 @@ static void check_whole(struct parse_state *st)
     if (policy_config_check(&cfg->policy, err, sizeof(err)) < 0)
         add_error(st, st->policy_line, "[policy]: %s", err);
     if (d->guest_frame_burst < d->guest_frame_rate / 10)
-        add_error(st, st->daemon_key_line[daemon_key_index("guest_frame_burst")], "guest_frame_burst must be at least a tenth "
-                                              "of guest_frame_rate");
+        add_error(st, st->daemon_key_line[daemon_key_index("guest_frame_burst")],
+                  "guest_frame_burst must be at least a tenth "
+                  "of guest_frame_rate");
     if (d->reconnect_max_ms < d->reconnect_min_ms)
-        add_error(st, st->daemon_key_line[daemon_key_index("reconnect_max")], "reconnect_max is below reconnect_min");
+        add_error(st, st->daemon_key_line[daemon_key_index("reconnect_max")],
+                  "reconnect_max is below reconnect_min");
     for (size_t i = 0; i < cfg->n_guests; i++) {
         const struct config_guest *a = &cfg->guests[i];
         if (strcmp(a->qmp_path, d->control_socket) == 0 ||

@@ -9,11 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "host-daemon/util/log.h"
 #include "host-daemon/policy/policy.h"
+#include "host-daemon/util/log.h"
 
-#define CONFIG_NAME_MAX 63    /* guest name length, without NUL */
-#define CONFIG_PATH_MAX 108   /* sizeof(sun_path): every path here is a unix socket or dir */
+#define CONFIG_NAME_MAX 63  /* guest name length, without NUL */
+#define CONFIG_PATH_MAX 108 /* sizeof(sun_path): every path here is a unix socket or dir */
 #define CONFIG_MAX_GUESTS 100000
 #define CONFIG_MAX_FILE (1u << 20) /* a config file larger than this is refused */
 #define CONFIG_MAX_ERRORS 32
@@ -30,8 +30,8 @@ struct config_guest {
     char channel_path[CONFIG_PATH_MAX]; /* QEMU's chardev socket of the virtio-serial port */
     uint64_t floor_bytes;               /* never balloon the guest below this size */
     uint64_t ceiling_bytes;             /* never give it more than this */
-    uint32_t weight;                    /* 1..10000: higher keeps memory longer under host pressure */
-    int line;                           /* line of its [guest NAME] header; 0 if not from a file */
+    uint32_t weight; /* 1..10000: higher keeps memory longer under host pressure */
+    int line;        /* line of its [guest NAME] header; 0 if not from a file */
 };
 
 /* The [daemon] section. */
@@ -39,15 +39,15 @@ struct config_daemon {
     char control_socket[CONFIG_PATH_MAX];
     enum log_level log_level;
     bool dry_run;
-    char proc_dir[CONFIG_PATH_MAX];   /* where pressure/memory and meminfo are read */
-    uint64_t host_sample_ms;          /* host PSI and MemAvailable sampling period */
-    uint32_t guest_frame_rate;        /* frames per second a guest may send on average */
-    uint32_t guest_frame_burst;       /* ... and at once */
-    uint64_t guest_byte_rate;         /* bytes per second read from one guest's channel */
+    char proc_dir[CONFIG_PATH_MAX]; /* where pressure/memory and meminfo are read */
+    uint64_t host_sample_ms;        /* host PSI and MemAvailable sampling period */
+    uint32_t guest_frame_rate;      /* frames per second a guest may send on average */
+    uint32_t guest_frame_burst;     /* ... and at once */
+    uint64_t guest_byte_rate;       /* bytes per second read from one guest's channel */
     uint64_t guest_byte_burst;
-    uint64_t reconnect_min_ms;        /* first backoff after a channel or QMP socket fails */
-    uint64_t reconnect_max_ms;        /* backoff doubles up to this */
-    uint32_t control_max_clients;     /* concurrent control socket connections */
+    uint64_t reconnect_min_ms;    /* first backoff after a channel or QMP socket fails */
+    uint64_t reconnect_max_ms;    /* backoff doubles up to this */
+    uint32_t control_max_clients; /* concurrent control socket connections */
 };
 
 /* The [libvirt] section: discover guests through libvirtd and balloon them through it
@@ -55,13 +55,13 @@ struct config_daemon {
 #define CONFIG_URI_MAX 256
 #define CONFIG_DEFAULT_LIBVIRT_URI "qemu:///system"
 struct config_libvirt {
-    bool enabled;                 /* the section is present and enabled is not false */
-    char uri[CONFIG_URI_MAX];     /* libvirt connection URI */
-    uint64_t default_floor_bytes; /* floor of a domain whose XML gives none */
-    uint32_t default_weight;      /* weight of a domain whose XML gives none */
+    bool enabled;                   /* the section is present and enabled is not false */
+    char uri[CONFIG_URI_MAX];       /* libvirt connection URI */
+    uint64_t default_floor_bytes;   /* floor of a domain whose XML gives none */
+    uint32_t default_weight;        /* weight of a domain whose XML gives none */
     uint64_t keepalive_interval_ms; /* libvirt keepalive: a ping after this much silence */
-    uint32_t keepalive_count;     /* ... dead after this many unanswered pings */
-    int line;                     /* line of the [libvirt] header; 0 if absent */
+    uint32_t keepalive_count;       /* ... dead after this many unanswered pings */
+    int line;                       /* line of the [libvirt] header; 0 if absent */
 };
 
 struct config {

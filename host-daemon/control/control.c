@@ -61,8 +61,7 @@ static void ops_kick(void *ctx)
     daemon_kick(ctx);
 }
 
-static void ops_libvirt_event(void *ctx, const char *event, const char *uuid,
-                              const char *domain)
+static void ops_libvirt_event(void *ctx, const char *event, const char *uuid, const char *domain)
 {
     daemon_libvirt_rescan_soon(ctx, event, uuid, domain);
 }

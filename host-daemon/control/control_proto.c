@@ -92,8 +92,8 @@ static int parse_libvirt_field(struct control_request *req, const char *key, jso
 }
 
 /* See control_proto.h. */
-int control_parse_request(const char *text, size_t len, struct control_request *ret_req,
-                          char *err, size_t err_cap)
+int control_parse_request(const char *text, size_t len, struct control_request *ret_req, char *err,
+                          size_t err_cap)
 {
     json_error_t jerr;
     struct control_request req;
@@ -119,8 +119,9 @@ int control_parse_request(const char *text, size_t len, struct control_request *
         if (strcmp(commands[c].name, cmd) == 0)
             break;
     if (c == N_COMMANDS) {
-        snprintf(err, err_cap, "unknown command '%.32s' (list, show, pause, resume, set, add, "
-                               "remove, libvirt-event)",
+        snprintf(err, err_cap,
+                 "unknown command '%.32s' (list, show, pause, resume, set, add, "
+                 "remove, libvirt-event)",
                  cmd);
         goto out;
     }
@@ -128,8 +129,7 @@ int control_parse_request(const char *text, size_t len, struct control_request *
 
     const char *key;
     json_t *value;
-    json_object_foreach(root, key, value)
-    {
+    json_object_foreach (root, key, value) {
         if (strcmp(key, "cmd") == 0)
             continue;
         if (strcmp(key, "name") == 0 && commands[c].needs_name) {
@@ -265,10 +265,9 @@ static json_t *counters_json(const struct guest *g, const struct policy_guest *p
 static json_t *decision_json(const struct decision_entry *e)
 {
     json_t *j = json_pack("{sIsosssssIsIss}", "seq", (json_int_t)e->seq, "time",
-                          iso_time(e->wall_ms), "action", policy_action_name(e->action),
-                          "reason", policy_reason_name(e->reason), "from",
-                          (json_int_t)e->from_bytes, "to", (json_int_t)e->to_bytes, "result",
-                          move_result_name(e->result));
+                          iso_time(e->wall_ms), "action", policy_action_name(e->action), "reason",
+                          policy_reason_name(e->reason), "from", (json_int_t)e->from_bytes, "to",
+                          (json_int_t)e->to_bytes, "result", move_result_name(e->result));
     if (j && e->result == MOVE_FAILED)
         json_object_set_new(j, "error", json_string(e->error));
     return j;
@@ -315,8 +314,10 @@ json_t *control_guest_json(const struct control_context *ctx, const struct guest
     json_object_set_new(j, "balloon", balloon);
     json_t *channel = json_object();
     json_object_set_new(channel, "path", json_string(g->cfg.channel_path));
-    json_object_set_new(channel, "connected", json_boolean(s && guest_channel_connected(g->channel)));
-    json_object_set_new(channel, "throttled", json_boolean(s && guest_channel_throttled(g->channel)));
+    json_object_set_new(channel, "connected",
+                        json_boolean(s && guest_channel_connected(g->channel)));
+    json_object_set_new(channel, "throttled",
+                        json_boolean(s && guest_channel_throttled(g->channel)));
     json_object_set_new(j, "channel", channel);
     json_t *qmp = json_null(), *libvirt = json_null();
     if (g->backend == GUEST_BACKEND_LIBVIRT) {
@@ -350,11 +351,10 @@ static json_t *host_json(const struct control_context *ctx)
 {
     if (!ctx->host_sample)
         return json_null();
-    return json_pack("{sfsIsIsb}", "psi_some_avg10", ctx->host_sample->psi.some.avg10,
-                     "mem_total", (json_int_t)(ctx->host_sample->meminfo.mem_total_kb * 1024),
-                     "mem_available",
-                     (json_int_t)(ctx->host_sample->meminfo.mem_available_kb * 1024),
-                     "pressure", ctx->host->pressure);
+    return json_pack("{sfsIsIsb}", "psi_some_avg10", ctx->host_sample->psi.some.avg10, "mem_total",
+                     (json_int_t)(ctx->host_sample->meminfo.mem_total_kb * 1024), "mem_available",
+                     (json_int_t)(ctx->host_sample->meminfo.mem_available_kb * 1024), "pressure",
+                     ctx->host->pressure);
 }
 
 /* Apply settings to a copy of cfg; the caller commits it only when all are valid.
@@ -375,8 +375,7 @@ json_t *control_handle(const struct control_context *ctx, const struct control_r
     struct guest *g = NULL;
     char err[240];
 
-    if (req->cmd != CONTROL_LIST && req->cmd != CONTROL_ADD &&
-        req->cmd != CONTROL_LIBVIRT_EVENT) {
+    if (req->cmd != CONTROL_LIST && req->cmd != CONTROL_ADD && req->cmd != CONTROL_LIBVIRT_EVENT) {
         g = registry_find(ctx->reg, req->name);
         if (!g)
             return error_reply("no guest named '%s'", req->name);

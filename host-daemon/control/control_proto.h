@@ -21,9 +21,9 @@
 #include <jansson.h>
 
 #include "host-daemon/config/config.h"
+#include "host-daemon/core/registry.h"
 #include "host-daemon/host/hostmem.h"
 #include "host-daemon/policy/policy.h"
-#include "host-daemon/core/registry.h"
 
 /* Longest request line accepted, newline included; a longer one closes the connection. */
 #define CONTROL_MAX_REQUEST 4096
@@ -56,8 +56,8 @@ struct control_request {
 };
 
 /* Parse one request (len bytes, no newline needed). Returns 0, or -EINVAL with a reason. */
-int control_parse_request(const char *text, size_t len, struct control_request *ret_req,
-                          char *err, size_t err_cap);
+int control_parse_request(const char *text, size_t len, struct control_request *ret_req, char *err,
+                          size_t err_cap);
 
 /* Effects with I/O, supplied by the daemon (or a test). */
 struct control_ops {

@@ -9,12 +9,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "host-daemon/channel/guest_channel.h"
 #include "host-daemon/control/control.h"
 #include "host-daemon/libvirt/libvirt_guests.h"
-#include "host-daemon/util/fdlimit.h"
-#include "host-daemon/channel/guest_channel.h"
-#include "host-daemon/util/log.h"
 #include "host-daemon/qmp/qmp.h"
+#include "host-daemon/util/fdlimit.h"
+#include "host-daemon/util/log.h"
 
 static double mib(uint64_t bytes)
 {
@@ -81,9 +81,8 @@ static bool act_libvirt(struct daemon *d, struct guest *g, const struct policy_d
         struct decision_entry *e = guest_record_move(g, dec, wall_ms(), MOVE_FAILED);
         snprintf(e->error, sizeof(e->error), "%.*s", (int)sizeof(e->error) - 1, err);
         g->move_errors++;
-        log_error("guest %s: %s %.1f MiB -> %.1f MiB (%s) not sent: libvirt domain %s: %s",
-                  g->name, action, mib(dec->from_bytes), mib(dec->to_bytes), reason, g->domain,
-                  err);
+        log_error("guest %s: %s %.1f MiB -> %.1f MiB (%s) not sent: libvirt domain %s: %s", g->name,
+                  action, mib(dec->from_bytes), mib(dec->to_bytes), reason, g->domain, err);
         return false;
     }
     policy_commit(&d->cfg.policy, registry_policy(&d->reg, g), dec, now);
@@ -95,8 +94,7 @@ static bool act_libvirt(struct daemon *d, struct guest *g, const struct policy_d
 }
 
 /* Carry out one non-HOLD decision. Returns true when the move was issued (or advised). */
-static bool act(struct daemon *d, struct guest *g, const struct policy_decision *dec,
-                int64_t now)
+static bool act(struct daemon *d, struct guest *g, const struct policy_decision *dec, int64_t now)
 {
     struct policy_guest *p = registry_policy(&d->reg, g);
     const char *action = policy_action_name(dec->action);
@@ -121,9 +119,8 @@ static bool act(struct daemon *d, struct guest *g, const struct policy_decision 
         struct decision_entry *e = guest_record_move(g, dec, wall_ms(), MOVE_FAILED);
         snprintf(e->error, sizeof(e->error), "%s", strerror(-r));
         g->move_errors++;
-        log_error("guest %s: %s %.1f MiB -> %.1f MiB (%s) not sent: QMP %s: %s", g->name,
-                  action, mib(dec->from_bytes), mib(dec->to_bytes), reason, g->cfg.qmp_path,
-                  strerror(-r));
+        log_error("guest %s: %s %.1f MiB -> %.1f MiB (%s) not sent: QMP %s: %s", g->name, action,
+                  mib(dec->from_bytes), mib(dec->to_bytes), reason, g->cfg.qmp_path, strerror(-r));
         return false;
     }
     policy_commit(&d->cfg.policy, p, dec, now);
@@ -227,11 +224,11 @@ static void on_qmp_disconnect(struct qmp_client *c, int err, const char *reason,
     /* Never act blind: until the next on_ready reads the balloon, this guest holds. */
     policy_forget_actual(registry_policy(&d->reg, g));
     if (!g->qmp_warned || was_ready)
-        log_warning("guest %s: QMP %s: %s (%s); retrying", g->name, g->cfg.qmp_path,
-                    strerror(-err), reason ? reason : "");
+        log_warning("guest %s: QMP %s: %s (%s); retrying", g->name, g->cfg.qmp_path, strerror(-err),
+                    reason ? reason : "");
     else
-        log_debug("guest %s: QMP %s: %s (%s); retrying", g->name, g->cfg.qmp_path,
-                  strerror(-err), reason ? reason : "");
+        log_debug("guest %s: QMP %s: %s (%s); retrying", g->name, g->cfg.qmp_path, strerror(-err),
+                  reason ? reason : "");
     g->qmp_warned = true;
 }
 
@@ -306,8 +303,8 @@ static void on_guest_link(struct guest_channel *gc, bool connected, int err, voi
     g->channel_warned = true;
 }
 
-static void on_guest_first_reject(struct guest_channel *gc, const char *reason,
-                                  const char *detail, void *opaque)
+static void on_guest_first_reject(struct guest_channel *gc, const char *reason, const char *detail,
+                                  void *opaque)
 {
     (void)gc;
     struct guest *g = opaque;
@@ -356,8 +353,7 @@ static int start_channel(struct daemon *d, struct guest *g)
     struct guest_channel_callbacks cbs = {.on_message = on_guest_message,
                                           .on_link = on_guest_link,
                                           .on_first_reject = on_guest_first_reject};
-    return guest_channel_new(d->loop, g->cfg.channel_path, &lim, &welcome, &cbs, g,
-                             &g->channel);
+    return guest_channel_new(d->loop, g->cfg.channel_path, &lim, &welcome, &cbs, g, &g->channel);
 }
 
 /* ---- guests ---- */
@@ -424,9 +420,8 @@ static void check_fd_budget(struct daemon *d)
 }
 
 /* A new guest into the registry; NULL (err set) when out of memory. */
-static struct guest *insert_guest(struct daemon *d, const struct config_guest *cfg,
-                                  bool from_file, enum guest_backend backend, char *err,
-                                  size_t err_cap)
+static struct guest *insert_guest(struct daemon *d, const struct config_guest *cfg, bool from_file,
+                                  enum guest_backend backend, char *err, size_t err_cap)
 {
     struct guest *g = guest_new(cfg, from_file);
     if (!g || registry_add(&d->reg, g) < 0) {
@@ -586,9 +581,9 @@ static void relink(struct daemon *d, struct guest *g, const struct config_guest 
 
 static bool same_settings(const struct config_guest *a, const struct config_guest *b)
 {
-    return strcmp(a->qmp_path, b->qmp_path) == 0 &&
-           strcmp(a->channel_path, b->channel_path) == 0 && a->floor_bytes == b->floor_bytes &&
-           a->ceiling_bytes == b->ceiling_bytes && a->weight == b->weight;
+    return strcmp(a->qmp_path, b->qmp_path) == 0 && strcmp(a->channel_path, b->channel_path) == 0 &&
+           a->floor_bytes == b->floor_bytes && a->ceiling_bytes == b->ceiling_bytes &&
+           a->weight == b->weight;
 }
 
 /* The [libvirt] settings are equal (where they are in effect). */
@@ -660,8 +655,7 @@ static void reread_balloons(struct daemon *d)
         if (g->qmp && qmp_client_is_ready(g->qmp))
             qmp_client_query_balloon(g->qmp, on_requery_done, g);
         else if (g->backend == GUEST_BACKEND_LIBVIRT && daemon_libvirt_actual(d, g, &actual) == 0)
-            policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual,
-                               daemon_now(d));
+            policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual, daemon_now(d));
     }
 }
 
@@ -675,8 +669,8 @@ static void on_signal(uv_signal_t *sig, int signum)
         daemon_reload(d);
         return;
     }
-    log_info("%s: stopping; balloons stay where they are", signum == SIGTERM ? "SIGTERM"
-                                                                             : "SIGINT");
+    log_info("%s: stopping; balloons stay where they are",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT");
     daemon_stop(d);
 }
 
@@ -709,8 +703,8 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
     uv_signal_start(&d->sig_term, on_signal, SIGTERM);
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
 
-    int r = control_server_start(d, d->cfg.daemon.control_socket,
-                                 d->cfg.daemon.control_max_clients, &d->control);
+    int r = control_server_start(d, d->cfg.daemon.control_socket, d->cfg.daemon.control_max_clients,
+                                 &d->control);
     if (r < 0) {
         log_error("control socket %s: %s", d->cfg.daemon.control_socket, strerror(-r));
         daemon_stop(d);

@@ -16,9 +16,9 @@
 #include <uv.h>
 
 #include "host-daemon/config/config.h"
+#include "host-daemon/core/registry.h"
 #include "host-daemon/host/hostmem.h"
 #include "host-daemon/policy/policy.h"
-#include "host-daemon/core/registry.h"
 
 struct control_server;
 struct daemon_libvirt;

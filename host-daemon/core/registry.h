@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "host-daemon/config/config.h"
 #include "host-daemon/channel/guest_channel.h"
+#include "host-daemon/config/config.h"
 #include "host-daemon/policy/policy.h"
 
 #define GUEST_DECISION_RING 32
@@ -25,14 +25,14 @@ enum move_result {
 };
 
 struct decision_entry {
-    uint64_t seq;          /* per guest, counts every move decided */
-    int64_t wall_ms;       /* CLOCK_REALTIME at the decision, for people */
+    uint64_t seq;    /* per guest, counts every move decided */
+    int64_t wall_ms; /* CLOCK_REALTIME at the decision, for people */
     enum policy_action action;
     enum policy_reason reason;
     uint64_t from_bytes;
     uint64_t to_bytes;
     enum move_result result;
-    char error[64];        /* MOVE_FAILED: why */
+    char error[64]; /* MOVE_FAILED: why */
 };
 
 struct guest_channel;
@@ -57,7 +57,7 @@ struct guest {
     char uuid[GUEST_UUID_LEN + 1];     /* libvirt: the domain's UUID, how it is known */
     char domain[GUEST_DOMAIN_MAX + 1]; /* libvirt: the domain's name, for people */
     bool libvirt_connected;            /* libvirt: the backend is connected to libvirtd */
-    size_t index;                 /* in the registry's arrays */
+    size_t index;                      /* in the registry's arrays */
     bool removing;
 
     struct daemon *daemon;
@@ -84,14 +84,14 @@ struct guest {
     uint64_t balloon_changes;
     struct guest_channel_stats reject_summary; /* counters at the last minute summary */
     struct decision_entry ring[GUEST_DECISION_RING];
-    size_t ring_count;   /* entries used, up to GUEST_DECISION_RING */
-    size_t ring_next;    /* slot of the next entry */
+    size_t ring_count; /* entries used, up to GUEST_DECISION_RING */
+    size_t ring_next;  /* slot of the next entry */
     uint64_t ring_seq;
 };
 
 struct registry {
-    struct guest **guests;         /* n entries */
-    struct policy_guest *policy;   /* n entries, policy[g->index] belongs to g */
+    struct guest **guests;             /* n entries */
+    struct policy_guest *policy;       /* n entries, policy[g->index] belongs to g */
     struct policy_decision *decisions; /* n entries, scratch for policy_decide */
     size_t n;
     size_t cap;

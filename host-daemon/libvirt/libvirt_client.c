@@ -19,10 +19,10 @@ struct managed {
     struct managed *next;
     char uuid[VIR_UUID_STRING_BUFLEN];
     char name[LIBVIRT_DOMAIN_NAME_MAX + 1];
-    int domid;          /* libvirt's runtime id: a new one means a new QEMU process */
-    bool actual_known;  /* false after a reconnect until read again */
+    int domid;         /* libvirt's runtime id: a new one means a new QEMU process */
+    bool actual_known; /* false after a reconnect until read again */
     uint64_t actual_bytes;
-    bool seen;          /* scratch for rescan */
+    bool seen; /* scratch for rescan */
 };
 
 struct libvirt_backend {
@@ -36,10 +36,10 @@ struct libvirt_backend {
     int lifecycle_id;
     int balloon_id;
     int metadata_id;
-    bool lost;          /* libvirt said the connection closed; drop it from the timer */
+    bool lost; /* libvirt said the connection closed; drop it from the timer */
     char lost_why[64];
     uint64_t backoff_ms;
-    uv_timer_t timer;   /* deferred drop and reconnect */
+    uv_timer_t timer; /* deferred drop and reconnect */
 
     struct managed *domains;
     char last_error[256];
@@ -176,8 +176,7 @@ out:
     free(xml);
 }
 
-static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
-                        void *opaque)
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
 {
     struct libvirt_backend *b = opaque;
     char uuid[VIR_UUID_STRING_BUFLEN];
@@ -311,15 +310,15 @@ static int connect_now(struct libvirt_backend *b)
         goto fail;
     }
     /* Events before the listing, so a domain starting in between is not missed. */
-    b->lifecycle_id = virConnectDomainEventRegisterAny(
-        b->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
-        b, NULL);
-    b->balloon_id = virConnectDomainEventRegisterAny(
-        b->conn, NULL, VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE,
-        VIR_DOMAIN_EVENT_CALLBACK(on_balloon_change), b, NULL);
-    b->metadata_id = virConnectDomainEventRegisterAny(
-        b->conn, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
-        VIR_DOMAIN_EVENT_CALLBACK(on_metadata_change), b, NULL);
+    b->lifecycle_id =
+        virConnectDomainEventRegisterAny(b->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                         VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), b, NULL);
+    b->balloon_id =
+        virConnectDomainEventRegisterAny(b->conn, NULL, VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE,
+                                         VIR_DOMAIN_EVENT_CALLBACK(on_balloon_change), b, NULL);
+    b->metadata_id =
+        virConnectDomainEventRegisterAny(b->conn, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+                                         VIR_DOMAIN_EVENT_CALLBACK(on_metadata_change), b, NULL);
     if (b->lifecycle_id < 0 || b->balloon_id < 0 || b->metadata_id < 0) {
         note_libvirt_error(b, "virConnectDomainEventRegisterAny");
         goto fail;
@@ -416,8 +415,7 @@ int libvirt_backend_rescan(struct libvirt_backend *b)
     return 0;
 }
 
-int libvirt_backend_set_balloon(struct libvirt_backend *b, const char *uuid,
-                                uint64_t target_bytes)
+int libvirt_backend_set_balloon(struct libvirt_backend *b, const char *uuid, uint64_t target_bytes)
 {
     struct managed *m = find(b, uuid);
     unsigned long kib = (unsigned long)(target_bytes / 1024);
@@ -454,8 +452,7 @@ out:
     return err;
 }
 
-int libvirt_backend_actual(const struct libvirt_backend *b, const char *uuid,
-                           uint64_t *ret_bytes)
+int libvirt_backend_actual(const struct libvirt_backend *b, const char *uuid, uint64_t *ret_bytes)
 {
     const struct managed *m = find(b, uuid);
     if (m == NULL)

@@ -40,12 +40,12 @@
 struct libvirt_backend;
 
 struct libvirt_backend_config {
-    const char *uri;                   /* default "qemu:///system" */
+    const char *uri;                         /* default "qemu:///system" */
     struct libvirt_domain_defaults defaults; /* floor and weight a domain does not set */
-    int keepalive_interval_s;          /* default 5 */
-    unsigned keepalive_count;          /* default 3: dead after ~interval x (count + 1) */
-    uint64_t reconnect_min_ms;         /* first retry after a lost connection; default 500 */
-    uint64_t reconnect_max_ms;         /* backoff doubles up to this; default 30000 */
+    int keepalive_interval_s;                /* default 5 */
+    unsigned keepalive_count;                /* default 3: dead after ~interval x (count + 1) */
+    uint64_t reconnect_min_ms;               /* first retry after a lost connection; default 500 */
+    uint64_t reconnect_max_ms;               /* backoff doubles up to this; default 30000 */
 };
 
 struct libvirt_backend_callbacks {
@@ -99,13 +99,11 @@ int libvirt_backend_rescan(struct libvirt_backend *b);
  * QMP's balloon). Reads the actual size first (never acts blind) and refuses targets
  * outside 1 MiB..the domain's maximum. Returns 0 (request sent), -ENOENT (not managed),
  * -ENOTCONN, -ERANGE, -EIO (libvirt refused; b's last_error says why). */
-int libvirt_backend_set_balloon(struct libvirt_backend *b, const char *uuid,
-                                uint64_t target_bytes);
+int libvirt_backend_set_balloon(struct libvirt_backend *b, const char *uuid, uint64_t target_bytes);
 
 /* The last actual size seen for a managed domain; -ENOENT, or -EAGAIN when unknown
  * (after a reconnect, until read again). */
-int libvirt_backend_actual(const struct libvirt_backend *b, const char *uuid,
-                           uint64_t *ret_bytes);
+int libvirt_backend_actual(const struct libvirt_backend *b, const char *uuid, uint64_t *ret_bytes);
 
 bool libvirt_backend_connected(const struct libvirt_backend *b);
 

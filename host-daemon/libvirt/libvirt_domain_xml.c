@@ -90,8 +90,8 @@ const char *libvirt_limit_source_name(enum libvirt_limit_source source)
     return "default";
 }
 
-__attribute__((format(printf, 2, 3)))
-static void add_error(struct libvirt_domain_info *info, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void add_error(struct libvirt_domain_info *info,
+                                                            const char *fmt, ...)
 {
     size_t used = strlen(info->errors);
     size_t room = sizeof(info->errors) - used;
@@ -204,17 +204,19 @@ static void parse_metadata(const xmlNode *guest, struct metadata *md,
             char *end;
             errno = 0;
             unsigned long w = strtoul(value, &end, 10);
-            if (!isdigit((unsigned char)value[0]) || *end != '\0' || errno != 0 ||
-                w < WEIGHT_MIN || w > WEIGHT_MAX) {
-                add_error(info, "bellows:guest weight=\"%s\": must be an integer %d..%d",
-                          value, WEIGHT_MIN, WEIGHT_MAX);
+            if (!isdigit((unsigned char)value[0]) || *end != '\0' || errno != 0 || w < WEIGHT_MIN ||
+                w > WEIGHT_MAX) {
+                add_error(info, "bellows:guest weight=\"%s\": must be an integer %d..%d", value,
+                          WEIGHT_MIN, WEIGHT_MAX);
             } else {
                 md->has_weight = true;
                 md->weight = (uint32_t)w;
             }
         } else {
-            add_error(info, "bellows:guest %s=\"%s\": unknown attribute (known: floor, "
-                            "ceiling, weight)", name, value);
+            add_error(info,
+                      "bellows:guest %s=\"%s\": unknown attribute (known: floor, "
+                      "ceiling, weight)",
+                      name, value);
         }
     }
 }
@@ -231,8 +233,10 @@ static const xmlNode *find_metadata(const xmlNode *domain, struct libvirt_domain
             strcmp((const char *)n->ns->href, LIBVIRT_BELLOWS_XMLNS) != 0)
             continue;
         if (strcmp((const char *)n->name, LIBVIRT_BELLOWS_ELEMENT) != 0) {
-            add_error(info, "metadata element %s of the bellows namespace is unknown "
-                            "(expected %s)", (const char *)n->name, LIBVIRT_BELLOWS_ELEMENT);
+            add_error(info,
+                      "metadata element %s of the bellows namespace is unknown "
+                      "(expected %s)",
+                      (const char *)n->name, LIBVIRT_BELLOWS_ELEMENT);
             continue;
         }
         if (found) {
@@ -278,14 +282,20 @@ static void find_channel(const xmlNode *domain, struct libvirt_domain_info *info
         mode = source ? attr(source, "mode") : NULL;
         path = source ? attr(source, "path") : NULL;
         if (mode != NULL && strcmp(mode, "bind") != 0) {
-            add_error(info, "channel %s has source mode='%s': QEMU must listen "
-                            "(mode='bind') and bellowsd connects", LIBVIRT_BELLOWS_CHANNEL, mode);
+            add_error(info,
+                      "channel %s has source mode='%s': QEMU must listen "
+                      "(mode='bind') and bellowsd connects",
+                      LIBVIRT_BELLOWS_CHANNEL, mode);
         } else if (path == NULL || path[0] != '/') {
-            add_error(info, "channel %s has no absolute source path (a running domain's "
-                            "live XML has one)", LIBVIRT_BELLOWS_CHANNEL);
+            add_error(info,
+                      "channel %s has no absolute source path (a running domain's "
+                      "live XML has one)",
+                      LIBVIRT_BELLOWS_CHANNEL);
         } else if (strlen(path) > LIBVIRT_CHANNEL_PATH_MAX) {
-            add_error(info, "channel %s source path is longer than %d bytes, too long for "
-                            "a unix socket", LIBVIRT_BELLOWS_CHANNEL, LIBVIRT_CHANNEL_PATH_MAX);
+            add_error(info,
+                      "channel %s source path is longer than %d bytes, too long for "
+                      "a unix socket",
+                      LIBVIRT_BELLOWS_CHANNEL, LIBVIRT_CHANNEL_PATH_MAX);
         } else {
             copy_text(info->channel_path, sizeof(info->channel_path), path);
         }
@@ -305,8 +315,9 @@ static void choose_limits(const xmlNode *domain, const struct metadata *md,
     info->ceiling_from = LIBVIRT_LIMIT_MEMORY;
     if (md->has_ceiling) {
         if (md->ceiling > info->memory_bytes)
-            add_error(info, "bellows:guest ceiling %llu bytes is above <memory> %llu bytes, "
-                            "the most the balloon can give: using <memory>",
+            add_error(info,
+                      "bellows:guest ceiling %llu bytes is above <memory> %llu bytes, "
+                      "the most the balloon can give: using <memory>",
                       (unsigned long long)md->ceiling, (unsigned long long)info->memory_bytes);
         else {
             info->ceiling_bytes = md->ceiling;
@@ -315,15 +326,16 @@ static void choose_limits(const xmlNode *domain, const struct metadata *md,
     }
 
     info->floor_from = LIBVIRT_LIMIT_DEFAULT;
-    info->floor_bytes = defaults->floor_bytes < info->ceiling_bytes ? defaults->floor_bytes
-                                                                    : info->ceiling_bytes;
+    info->floor_bytes =
+        defaults->floor_bytes < info->ceiling_bytes ? defaults->floor_bytes : info->ceiling_bytes;
     if (guarantee) {
         int err = element_size(guarantee, &bytes);
         if (err < 0)
             add_error(info, "<memtune><min_guarantee>: %s", size_error(err));
         else if (bytes > info->ceiling_bytes)
-            add_error(info, "<memtune><min_guarantee> %llu bytes is above the ceiling %llu "
-                            "bytes: not used as floor",
+            add_error(info,
+                      "<memtune><min_guarantee> %llu bytes is above the ceiling %llu "
+                      "bytes: not used as floor",
                       (unsigned long long)bytes, (unsigned long long)info->ceiling_bytes);
         else if (bytes > 0) {
             info->floor_bytes = bytes;
@@ -332,9 +344,10 @@ static void choose_limits(const xmlNode *domain, const struct metadata *md,
     }
     if (md->has_floor) {
         if (md->floor > info->ceiling_bytes)
-            add_error(info, "bellows:guest floor %llu bytes is above the ceiling %llu bytes: "
-                            "using the %s floor", (unsigned long long)md->floor,
-                      (unsigned long long)info->ceiling_bytes,
+            add_error(info,
+                      "bellows:guest floor %llu bytes is above the ceiling %llu bytes: "
+                      "using the %s floor",
+                      (unsigned long long)md->floor, (unsigned long long)info->ceiling_bytes,
                       libvirt_limit_source_name(info->floor_from));
         else {
             info->floor_bytes = md->floor;
@@ -377,8 +390,7 @@ int libvirt_domain_xml_parse(const char *xml, size_t len,
     copy_text(info->name, sizeof(info->name), text_of(child(domain, "name")));
     copy_text(info->uuid, sizeof(info->uuid), text_of(child(domain, "uuid")));
     memory = child(domain, "memory");
-    if (memory == NULL || element_size(memory, &info->memory_bytes) < 0 ||
-        info->memory_bytes == 0)
+    if (memory == NULL || element_size(memory, &info->memory_bytes) < 0 || info->memory_bytes == 0)
         goto out;
     current = child(domain, "currentMemory");
     if (current == NULL || element_size(current, &info->current_memory_bytes) < 0)

@@ -30,10 +30,10 @@
 
 /* Where a limit came from. */
 enum libvirt_limit_source {
-    LIBVIRT_LIMIT_DEFAULT = 0,  /* daemon default */
-    LIBVIRT_LIMIT_METADATA,     /* <bellows:guest> */
-    LIBVIRT_LIMIT_MEMTUNE,      /* <memtune><min_guarantee> */
-    LIBVIRT_LIMIT_MEMORY,       /* <memory> */
+    LIBVIRT_LIMIT_DEFAULT = 0, /* daemon default */
+    LIBVIRT_LIMIT_METADATA,    /* <bellows:guest> */
+    LIBVIRT_LIMIT_MEMTUNE,     /* <memtune><min_guarantee> */
+    LIBVIRT_LIMIT_MEMORY,      /* <memory> */
 };
 
 /* Daemon defaults for what a domain does not say. */
@@ -48,7 +48,7 @@ struct libvirt_domain_info {
     uint64_t memory_bytes;         /* <memory>: boot size, the balloon's maximum */
     uint64_t current_memory_bytes; /* <currentMemory>, or memory_bytes if absent */
 
-    bool has_channel;              /* a bellows channel is declared */
+    bool has_channel;                                /* a bellows channel is declared */
     char channel_path[LIBVIRT_CHANNEL_PATH_MAX + 1]; /* "" when unusable (see errors) */
 
     uint64_t floor_bytes;

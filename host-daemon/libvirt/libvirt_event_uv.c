@@ -12,9 +12,9 @@
 struct watch {
     struct watch *next;
     int id;
-    int fd;           /* the fd libvirt gave, passed back to its callback */
-    int polled_fd;    /* fd or, when fd was already polled in this loop, our dup of it */
-    int events;       /* VIR_EVENT_HANDLE_* asked for */
+    int fd;        /* the fd libvirt gave, passed back to its callback */
+    int polled_fd; /* fd or, when fd was already polled in this loop, our dup of it */
+    int events;    /* VIR_EVENT_HANDLE_* asked for */
     bool removed;
     virEventHandleCallback cb;
     void *opaque;
@@ -25,7 +25,7 @@ struct watch {
 struct timeout {
     struct timeout *next;
     int id;
-    int frequency;    /* ms; -1 disabled, 0 every iteration */
+    int frequency; /* ms; -1 disabled, 0 every iteration */
     bool removed;
     int open_handles; /* timer and idle: freed when both closed */
     virEventTimeoutCallback cb;
@@ -231,8 +231,7 @@ static void arm_timeout(struct timeout *t)
         uv_timer_start(&t->timer, on_timer, (uint64_t)t->frequency, (uint64_t)t->frequency);
 }
 
-static int add_timeout(int frequency, virEventTimeoutCallback cb, void *opaque,
-                       virFreeCallback ff)
+static int add_timeout(int frequency, virEventTimeoutCallback cb, void *opaque, virFreeCallback ff)
 {
     struct timeout *t;
 
@@ -314,8 +313,8 @@ int libvirt_event_uv_register(uv_loop_t *loop)
         return event_loop == loop ? 0 : -EBUSY;
     event_loop = loop;
     loop_thread = uv_thread_self();
-    virEventRegisterImpl(add_handle, update_handle, remove_handle, add_timeout,
-                         update_timeout, remove_timeout);
+    virEventRegisterImpl(add_handle, update_handle, remove_handle, add_timeout, update_timeout,
+                         remove_timeout);
     return 0;
 }
 

@@ -2,8 +2,8 @@
 #include "host-daemon/libvirt/libvirt_guests.h"
 
 #include <errno.h>
-#include <libvirt/virterror.h>
 #include <inttypes.h>
+#include <libvirt/virterror.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +30,8 @@ bool daemon_libvirt_available(void)
 
 /* The guest name for a domain: its own name when that is a valid guest name nobody else
  * has, else its UUID (always valid, and unique among libvirt guests). */
-static void guest_name_for(struct daemon *d, const struct libvirt_domain_info *info,
-                           char *out, size_t cap)
+static void guest_name_for(struct daemon *d, const struct libvirt_domain_info *info, char *out,
+                           size_t cap)
 {
     if (config_guest_name_valid(info->name) && !registry_find(&d->reg, info->name))
         snprintf(out, cap, "%.*s", CONFIG_NAME_MAX, info->name);

@@ -72,8 +72,8 @@ void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ce
 
 /* ---- guest state ---- */
 
-enum bp_level policy_guest_level(const struct policy_config *cfg,
-                                 const struct policy_guest *g, int64_t now)
+enum bp_level policy_guest_level(const struct policy_config *cfg, const struct policy_guest *g,
+                                 int64_t now)
 {
     int best = BP_LEVEL_NONE;
     int64_t decay = cfg->level_decay_ms > 0 ? cfg->level_decay_ms : 1;
@@ -90,8 +90,7 @@ enum bp_level policy_guest_level(const struct policy_config *cfg,
     return (enum bp_level)best;
 }
 
-bool policy__settling(const struct policy_config *cfg, const struct policy_guest *g,
-                      int64_t now)
+bool policy__settling(const struct policy_config *cfg, const struct policy_guest *g, int64_t now)
 {
     if (!g->target_set || !g->actual_known)
         return false;
@@ -116,8 +115,8 @@ void policy_forget_actual(struct policy_guest *g)
     g->actual_known = false;
 }
 
-void policy_note_event(const struct policy_config *cfg, struct policy_guest *g,
-                       enum bp_level level, const struct bp_mem *mem, int64_t now)
+void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,
+                       const struct bp_mem *mem, int64_t now)
 {
     if (mem) {
         g->mem = *mem;
@@ -126,8 +125,8 @@ void policy_note_event(const struct policy_config *cfg, struct policy_guest *g,
         /* The guest sees less than the balloon's size (kernel reservations). Measure the
          * gap only while no move is in flight, when both numbers describe the same state. */
         if (g->actual_known && !policy__settling(cfg, g, now)) {
-            uint64_t total = mem->mem_total_kb > UINT64_MAX / 1024 ? UINT64_MAX
-                                                                   : mem->mem_total_kb * 1024;
+            uint64_t total =
+                mem->mem_total_kb > UINT64_MAX / 1024 ? UINT64_MAX : mem->mem_total_kb * 1024;
             g->overhead_bytes = sub_sat(g->actual_bytes, total);
             g->overhead_known = true;
         }
@@ -145,11 +144,10 @@ void policy_note_event(const struct policy_config *cfg, struct policy_guest *g,
  * memory it never sees. Only meaningful with a snapshot and a measured overhead. */
 static uint64_t guest_used(const struct policy_guest *g)
 {
-    uint64_t total = g->mem.mem_total_kb > UINT64_MAX / 1024 ? UINT64_MAX
-                                                              : g->mem.mem_total_kb * 1024;
-    uint64_t avail = g->mem.mem_available_kb > UINT64_MAX / 1024
-                         ? UINT64_MAX
-                         : g->mem.mem_available_kb * 1024;
+    uint64_t total =
+        g->mem.mem_total_kb > UINT64_MAX / 1024 ? UINT64_MAX : g->mem.mem_total_kb * 1024;
+    uint64_t avail =
+        g->mem.mem_available_kb > UINT64_MAX / 1024 ? UINT64_MAX : g->mem.mem_available_kb * 1024;
     return sub_sat(total, avail);
 }
 
@@ -205,8 +203,7 @@ static uint64_t inflate_limit(const struct policy_config *cfg, const struct poli
         limit = max_u64(limit, policy__guest_need(g, buffer_pct));
     if (g->hurt_known && now - g->hurt_at < cfg->hurt_memory_ms)
         limit = max_u64(limit, add_sat(g->hurt_bytes,
-                                       step_of(g, cfg->inflate_step_bytes,
-                                               cfg->inflate_step_pct)));
+                                       step_of(g, cfg->inflate_step_bytes, cfg->inflate_step_pct)));
     return limit;
 }
 
@@ -219,9 +216,8 @@ static void hold(struct policy_decision *d, enum policy_reason reason)
 
 /* Deflate by step from base (the actual, or a higher target still in flight), at least to
  * the floor, capped at the ceiling. */
-static void deflate_by(const struct policy_config *cfg, const struct policy_guest *g,
-                       uint64_t base, uint64_t step, enum policy_reason reason,
-                       struct policy_decision *d)
+static void deflate_by(const struct policy_config *cfg, const struct policy_guest *g, uint64_t base,
+                       uint64_t step, enum policy_reason reason, struct policy_decision *d)
 {
     uint64_t to = min_u64(max_u64(add_sat(base, step), g->floor_bytes), g->ceiling_bytes);
     if (base > d->from_bytes && to <= base) {
@@ -279,8 +275,8 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         (g->last_deflate_at == POLICY_NEVER ||
          g->last_at[BP_LEVEL_CRITICAL] >= g->last_deflate_at + cfg->critical_window_ms)) {
         deflate_by(cfg, g, deflate_base,
-                   step_of(g, cfg->critical_step_bytes, cfg->critical_step_pct),
-                   POLICY_R_CRITICAL, d);
+                   step_of(g, cfg->critical_step_bytes, cfg->critical_step_pct), POLICY_R_CRITICAL,
+                   d);
         return;
     }
 
@@ -303,8 +299,8 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
                 return;
             }
             deflate_by(cfg, g, deflate_base,
-                       step_of(g, cfg->medium_step_bytes, cfg->medium_step_pct),
-                       POLICY_R_MEDIUM, d);
+                       step_of(g, cfg->medium_step_bytes, cfg->medium_step_pct), POLICY_R_MEDIUM,
+                       d);
             return;
         }
         hold(d, level == BP_LEVEL_CRITICAL ? POLICY_R_CRITICAL_ECHO : POLICY_R_DWELL);
@@ -343,8 +339,7 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         hold(d, live_flips(cfg, g, now) > 0 ? POLICY_R_BACKOFF : POLICY_R_COOLDOWN);
         return;
     }
-    if (g->last_inflate_at != POLICY_NEVER &&
-        now - g->last_inflate_at < cfg->inflate_interval_ms) {
+    if (g->last_inflate_at != POLICY_NEVER && now - g->last_inflate_at < cfg->inflate_interval_ms) {
         hold(d, POLICY_R_INTERVAL);
         return;
     }
@@ -485,10 +480,8 @@ int64_t policy_next_deadline(const struct policy_config *cfg, const struct polic
     return next_deadline(cfg, host, &gs, now);
 }
 
-int64_t policy_next_deadline_ptrs(const struct policy_config *cfg,
-                                  const struct policy_host *host,
-                                  const struct policy_guest *const *guests, size_t n,
-                                  int64_t now)
+int64_t policy_next_deadline_ptrs(const struct policy_config *cfg, const struct policy_host *host,
+                                  const struct policy_guest *const *guests, size_t n, int64_t now)
 {
     const struct policy__guests gs = {.ptrs = guests, .n = n};
     return next_deadline(cfg, host, &gs, now);

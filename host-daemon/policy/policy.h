@@ -42,16 +42,16 @@
  * Defaults and the reasons for them: policy_config_defaults() and docs/policy.md. */
 struct policy_config {
     /* Pressure levels */
-    int64_t level_decay_ms;       /* a level drops one step per this long without events */
-    int64_t medium_dwell_ms;      /* medium must persist this long before a deflate */
-    int64_t critical_window_ms;   /* critical events within this of a deflate are its echo */
-    int64_t quiet_ms;             /* no event for this long before any inflate */
+    int64_t level_decay_ms;     /* a level drops one step per this long without events */
+    int64_t medium_dwell_ms;    /* medium must persist this long before a deflate */
+    int64_t critical_window_ms; /* critical events within this of a deflate are its echo */
+    int64_t quiet_ms;           /* no event for this long before any inflate */
 
     /* Timing of moves */
-    int64_t deflate_cooldown_ms;  /* after any deflate, no inflate for this long */
-    int64_t inflate_interval_ms;  /* at least this between two inflate steps */
-    int64_t settle_timeout_ms;    /* wait this long for the balloon to reach a target */
-    int64_t snapshot_max_age_ms;  /* an older guest snapshot cannot justify an inflate */
+    int64_t deflate_cooldown_ms; /* after any deflate, no inflate for this long */
+    int64_t inflate_interval_ms; /* at least this between two inflate steps */
+    int64_t settle_timeout_ms;   /* wait this long for the balloon to reach a target */
+    int64_t snapshot_max_age_ms; /* an older guest snapshot cannot justify an inflate */
 
     /* Step sizes: each step is max(bytes, pct of the guest's ceiling) */
     uint64_t critical_step_bytes;
@@ -60,34 +60,34 @@ struct policy_config {
     double medium_step_pct;
     uint64_t inflate_step_bytes;
     double inflate_step_pct;
-    uint64_t host_step_bytes;     /* per guest and round when the host is under pressure */
+    uint64_t host_step_bytes; /* per guest and round when the host is under pressure */
     double host_step_pct;
 
     /* Guest buffer over what it uses (Hyper-V style), percent of used memory */
-    double buffer_pct;            /* inflates stop at used * (1 + buffer_pct/100) */
-    double buffer_low_pct;        /* below used * (1 + buffer_low_pct/100): deflate to refill */
-    double host_buffer_pct;       /* under host pressure inflates may go down to this */
+    double buffer_pct;      /* inflates stop at used * (1 + buffer_pct/100) */
+    double buffer_low_pct;  /* below used * (1 + buffer_low_pct/100): deflate to refill */
+    double host_buffer_pct; /* under host pressure inflates may go down to this */
 
     /* Dead band: a move smaller than this is not worth a balloon command */
     uint64_t min_change_bytes;
 
     /* Flip backoff: each reversal within flip_forget_ms doubles the wait before inflating */
     int64_t flip_forget_ms;
-    unsigned flip_max_shift;      /* the wait grows at most 2^this */
+    unsigned flip_max_shift; /* the wait grows at most 2^this */
     /* After a guest hurt at some size, do not inflate back down to it for this long */
     int64_t hurt_memory_ms;
 
     /* Host pressure, with a dead band between entering and leaving */
-    double host_psi_enter;        /* host memory PSI some avg10 (%) at or above: pressure */
-    double host_psi_exit;         /* ... and below this (with avail) to leave it */
-    double host_avail_enter_pct;  /* host MemAvailable at or below this % of total: pressure */
-    double host_avail_exit_pct;   /* ... and above this (with psi) to leave it */
+    double host_psi_enter;            /* host memory PSI some avg10 (%) at or above: pressure */
+    double host_psi_exit;             /* ... and below this (with avail) to leave it */
+    double host_avail_enter_pct;      /* host MemAvailable at or below this % of total: pressure */
+    double host_avail_exit_pct;       /* ... and above this (with psi) to leave it */
     int64_t host_reclaim_interval_ms; /* between two host reclaim rounds */
 };
 
 /* Host readings (set by policy_host_input) and the host pressure state the policy keeps. */
 struct policy_host {
-    bool known;                   /* false until the first reading: no host reclaim */
+    bool known; /* false until the first reading: no host reclaim */
     double psi_some_avg10;
     uint64_t mem_total_bytes;
     uint64_t mem_available_bytes;
@@ -106,27 +106,27 @@ enum policy_action {
 /* Why a decision was taken; policy_reason_name() gives a short stable name. */
 enum policy_reason {
     /* HOLD */
-    POLICY_R_PAUSED = 0,      /* management paused by the operator */
-    POLICY_R_UNKNOWN_ACTUAL,  /* the balloon's actual size is not known: never act blind */
-    POLICY_R_SETTLING,        /* the balloon has not yet reached the last target */
-    POLICY_R_AT_CEILING,      /* would deflate, but the guest is at its ceiling */
-    POLICY_R_AT_FLOOR,        /* would inflate, but the guest is at its floor or buffer */
-    POLICY_R_CRITICAL_ECHO,   /* critical events already answered within the window */
-    POLICY_R_DWELL,           /* medium pressure, waiting for it to last the dwell time */
-    POLICY_R_NOT_QUIET,       /* pressure seen recently: not yet quiet enough to take */
-    POLICY_R_COOLDOWN,        /* a deflate was recent: no inflate yet */
-    POLICY_R_BACKOFF,         /* the guest flipped direction: the wait is multiplied */
-    POLICY_R_INTERVAL,        /* the last inflate step was too recent */
-    POLICY_R_NO_SNAPSHOT,     /* no fresh memory snapshot to size an inflate by */
+    POLICY_R_PAUSED = 0,     /* management paused by the operator */
+    POLICY_R_UNKNOWN_ACTUAL, /* the balloon's actual size is not known: never act blind */
+    POLICY_R_SETTLING,       /* the balloon has not yet reached the last target */
+    POLICY_R_AT_CEILING,     /* would deflate, but the guest is at its ceiling */
+    POLICY_R_AT_FLOOR,       /* would inflate, but the guest is at its floor or buffer */
+    POLICY_R_CRITICAL_ECHO,  /* critical events already answered within the window */
+    POLICY_R_DWELL,          /* medium pressure, waiting for it to last the dwell time */
+    POLICY_R_NOT_QUIET,      /* pressure seen recently: not yet quiet enough to take */
+    POLICY_R_COOLDOWN,       /* a deflate was recent: no inflate yet */
+    POLICY_R_BACKOFF,        /* the guest flipped direction: the wait is multiplied */
+    POLICY_R_INTERVAL,       /* the last inflate step was too recent */
+    POLICY_R_NO_SNAPSHOT,    /* no fresh memory snapshot to size an inflate by */
     /* DEFLATE */
-    POLICY_R_CRITICAL,        /* critical pressure: large step at once */
-    POLICY_R_MEDIUM,          /* medium pressure sustained for the dwell time */
-    POLICY_R_BUFFER,          /* the guest's free memory fell under the low buffer */
-    POLICY_R_BELOW_FLOOR,     /* the balloon is under the floor: back to it */
+    POLICY_R_CRITICAL,    /* critical pressure: large step at once */
+    POLICY_R_MEDIUM,      /* medium pressure sustained for the dwell time */
+    POLICY_R_BUFFER,      /* the guest's free memory fell under the low buffer */
+    POLICY_R_BELOW_FLOOR, /* the balloon is under the floor: back to it */
     /* INFLATE */
-    POLICY_R_ABOVE_CEILING,   /* the balloon is over the ceiling: back to it */
-    POLICY_R_QUIET,           /* quiet guest with spare memory: small step */
-    POLICY_R_HOST_PRESSURE,   /* the host is short of memory: reclaim from this guest */
+    POLICY_R_ABOVE_CEILING, /* the balloon is over the ceiling: back to it */
+    POLICY_R_QUIET,         /* quiet guest with spare memory: small step */
+    POLICY_R_HOST_PRESSURE, /* the host is short of memory: reclaim from this guest */
     POLICY_R_COUNT
 };
 
@@ -151,31 +151,31 @@ struct policy_guest {
     bool actual_known;
     uint64_t actual_bytes;
     int64_t actual_at;
-    int64_t known_since;    /* start of the current stretch with a known actual */
-    bool target_set;        /* a committed move may still be in flight */
+    int64_t known_since; /* start of the current stretch with a known actual */
+    bool target_set;     /* a committed move may still be in flight */
     uint64_t target_bytes;
     int64_t target_at;
 
     /* state: pressure. last_at[L] = time of the last event of level L or higher */
     int64_t last_at[BP_LEVEL_CRITICAL + 1];
-    int64_t medium_since;   /* start of the current run at medium or higher */
-    int64_t last_event_at;  /* last pressure event of any level (reports at NONE excluded) */
+    int64_t medium_since;  /* start of the current run at medium or higher */
+    int64_t last_event_at; /* last pressure event of any level (reports at NONE excluded) */
 
     /* state: the latest guest snapshot */
     bool mem_known;
     struct bp_mem mem;
     int64_t mem_at;
-    bool overhead_known;    /* actual minus MemTotal, measured while settled */
+    bool overhead_known; /* actual minus MemTotal, measured while settled */
     uint64_t overhead_bytes;
 
     /* state: moves */
     int64_t last_deflate_at;
     int64_t last_inflate_at;
     enum policy_action last_dir; /* HOLD before the first move */
-    unsigned flips;         /* reversals counted toward the backoff */
+    unsigned flips;              /* reversals counted toward the backoff */
     int64_t last_flip_at;
-    uint64_t reversals;     /* all reversals since init, for metrics */
-    bool hurt_known;        /* the size at which it last needed a critical/medium deflate */
+    uint64_t reversals; /* all reversals since init, for metrics */
+    bool hurt_known;    /* the size at which it last needed a critical/medium deflate */
     uint64_t hurt_bytes;
     int64_t hurt_at;
 };
@@ -205,8 +205,8 @@ void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ce
 
 /* Check operator limits: 0 < floor <= ceiling, weight in 1..10000. Returns 0 or
  * -EINVAL with a short reason in err (may be NULL). */
-int policy_guest_check(uint64_t floor_bytes, uint64_t ceiling_bytes, uint32_t weight,
-                       char *err, size_t err_cap);
+int policy_guest_check(uint64_t floor_bytes, uint64_t ceiling_bytes, uint32_t weight, char *err,
+                       size_t err_cap);
 
 /* Record the balloon's actual size (query-balloon reply, BALLOON_CHANGE event). */
 void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
@@ -219,16 +219,16 @@ void policy_forget_actual(struct policy_guest *g);
 /* Record a message from the guest: a pressure event (level LOW..CRITICAL) or a periodic
  * report (its level, NONE when quiet). mem may be NULL when there is no snapshot.
  * Levels out of range are ignored (the snapshot is still kept). */
-void policy_note_event(const struct policy_config *cfg, struct policy_guest *g,
-                       enum bp_level level, const struct bp_mem *mem, int64_t now);
+void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,
+                       const struct bp_mem *mem, int64_t now);
 
 /* The guest's pressure level at now, after decay. */
-enum bp_level policy_guest_level(const struct policy_config *cfg,
-                                 const struct policy_guest *g, int64_t now);
+enum bp_level policy_guest_level(const struct policy_config *cfg, const struct policy_guest *g,
+                                 int64_t now);
 
 /* Record a host reading: memory PSI some avg10 (%), MemTotal and MemAvailable (bytes). */
-void policy_host_input(struct policy_host *host, double psi_some_avg10,
-                       uint64_t mem_total_bytes, uint64_t mem_available_bytes);
+void policy_host_input(struct policy_host *host, double psi_some_avg10, uint64_t mem_total_bytes,
+                       uint64_t mem_available_bytes);
 
 /* Start the host state: no reading yet, not under pressure. */
 void policy_host_init(struct policy_host *host);
@@ -266,9 +266,7 @@ int64_t policy_next_deadline(const struct policy_config *cfg, const struct polic
                              const struct policy_guest *guests, size_t n, int64_t now);
 
 /* The same, for guests given as an array of pointers. */
-int64_t policy_next_deadline_ptrs(const struct policy_config *cfg,
-                                  const struct policy_host *host,
-                                  const struct policy_guest *const *guests, size_t n,
-                                  int64_t now);
+int64_t policy_next_deadline_ptrs(const struct policy_config *cfg, const struct policy_host *host,
+                                  const struct policy_guest *const *guests, size_t n, int64_t now);
 
 #endif

@@ -54,7 +54,10 @@ struct key {
     size_t offset;
 };
 
+/* A table row, kept on one line. */
+/* clang-format off */
 #define KEY(field, kind) {#field, kind, offsetof(struct policy_config, field)}
+/* clang-format on */
 
 static const struct key keys[] = {
     KEY(level_decay_ms, KIND_MS),
@@ -231,16 +234,17 @@ static int fail(char *err, size_t err_cap, const char *fmt, ...)
 
 int policy_config_check(const struct policy_config *cfg, char *err, size_t err_cap)
 {
-    const int64_t times[] = {cfg->level_decay_ms, cfg->critical_window_ms,
-                             cfg->settle_timeout_ms, cfg->snapshot_max_age_ms};
+    const int64_t times[] = {cfg->level_decay_ms, cfg->critical_window_ms, cfg->settle_timeout_ms,
+                             cfg->snapshot_max_age_ms};
     const char *time_names[] = {"level_decay_ms", "critical_window_ms", "settle_timeout_ms",
                                 "snapshot_max_age_ms"};
     for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++)
         if (times[i] <= 0 || times[i] > MAX_MS)
             return fail(err, err_cap, "%s must be between 1 ms and 30 days", time_names[i]);
-    const int64_t any_times[] = {cfg->medium_dwell_ms, cfg->quiet_ms, cfg->deflate_cooldown_ms,
-                                 cfg->inflate_interval_ms, cfg->flip_forget_ms,
-                                 cfg->hurt_memory_ms, cfg->host_reclaim_interval_ms};
+    const int64_t any_times[] = {cfg->medium_dwell_ms,         cfg->quiet_ms,
+                                 cfg->deflate_cooldown_ms,     cfg->inflate_interval_ms,
+                                 cfg->flip_forget_ms,          cfg->hurt_memory_ms,
+                                 cfg->host_reclaim_interval_ms};
     for (size_t i = 0; i < sizeof(any_times) / sizeof(any_times[0]); i++)
         if (any_times[i] < 0 || any_times[i] > MAX_MS)
             return fail(err, err_cap, "a time is negative or above 30 days");
@@ -270,8 +274,8 @@ int policy_config_check(const struct policy_config *cfg, char *err, size_t err_c
     return 0;
 }
 
-int policy_guest_check(uint64_t floor_bytes, uint64_t ceiling_bytes, uint32_t weight,
-                       char *err, size_t err_cap)
+int policy_guest_check(uint64_t floor_bytes, uint64_t ceiling_bytes, uint32_t weight, char *err,
+                       size_t err_cap)
 {
     if (ceiling_bytes == 0 || ceiling_bytes > MAX_BYTES)
         return fail(err, err_cap, "ceiling must be above 0 and at most 1 PiB");

@@ -13,8 +13,8 @@ void policy_host_init(struct policy_host *host)
     };
 }
 
-void policy_host_input(struct policy_host *host, double psi_some_avg10,
-                       uint64_t mem_total_bytes, uint64_t mem_available_bytes)
+void policy_host_input(struct policy_host *host, double psi_some_avg10, uint64_t mem_total_bytes,
+                       uint64_t mem_available_bytes)
 {
     host->known = mem_total_bytes > 0 && isfinite(psi_some_avg10);
     host->psi_some_avg10 = psi_some_avg10;
@@ -35,16 +35,13 @@ void policy__host_update(const struct policy_config *cfg, struct policy_host *ho
         host->pressure = false;
         return;
     }
-    double avail_pct = 100.0 * (double)host->mem_available_bytes /
-                       (double)host->mem_total_bytes;
+    double avail_pct = 100.0 * (double)host->mem_available_bytes / (double)host->mem_total_bytes;
     if (!host->pressure) {
-        if (host->psi_some_avg10 >= cfg->host_psi_enter ||
-            avail_pct <= cfg->host_avail_enter_pct) {
+        if (host->psi_some_avg10 >= cfg->host_psi_enter || avail_pct <= cfg->host_avail_enter_pct) {
             host->pressure = true;
             host->pressure_since = now;
         }
-    } else if (host->psi_some_avg10 < cfg->host_psi_exit &&
-               avail_pct > cfg->host_avail_exit_pct) {
+    } else if (host->psi_some_avg10 < cfg->host_psi_exit && avail_pct > cfg->host_avail_exit_pct) {
         host->pressure = false;
     }
 }
@@ -59,9 +56,8 @@ struct candidate {
 };
 
 /* May the host take from guest i? Fills *ret when it may. */
-static bool reclaimable(const struct policy_config *cfg, const struct policy_guest *g,
-                        size_t i, const struct policy_decision *d, int64_t now,
-                        struct candidate *ret)
+static bool reclaimable(const struct policy_config *cfg, const struct policy_guest *g, size_t i,
+                        const struct policy_decision *d, int64_t now, struct candidate *ret)
 {
     if (d->action == POLICY_DEFLATE || d->reason == POLICY_R_HOST_PRESSURE)
         return false;
@@ -119,8 +115,8 @@ void policy__host_round(const struct policy_config *cfg, const struct policy_hos
         if (policy__settling(cfg, g, now) && g->target_bytes < g->actual_bytes)
             pending = add_sat(pending, g->actual_bytes - g->target_bytes);
     }
-    uint64_t shortfall = sub_sat(pct_of(host->mem_total_bytes, cfg->host_avail_exit_pct),
-                                 host->mem_available_bytes);
+    uint64_t shortfall =
+        sub_sat(pct_of(host->mem_total_bytes, cfg->host_avail_exit_pct), host->mem_available_bytes);
     /* Only PSI says pressure: one step per round, once earlier ones have landed. */
     bool one_step = shortfall == 0;
     if (one_step && pending > 0)

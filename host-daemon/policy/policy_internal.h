@@ -63,8 +63,7 @@ static inline const struct policy_guest *policy__guest(const struct policy__gues
 
 /* True while a committed move may still be on its way: the actual is not yet within the
  * dead band of the target, and the settle timeout has not passed. */
-bool policy__settling(const struct policy_config *cfg, const struct policy_guest *g,
-                      int64_t now);
+bool policy__settling(const struct policy_config *cfg, const struct policy_guest *g, int64_t now);
 
 /* used * (1 + pct/100) + overhead: the smallest size that leaves the guest that buffer.
  * Only meaningful when g->mem_known and g->overhead_known. */

@@ -16,7 +16,7 @@ enum qmp_state {
     QMP_CAPABILITIES, /* qmp_capabilities sent */
     QMP_QUERY,        /* query-balloon sent: not ready until we know the actual size */
     QMP_READY,
-    QMP_BACKOFF,      /* connection dropped; the pipe closes, then the backoff timer runs */
+    QMP_BACKOFF, /* connection dropped; the pipe closes, then the backoff timer runs */
     QMP_CLOSED,
 };
 
@@ -33,7 +33,7 @@ struct qmp_command {
     uint64_t id;
     uint64_t deadline; /* loop time, ms */
     enum qmp_purpose purpose;
-    int64_t target;    /* PURPOSE_BALLOON */
+    int64_t target; /* PURPOSE_BALLOON */
     qmp_done_cb done;
     void *opaque;
 };
@@ -60,8 +60,8 @@ struct qmp_client {
     uv_connect_t connect_req;
     uv_timer_t timeout_timer; /* connect/greeting deadline, else earliest command deadline */
     uv_timer_t backoff_timer;
-    uint64_t phase_deadline;  /* QMP_CONNECTING and QMP_GREETING */
-    uint64_t backoff_ms;      /* delay before the next reconnect */
+    uint64_t phase_deadline; /* QMP_CONNECTING and QMP_GREETING */
+    uint64_t backoff_ms;     /* delay before the next reconnect */
 
     char *rbuf;
     size_t rlen, rcap;
@@ -393,8 +393,7 @@ static void handle_line(struct qmp_client *c, const char *line, size_t len)
             drop_protocol_error(c, "expected the QMP greeting", NULL);
         } else {
             c->state = QMP_CAPABILITIES;
-            if (send_command(c, PURPOSE_CAPABILITIES, "qmp_capabilities", NULL, 0, NULL,
-                             NULL) < 0)
+            if (send_command(c, PURPOSE_CAPABILITIES, "qmp_capabilities", NULL, 0, NULL, NULL) < 0)
                 drop_connection(c, -EIO, "cannot send qmp_capabilities");
         }
     } else if (m.kind == QMP_MESSAGE_GREETING) {
@@ -544,9 +543,9 @@ static void on_timeout(uv_timer_t *t)
         k = *p;
         if (k->purpose == PURPOSE_CAPABILITIES || k->purpose == PURPOSE_FIRST_QUERY) {
             /* A monitor that does not answer the handshake is not usable: reconnect. */
-            drop_connection(c, -ETIMEDOUT, k->purpose == PURPOSE_CAPABILITIES
-                                               ? "qmp_capabilities timed out"
-                                               : "query-balloon timed out");
+            drop_connection(c, -ETIMEDOUT,
+                            k->purpose == PURPOSE_CAPABILITIES ? "qmp_capabilities timed out"
+                                                               : "query-balloon timed out");
             return;
         }
         /* A late reply will find no command and be dropped; the connection stays. */

@@ -48,8 +48,7 @@ int qmp_message_parse(const char *buf, size_t len, struct qmp_message *ret_msg, 
         return fail(err, err_len, -EBADMSG, "NUL byte in message");
     m.root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!m.root)
-        return fail(err, err_len, -EBADMSG, "bad JSON at offset %d: %s", jerr.position,
-                    jerr.text);
+        return fail(err, err_len, -EBADMSG, "bad JSON at offset %d: %s", jerr.position, jerr.text);
     if (!json_is_object(m.root)) {
         r = fail(err, err_len, -EBADMSG, "message is not a JSON object");
         goto out_free;

@@ -21,14 +21,14 @@ enum qmp_message_kind {
 struct qmp_message {
     enum qmp_message_kind kind;
     json_t *root;
-    bool has_id;           /* RETURN/ERROR: "id" is a non-negative integer (ours) */
+    bool has_id; /* RETURN/ERROR: "id" is a non-negative integer (ours) */
     uint64_t id;
-    const json_t *ret;     /* RETURN */
+    const json_t *ret;       /* RETURN */
     const char *error_class; /* ERROR */
     const char *error_desc;  /* ERROR: "" if QEMU sent none */
-    const char *event;     /* EVENT: its name */
-    const json_t *data;    /* EVENT: the "data" object, or NULL */
-    int64_t ts_seconds;    /* EVENT: timestamp, -1 if absent or malformed */
+    const char *event;       /* EVENT: its name */
+    const json_t *data;      /* EVENT: the "data" object, or NULL */
+    int64_t ts_seconds;      /* EVENT: timestamp, -1 if absent or malformed */
     int64_t ts_microseconds;
 };
 

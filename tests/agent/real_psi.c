@@ -180,8 +180,9 @@ int main(int argc, char **argv)
     }
 
     /* 4. A missing PSI file is a clear error that names it. */
-    const char *args_missing[] = {"--print", "--sources", "psi", "--no-mlock", "--psi-file",
-                                  "/nonexistent/memory.pressure", NULL};
+    const char *args_missing[] = {"--print",    "--sources",  "psi",
+                                  "--no-mlock", "--psi-file", "/nonexistent/memory.pressure",
+                                  NULL};
     agent_pid = real_spawn_agent(argv[1], args_missing, log_path, NULL);
     int status;
     waitpid(agent_pid, &status, 0);
@@ -193,8 +194,9 @@ int main(int argc, char **argv)
     free(log);
 
     /* 5. Neither source: the error names what is missing for each. */
-    const char *args_none[] = {"--print", "--no-mlock", "--psi-file", "/nonexistent/pressure",
-                               "--cgroup", "/nonexistent/cgroup", NULL};
+    const char *args_none[] = {
+        "--print",  "--no-mlock",          "--psi-file", "/nonexistent/pressure",
+        "--cgroup", "/nonexistent/cgroup", NULL};
     agent_pid = real_spawn_agent(argv[1], args_none, log_path, NULL);
     waitpid(agent_pid, &status, 0);
     agent_pid = 0;

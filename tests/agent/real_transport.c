@@ -78,8 +78,8 @@ int main(int argc, char **argv)
     snprintf(log_path, sizeof(log_path), "%s/agent.log", dir);
 
     int lfd = real_listen(sock_path);
-    const char *args[] = {"--device", sock_path, "--no-mlock", "--reconnect-max", "1000",
-                          "--report-interval", "10000", NULL};
+    const char *args[] = {"--device", sock_path,           "--no-mlock", "--reconnect-max",
+                          "1000",     "--report-interval", "10000",      NULL};
     agent_pid = real_spawn_agent(argv[1], args, log_path, NULL);
 
     /* 1. Connect, hello first, then the current state at once. */
@@ -97,8 +97,8 @@ int main(int argc, char **argv)
     struct bp_report r1 = expect_report(peer, 2500);
     struct bp_report r2 = expect_report(peer, 2500);
     uint64_t gap_ms = (r2.mono_ns - r1.mono_ns) / 1000000u;
-    printf("reports after the welcome: seq %llu, %llu, %llu ms apart\n",
-           (unsigned long long)r1.seq, (unsigned long long)r2.seq, (unsigned long long)gap_ms);
+    printf("reports after the welcome: seq %llu, %llu, %llu ms apart\n", (unsigned long long)r1.seq,
+           (unsigned long long)r2.seq, (unsigned long long)gap_ms);
     CHECK(gap_ms >= 900 && gap_ms <= 1500, "reports %llu ms apart, want about 1000",
           (unsigned long long)gap_ms);
     CHECK(r2.seq > r1.seq && r1.seq > rep.seq, "seq must increase");

@@ -31,8 +31,7 @@ int real_listen(const char *path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0, "socket: %s", strerror(errno));
     unlink(path);
-    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind %s: %s", path,
-          strerror(errno));
+    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind %s: %s", path, strerror(errno));
     CHECK(listen(fd, 4) == 0, "listen: %s", strerror(errno));
     return fd;
 }
@@ -182,8 +181,8 @@ long real_cpu_ticks(pid_t pid)
     /* Fields after the command name, which may hold spaces: utime is field 14. */
     char *p = strrchr(s, ')');
     long utime = -1, stime = -1;
-    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
-                    &stime) == 2) {
+    if (p &&
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) == 2) {
         free(s);
         return utime + stime;
     }

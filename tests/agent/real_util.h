@@ -13,21 +13,21 @@
 /* Called by FAIL before exiting, to remove cgroups, files and processes. */
 extern void (*real_cleanup)(void);
 
-#define FAIL(...)                                                                         \
-    do {                                                                                  \
-        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                              \
-        fprintf(stderr, __VA_ARGS__);                                                     \
-        fputc('\n', stderr);                                                              \
-        if (real_cleanup)                                                                 \
-            real_cleanup();                                                               \
-        exit(1);                                                                          \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                       \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        if (real_cleanup)                                                                          \
+            real_cleanup();                                                                        \
+        exit(1);                                                                                   \
     } while (0)
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "check failed: %s\n", #cond);                                 \
-            FAIL(__VA_ARGS__);                                                            \
-        }                                                                                 \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "check failed: %s\n", #cond);                                          \
+            FAIL(__VA_ARGS__);                                                                     \
+        }                                                                                          \
     } while (0)
 
 uint64_t real_now_ns(void);
@@ -50,7 +50,7 @@ struct real_peer {
     struct bp_framer framer;
     struct bp_msg msgs[64];
     int head, count;
-    uint64_t bad;  /* frames that did not decode */
+    uint64_t bad; /* frames that did not decode */
     uint64_t frames;
     bool eof;
 };

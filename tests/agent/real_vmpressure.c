@@ -90,8 +90,8 @@ int main(int argc, char **argv)
     }
     char *mountinfo = real_read_file("/proc/self/mountinfo");
     char mount[4096];
-    if (!mountinfo || vmpressure_find_mount(mountinfo, strlen(mountinfo), mount,
-                                            sizeof(mount)) < 0) {
+    if (!mountinfo ||
+        vmpressure_find_mount(mountinfo, strlen(mountinfo), mount, sizeof(mount)) < 0) {
         printf("SKIP: no cgroup v1 memory controller mounted (vmpressure needs it)\n");
         free(mountinfo);
         return 77;
@@ -103,8 +103,7 @@ int main(int argc, char **argv)
     CHECK(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
     snprintf(sock_path, sizeof(sock_path), "%s/port.sock", dir);
     snprintf(log_path, sizeof(log_path), "%s/agent.log", dir);
-    snprintf(data_path, sizeof(data_path), "%s/bellows-vmpressure-%d.data", argv[2],
-             (int)getpid());
+    snprintf(data_path, sizeof(data_path), "%s/bellows-vmpressure-%d.data", argv[2], (int)getpid());
     snprintf(cgroup, sizeof(cgroup), "%s/bellows-test-%d", mount, (int)getpid());
     CHECK(mkdir(cgroup, 0755) == 0, "mkdir %s: %s", cgroup, strerror(errno));
     char path[4300], text[64];
@@ -113,8 +112,8 @@ int main(int argc, char **argv)
     write_file(path, text);
 
     int lfd = real_listen(sock_path);
-    const char *args[] = {"--device", sock_path, "--sources", "vmpressure", "--cgroup", cgroup,
-                          "--no-mlock", NULL};
+    const char *args[] = {"--device", sock_path, "--sources",  "vmpressure",
+                          "--cgroup", cgroup,    "--no-mlock", NULL};
     agent_pid = real_spawn_agent(argv[1], args, log_path, NULL);
     int fd = real_accept(lfd, 5000);
     CHECK(fd >= 0, "the agent did not connect within 5 s");
@@ -122,8 +121,7 @@ int main(int argc, char **argv)
     real_peer_init(peer, fd);
     struct bp_msg m;
     CHECK(real_peer_next(peer, &m, 5000) == 1 && m.type == BP_MSG_HELLO, "no hello");
-    CHECK(m.u.hello.sources == 1u << BP_SOURCE_VMPRESSURE, "hello sources 0x%x",
-          m.u.hello.sources);
+    CHECK(m.u.hello.sources == 1u << BP_SOURCE_VMPRESSURE, "hello sources 0x%x", m.u.hello.sources);
 
     /* The filler joins the cgroup before it touches any memory. */
     filler_pid = fork();

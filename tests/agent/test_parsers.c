@@ -66,8 +66,8 @@ static void meminfo_invalid(void **state)
         const char *file;
         int err;
     } cases[] = {
-        {"invalid/meminfo-no-total", -EINVAL},  {"invalid/meminfo-bad-number", -EINVAL},
-        {"invalid/meminfo-bad-unit", -EINVAL},  {"invalid/meminfo-overflow", -ERANGE},
+        {"invalid/meminfo-no-total", -EINVAL}, {"invalid/meminfo-bad-number", -EINVAL},
+        {"invalid/meminfo-bad-unit", -EINVAL}, {"invalid/meminfo-overflow", -ERANGE},
         {"invalid/meminfo-no-value", -EINVAL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -181,9 +181,9 @@ static void psi_invalid(void **state)
 {
     (void)state;
     static const char *const files[] = {
-        "invalid/pressure-avg-over-100",   "invalid/pressure-missing-avg300",
-        "invalid/pressure-no-some",        "invalid/pressure-negative",
-        "invalid/pressure-bad-total",      "invalid/pressure-bad-kind",
+        "invalid/pressure-avg-over-100", "invalid/pressure-missing-avg300",
+        "invalid/pressure-no-some",      "invalid/pressure-negative",
+        "invalid/pressure-bad-total",    "invalid/pressure-bad-kind",
     };
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         size_t len;

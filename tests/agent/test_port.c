@@ -33,7 +33,7 @@ static void backoff_table(void **state)
         uint64_t t_ms;
         uint64_t delay_ms;
     } steps[] = {
-        {'d', 0, 100},     {'d', 100, 200},   {'d', 300, 400},  {'d', 700, 800},
+        {'d', 0, 100},     {'d', 100, 200},   {'d', 300, 400},   {'d', 700, 800},
         {'d', 1500, 1600}, {'d', 3100, 2000}, {'d', 5100, 2000}, /* capped */
         {'u', 7100, 0},    {'d', 7200, 2000}, /* up but not for long: still backing off */
         {'u', 9200, 0},    {'d', 11200, 100}, /* up for 2 s: healthy, start again */
@@ -111,8 +111,7 @@ static void find_by_name(void **state)
     assert_int_equal(guest_port_find(sys, dev, "org.bellows", path, sizeof(path)), -ENOENT);
     assert_int_equal(guest_port_find(sys, dev, "../x", path, sizeof(path)), -EINVAL);
     assert_int_equal(guest_port_find(sys, dev, "", path, sizeof(path)), -EINVAL);
-    assert_int_equal(guest_port_find(sys, dev, "org.bellows.pressure.0", path, 8),
-                     -ENAMETOOLONG);
+    assert_int_equal(guest_port_find(sys, dev, "org.bellows.pressure.0", path, 8), -ENAMETOOLONG);
 
     /* udev's link wins over the scan. */
     mk("dev/virtio-ports");
@@ -371,10 +370,8 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(backoff_table),
-        cmocka_unit_test(find_by_name),
-        cmocka_unit_test(port_over_unix_socket),
-        cmocka_unit_test(port_over_fifo),
+        cmocka_unit_test(backoff_table),         cmocka_unit_test(find_by_name),
+        cmocka_unit_test(port_over_unix_socket), cmocka_unit_test(port_over_fifo),
         cmocka_unit_test(port_not_a_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

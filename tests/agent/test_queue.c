@@ -79,29 +79,55 @@ static void outqueue_table(void **state)
 {
     (void)state;
     const struct push_case cases[] = {
-        {"in order", 8, {pressure(PSI, LOW, 1), report(2), pressure(VMP, MED, 3)}, 3,
-         OUTQ_APPENDED, "psi/low@1 report:none@2 vmp/medium@3"},
-        {"newer report replaces older, moves to the back", 8,
-         {report(1), pressure(PSI, LOW, 2), report(3)}, 3, OUTQ_REPLACED,
+        {"in order",
+         8,
+         {pressure(PSI, LOW, 1), report(2), pressure(VMP, MED, 3)},
+         3,
+         OUTQ_APPENDED,
+         "psi/low@1 report:none@2 vmp/medium@3"},
+        {"newer report replaces older, moves to the back",
+         8,
+         {report(1), pressure(PSI, LOW, 2), report(3)},
+         3,
+         OUTQ_REPLACED,
          "psi/low@2 report:none@3"},
-        {"same source and level replaced", 8,
-         {pressure(PSI, LOW, 1), pressure(PSI, MED, 2), pressure(PSI, LOW, 3)}, 3, OUTQ_REPLACED,
+        {"same source and level replaced",
+         8,
+         {pressure(PSI, LOW, 1), pressure(PSI, MED, 2), pressure(PSI, LOW, 3)},
+         3,
+         OUTQ_REPLACED,
          "psi/medium@2 psi/low@3"},
-        {"other source is another kind", 8, {pressure(PSI, LOW, 1), pressure(VMP, LOW, 2)}, 2,
-         OUTQ_APPENDED, "psi/low@1 vmp/low@2"},
-        {"critical replaced only by a newer critical of its source", 8,
-         {pressure(PSI, CRIT, 1), pressure(VMP, CRIT, 2), pressure(PSI, CRIT, 3)}, 3,
-         OUTQ_REPLACED, "vmp/critical@2 psi/critical@3"},
-        {"full: oldest non-critical evicted", 3,
-         {pressure(PSI, CRIT, 1), pressure(PSI, LOW, 2), report(3), pressure(VMP, MED, 4)}, 4,
-         OUTQ_EVICTED, "psi/critical@1 report:none@3 vmp/medium@4"},
-        {"full of criticals and one more: the non-critical goes, criticals stay", 3,
+        {"other source is another kind",
+         8,
+         {pressure(PSI, LOW, 1), pressure(VMP, LOW, 2)},
+         2,
+         OUTQ_APPENDED,
+         "psi/low@1 vmp/low@2"},
+        {"critical replaced only by a newer critical of its source",
+         8,
+         {pressure(PSI, CRIT, 1), pressure(VMP, CRIT, 2), pressure(PSI, CRIT, 3)},
+         3,
+         OUTQ_REPLACED,
+         "vmp/critical@2 psi/critical@3"},
+        {"full: oldest non-critical evicted",
+         3,
+         {pressure(PSI, CRIT, 1), pressure(PSI, LOW, 2), report(3), pressure(VMP, MED, 4)},
+         4,
+         OUTQ_EVICTED,
+         "psi/critical@1 report:none@3 vmp/medium@4"},
+        {"full of criticals and one more: the non-critical goes, criticals stay",
+         3,
          {pressure(PSI, CRIT, 1), pressure(VMP, CRIT, 2), pressure(PSI, LOW, 3),
           pressure(VMP, LOW, 4), report(5)},
-         5, OUTQ_EVICTED, "psi/critical@1 vmp/critical@2 report:none@5"},
-        {"a critical arriving in a full queue evicts a non-critical", 3,
-         {pressure(PSI, LOW, 1), pressure(VMP, LOW, 2), report(3), pressure(VMP, CRIT, 4)}, 4,
-         OUTQ_EVICTED, "vmp/low@2 report:none@3 vmp/critical@4"},
+         5,
+         OUTQ_EVICTED,
+         "psi/critical@1 vmp/critical@2 report:none@5"},
+        {"a critical arriving in a full queue evicts a non-critical",
+         3,
+         {pressure(PSI, LOW, 1), pressure(VMP, LOW, 2), report(3), pressure(VMP, CRIT, 4)},
+         4,
+         OUTQ_EVICTED,
+         "vmp/low@2 report:none@3 vmp/critical@4"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct push_case *c = &cases[i];
@@ -150,8 +176,8 @@ enum op { EVENT, TICK, REPORT, DRAIN, DEADLINE, WELCOME, END };
 struct step {
     uint64_t t_ms;
     enum op op;
-    int a, b;         /* EVENT: source, level; WELCOME: interval ms, levels */
-    int expect;       /* EVENT: verdict; TICK: report due; DEADLINE: ms (-1: never) */
+    int a, b;          /* EVENT: source, level; WELCOME: interval ms, levels */
+    int expect;        /* EVENT: verdict; TICK: report due; DEADLINE: ms (-1: never) */
     const char *queue; /* DRAIN: what comes out */
 };
 
@@ -239,7 +265,7 @@ static void coalesce_repeats_rate_limited(void **state)
         {0, EVENT, VMP, LOW, CO_QUEUED, NULL},
         {100, EVENT, VMP, LOW, CO_DEFERRED, NULL},
         {200, EVENT, VMP, LOW, CO_DEFERRED, NULL}, /* replaces the one from 100 */
-        {200, DEADLINE, 0, 0, 1000, NULL},          /* the rate limit ends */
+        {200, DEADLINE, 0, 0, 1000, NULL},         /* the rate limit ends */
         {999, TICK, 0, 0, false, NULL},
         {999, DRAIN, 0, 0, 0, "vmp/low@0"},
         {1000, TICK, 0, 0, false, NULL},
@@ -317,7 +343,7 @@ static void coalesce_heartbeat_and_quiet(void **state)
         {6000, DEADLINE, 0, 0, 9000, NULL}, /* the level goes quiet at 6000 + 3000 */
         {7000, REPORT, 0, 0, 0, NULL},      /* a report carries the current level */
         {8999, TICK, 0, 0, false, NULL},
-        {9000, TICK, 0, 0, true, NULL},     /* quiet again: a report at once */
+        {9000, TICK, 0, 0, true, NULL}, /* quiet again: a report at once */
         {9000, REPORT, 0, 0, 0, NULL},
         {9000, DRAIN, 0, 0, 0, "vmp/medium@6000 report:none@9000"},
         {9000, DEADLINE, 0, 0, 14000, NULL},

@@ -27,9 +27,9 @@ static void psi_spec_parse_table(void **state)
         {"some:150:2000", 0, true, false, 150000, 2000000},
         {"some:10000:10000", 0, true, false, 10000000, 10000000},
         {"off", 0, false, false, 0, 0},
-        {"some:0:1000", -EINVAL, 0, 0, 0, 0},     /* no stall */
-        {"some:2000:1000", -EINVAL, 0, 0, 0, 0},  /* stall longer than the window */
-        {"some:70:10001", -EINVAL, 0, 0, 0, 0},   /* window over 10 s */
+        {"some:0:1000", -EINVAL, 0, 0, 0, 0},    /* no stall */
+        {"some:2000:1000", -EINVAL, 0, 0, 0, 0}, /* stall longer than the window */
+        {"some:70:10001", -EINVAL, 0, 0, 0, 0},  /* window over 10 s */
         {"some:70", -EINVAL, 0, 0, 0, 0},
         {"some:70:1000:", -EINVAL, 0, 0, 0, 0},
         {"any:70:1000", -EINVAL, 0, 0, 0, 0},
@@ -81,18 +81,18 @@ static void psi_fallback_table(void **state)
         bool has;
         uint32_t want_stall, want_window;
     } cases[] = {
-        {20000, 1000000, true, 40000, 2000000},     /* x2 */
-        {70000, 1000000, true, 140000, 2000000},    /* x2 */
-        {700000, 1000000, true, 1400000, 2000000},  /* x2 */
-        {150000, 500000, true, 600000, 2000000},    /* x4 */
-        {300000, 3000000, true, 400000, 4000000},   /* to the next multiple */
+        {20000, 1000000, true, 40000, 2000000},      /* x2 */
+        {70000, 1000000, true, 140000, 2000000},     /* x2 */
+        {700000, 1000000, true, 1400000, 2000000},   /* x2 */
+        {150000, 500000, true, 600000, 2000000},     /* x4 */
+        {300000, 3000000, true, 400000, 4000000},    /* to the next multiple */
         {9000000, 9500000, true, 9473684, 10000000}, /* capped at 10 s */
-        {140000, 2000000, false, 0, 0},             /* already a multiple */
+        {140000, 2000000, false, 0, 0},              /* already a multiple */
         {1000000, 10000000, false, 0, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct psi_spec in = {.enabled = true, .stall_us = cases[i].stall_us,
-                              .window_us = cases[i].window_us};
+        struct psi_spec in = {
+            .enabled = true, .stall_us = cases[i].stall_us, .window_us = cases[i].window_us};
         struct psi_spec out = {0};
         bool has = psi_spec_fallback(&in, &out);
         assert_int_equal(has, cases[i].has);
@@ -111,18 +111,16 @@ static void vmpressure_lines(void **state)
 {
     (void)state;
     char buf[64];
-    assert_int_equal(vmpressure_control_line(5, 4, BP_LEVEL_LOW, VMPRESSURE_MODE_DEFAULT, buf,
-                                             sizeof(buf)),
-                     7);
+    assert_int_equal(
+        vmpressure_control_line(5, 4, BP_LEVEL_LOW, VMPRESSURE_MODE_DEFAULT, buf, sizeof(buf)), 7);
     assert_string_equal(buf, "5 4 low");
-    vmpressure_control_line(12, 3, BP_LEVEL_CRITICAL, VMPRESSURE_MODE_HIERARCHY, buf,
-                            sizeof(buf));
+    vmpressure_control_line(12, 3, BP_LEVEL_CRITICAL, VMPRESSURE_MODE_HIERARCHY, buf, sizeof(buf));
     assert_string_equal(buf, "12 3 critical,hierarchy");
     vmpressure_control_line(7, 3, BP_LEVEL_MEDIUM, VMPRESSURE_MODE_LOCAL, buf, sizeof(buf));
     assert_string_equal(buf, "7 3 medium,local");
-    assert_int_equal(vmpressure_control_line(7, 3, BP_LEVEL_NONE, VMPRESSURE_MODE_LOCAL, buf,
-                                             sizeof(buf)),
-                     -EINVAL);
+    assert_int_equal(
+        vmpressure_control_line(7, 3, BP_LEVEL_NONE, VMPRESSURE_MODE_LOCAL, buf, sizeof(buf)),
+        -EINVAL);
     assert_int_equal(vmpressure_control_line(7, 3, BP_LEVEL_LOW, VMPRESSURE_MODE_LOCAL, buf, 5),
                      -ENOSPC);
     enum vmpressure_mode m;
@@ -140,10 +138,8 @@ static void vmpressure_mount_table(void **state)
         "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n";
     static const char v2_only[] =
         "30 23 0:27 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
-    static const char escaped[] =
-        "40 31 0:40 / /mnt/mem\\040cg rw - cgroup none rw,memory,cpu\n";
-    static const char memory_in_other_field[] =
-        "41 31 0:41 / /memory rw - cgroup memory rw,cpu\n";
+    static const char escaped[] = "40 31 0:40 / /mnt/mem\\040cg rw - cgroup none rw,memory,cpu\n";
+    static const char memory_in_other_field[] = "41 31 0:41 / /memory rw - cgroup memory rw,cpu\n";
     char path[256];
 
     assert_int_equal(vmpressure_find_mount(v1, sizeof(v1) - 1, path, sizeof(path)), 0);
@@ -152,8 +148,8 @@ static void vmpressure_mount_table(void **state)
                      -ENOENT);
     assert_int_equal(vmpressure_find_mount(escaped, sizeof(escaped) - 1, path, sizeof(path)), 0);
     assert_string_equal(path, "/mnt/mem cg");
-    assert_int_equal(vmpressure_find_mount(memory_in_other_field,
-                                           sizeof(memory_in_other_field) - 1, path, sizeof(path)),
+    assert_int_equal(vmpressure_find_mount(memory_in_other_field, sizeof(memory_in_other_field) - 1,
+                                           path, sizeof(path)),
                      -ENOENT);
     assert_int_equal(vmpressure_find_mount(v1, sizeof(v1) - 1, path, 8), -ENAMETOOLONG);
     assert_int_equal(vmpressure_find_mount("", 0, path, sizeof(path)), -ENOENT);
@@ -195,14 +191,38 @@ static void options_all(void **state)
     (void)state;
     struct agent_options o;
     char err[256];
-    const char *argv[] = {"bellows-agent", "--port", "my.port", "--device", "/run/x.sock",
-                          "--print", "--sources", "psi", "--cgroup", "/cg/a",
-                          "--vmpressure-mode", "local", "--psi-file", "/cg2/memory.pressure",
-                          "--psi-low", "off", "--psi-medium=some:100:2000",
-                          "--psi-critical", "full:500:2000", "--report-interval", "0",
-                          "--repeat-interval", "250", "--critical-repeat-interval", "0",
-                          "--quiet-after", "9000",
-                          "--reconnect-max", "8000", "--proc-root", "/fake", "--no-mlock",
+    const char *argv[] = {"bellows-agent",
+                          "--port",
+                          "my.port",
+                          "--device",
+                          "/run/x.sock",
+                          "--print",
+                          "--sources",
+                          "psi",
+                          "--cgroup",
+                          "/cg/a",
+                          "--vmpressure-mode",
+                          "local",
+                          "--psi-file",
+                          "/cg2/memory.pressure",
+                          "--psi-low",
+                          "off",
+                          "--psi-medium=some:100:2000",
+                          "--psi-critical",
+                          "full:500:2000",
+                          "--report-interval",
+                          "0",
+                          "--repeat-interval",
+                          "250",
+                          "--critical-repeat-interval",
+                          "0",
+                          "--quiet-after",
+                          "9000",
+                          "--reconnect-max",
+                          "8000",
+                          "--proc-root",
+                          "/fake",
+                          "--no-mlock",
                           "-v"};
     assert_int_equal(parse(&o, err, sizeof(argv) / sizeof(argv[0]), argv), 0);
     assert_string_equal(o.port_name, "my.port");
@@ -269,8 +289,9 @@ static void options_errors(void **state)
         if (r != -EINVAL || !strstr(err, cases[i].needle))
             fail_msg("case %zu: r=%d err=\"%s\", want \"%s\"", i, r, err, cases[i].needle);
     }
-    const char *all_off[] = {"bellows-agent", "--sources", "psi",      "--psi-low", "off",
-                             "--psi-medium",  "off",       "--psi-critical", "off"};
+    const char *all_off[] = {
+        "bellows-agent", "--sources",      "psi", "--psi-low", "off", "--psi-medium",
+        "off",           "--psi-critical", "off"};
     struct agent_options o;
     char err[256];
     assert_int_equal(parse(&o, err, 9, all_off), -EINVAL);
@@ -285,13 +306,35 @@ static void options_usage_lists_every_option(void **state)
     agent_options_usage(f);
     fclose(f);
     static const char *const names[] = {
-        "--port", "--device", "--print", "--reconnect-max", "--sources", "--cgroup",
-        "--vmpressure-mode", "--psi-file", "--psi-low", "--psi-medium", "--psi-critical",
-        "--report-interval", "--repeat-interval", "--critical-repeat-interval", "--quiet-after", "--proc-root", "--no-mlock",
-        "--verbose", "--help", "--version",
+        "--port",
+        "--device",
+        "--print",
+        "--reconnect-max",
+        "--sources",
+        "--cgroup",
+        "--vmpressure-mode",
+        "--psi-file",
+        "--psi-low",
+        "--psi-medium",
+        "--psi-critical",
+        "--report-interval",
+        "--repeat-interval",
+        "--critical-repeat-interval",
+        "--quiet-after",
+        "--proc-root",
+        "--no-mlock",
+        "--verbose",
+        "--help",
+        "--version",
         /* and the defaults */
-        "org.bellows.pressure.0", "some:20:1000", "some:70:1000", "full:700:1000",
-        "/proc/pressure/memory", "(default: 5000)", "(default: 1000)", "(default: 2000)",
+        "org.bellows.pressure.0",
+        "some:20:1000",
+        "some:70:1000",
+        "full:700:1000",
+        "/proc/pressure/memory",
+        "(default: 5000)",
+        "(default: 1000)",
+        "(default: 2000)",
         "(default: 100)",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)

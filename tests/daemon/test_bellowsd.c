@@ -15,9 +15,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <jansson.h>
 #include <uv.h>
+#include <cmocka.h>
 
 #include "tests/protocol/samples.h"
 
@@ -69,8 +69,8 @@ static void peer_line(struct qmp_peer *p, const char *line, size_t len)
         peer_send(p, json_pack("{s{sI}sO}", "return", "actual", (json_int_t)p->actual, "id", id));
     } else if (strcmp(cmd, "balloon") == 0) {
         p->balloons++;
-        p->last_balloon = json_integer_value(json_object_get(json_object_get(msg, "arguments"),
-                                                             "value"));
+        p->last_balloon =
+            json_integer_value(json_object_get(json_object_get(msg, "arguments"), "value"));
         peer_send(p, json_pack("{s{}sO}", "return", "id", id));
         p->actual = p->last_balloon;
         peer_send(p, json_pack("{ss s{sI} s{sIsI}}", "event", "BALLOON_CHANGE", "data", "actual",
@@ -129,8 +129,8 @@ static void peer_connection(uv_stream_t *server, int status)
     p->accepts++;
     p->connected = true;
     p->len = 0;
-    peer_send(p, json_pack("{s{s{s{sisisi}ss}s[s]}}", "QMP", "version", "qemu", "micro", 0,
-                           "minor", 2, "major", 7, "package", "", "capabilities", "oob"));
+    peer_send(p, json_pack("{s{s{s{sisisi}ss}s[s]}}", "QMP", "version", "qemu", "micro", 0, "minor",
+                           2, "major", 7, "package", "", "capabilities", "oob"));
     uv_read_start((uv_stream_t *)&p->client, peer_alloc, peer_read);
 }
 
@@ -293,15 +293,15 @@ static void on_deadline(uv_timer_t *t)
     deadline_expired = true;
 }
 
-#define WAIT_FOR(cond)                                                                         \
-    do {                                                                                       \
-        deadline_expired = false;                                                              \
-        uv_timer_start(&deadline, on_deadline, WAIT_MS, 0);                                    \
-        while (!(cond) && !deadline_expired)                                                   \
-            uv_run(&loop, UV_RUN_ONCE);                                                        \
-        uv_timer_stop(&deadline);                                                              \
-        if (!(cond))                                                                           \
-            fail_msg("timed out waiting for: %s", #cond);                                      \
+#define WAIT_FOR(cond)                                                                             \
+    do {                                                                                           \
+        deadline_expired = false;                                                                  \
+        uv_timer_start(&deadline, on_deadline, WAIT_MS, 0);                                        \
+        while (!(cond) && !deadline_expired)                                                       \
+            uv_run(&loop, UV_RUN_ONCE);                                                            \
+        uv_timer_stop(&deadline);                                                                  \
+        if (!(cond))                                                                               \
+            fail_msg("timed out waiting for: %s", #cond);                                          \
     } while (0)
 
 /* One control request, blocking (the daemon is another process). */
@@ -357,8 +357,7 @@ static void world_init(struct world *w)
              w->ctl, cwd);
 }
 
-static void guest_section(char *out, size_t cap, const char *dir, const char *name,
-                          unsigned weight)
+static void guest_section(char *out, size_t cap, const char *dir, const char *name, unsigned weight)
 {
     snprintf(out, cap,
              "[guest %s]\nqmp = %s/%s.qmp\nchannel = %s/%s.chan\nfloor = 256M\nceiling = 1G\n"
@@ -444,9 +443,8 @@ static void moves_reload_and_clean_stop(void **state)
     assert_string_equal(json_string_value(json_object_get(last, "action")), "deflate");
     assert_string_equal(json_string_value(json_object_get(last, "reason")), "critical");
     assert_int_equal(json_integer_value(json_object_get(last, "to")), 768 * MIB);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "counters"),
-                                                        "pressure_events")),
-                     1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(g, "counters"), "pressure_events")), 1);
     assert_string_equal(json_string_value(json_object_get(g, "agent")), "bellows-agent 0.1.0");
     json_decref(reply);
 
@@ -462,19 +460,17 @@ static void moves_reload_and_clean_stop(void **state)
     json_t *guests = json_object_get(reply, "guests");
     assert_int_equal(json_array_size(guests), 2);
     size_t i;
-    json_array_foreach(guests, i, g)
-    {
+    json_array_foreach (guests, i, g) {
         const char *name = json_string_value(json_object_get(g, "name"));
         assert_true(strcmp(name, "g1") == 0 || strcmp(name, "g3") == 0);
         if (strcmp(name, "g1") == 0) {
             assert_int_equal(json_integer_value(json_object_get(g, "weight")), 300);
             /* state kept: its move is still there, its QMP connected once */
-            assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "counters"),
-                                                                "qmp_connects")),
-                             1);
-            assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "counters"),
-                                                                "moves")),
-                             1);
+            assert_int_equal(
+                json_integer_value(json_object_get(json_object_get(g, "counters"), "qmp_connects")),
+                1);
+            assert_int_equal(
+                json_integer_value(json_object_get(json_object_get(g, "counters"), "moves")), 1);
         }
     }
     json_decref(reply);
@@ -669,8 +665,7 @@ static void libvirt_domains_are_managed(void **state)
     size_t i;
     json_t *g;
     bool saw_web = false, saw_bad = false;
-    json_array_foreach(guests, i, g)
-    {
+    json_array_foreach (guests, i, g) {
         const char *name = json_string_value(json_object_get(g, "name"));
         json_t *lv = json_object_get(g, "libvirt");
         if (strcmp(name, "web-1") == 0) {
@@ -681,9 +676,9 @@ static void libvirt_domains_are_managed(void **state)
             assert_int_equal(json_integer_value(json_object_get(g, "floor")), 192 * MIB);
             assert_int_equal(json_integer_value(json_object_get(g, "ceiling")), 900 * MIB);
             assert_int_equal(json_integer_value(json_object_get(g, "weight")), 300);
-            assert_int_equal(json_integer_value(
-                                 json_object_get(json_object_get(g, "balloon"), "actual")),
-                             256 * MIB);
+            assert_int_equal(
+                json_integer_value(json_object_get(json_object_get(g, "balloon"), "actual")),
+                256 * MIB);
         } else if (strcmp(name, "bad") == 0) {
             saw_bad = true;
             assert_int_equal(json_integer_value(json_object_get(g, "floor")), 128 * MIB);

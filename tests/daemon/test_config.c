@@ -186,10 +186,11 @@ static void invalid_cases_point_at_their_line(void **state)
                  "unknown section [nonsense]");
     expect_error("[daemon]\nreconnect_min = 2s\nreconnect_max = 1s\n", 3,
                  "reconnect_max is below reconnect_min");
-    expect_error("[policy]\nquiet_ms = 2min\nbogus_ms = 1s\n", 3, "unknown key 'bogus_ms' in [policy]");
+    expect_error("[policy]\nquiet_ms = 2min\nbogus_ms = 1s\n", 3,
+                 "unknown key 'bogus_ms' in [policy]");
     expect_error("[policy]\nquiet_ms = soon\n", 2, "bad value for quiet_ms");
-    expect_error("[policy]\nquiet_ms = 2min\n[daemon]\ndry_run = 1\n[policy]\nquiet_ms = 1min\n",
-                 6, "'quiet_ms' is set twice in [policy] (first at line 2)");
+    expect_error("[policy]\nquiet_ms = 2min\n[daemon]\ndry_run = 1\n[policy]\nquiet_ms = 1min\n", 6,
+                 "'quiet_ms' is set twice in [policy] (first at line 2)");
     expect_error("[daemon]\ndry_run = 1\n[policy]\nhost_psi_enter = 5\nhost_psi_exit = 10\n", 3,
                  "[policy]: ");
     /* Syntax: inih's own line. */
@@ -218,8 +219,8 @@ static void invalid_cases_point_at_their_line(void **state)
                  "below 1M");
     expect_error("[guest bad/name]\n" GUEST_OK, 1, "not a valid guest name");
     expect_error("[guest ]\n" GUEST_OK, 1, "not a valid guest name");
-    expect_error("[guest a]\nqmp = /same.sock\nchannel = /same.sock\nfloor = 1G\nceiling = 1G\n",
-                 1, "same path");
+    expect_error("[guest a]\nqmp = /same.sock\nchannel = /same.sock\nfloor = 1G\nceiling = 1G\n", 1,
+                 "same path");
     expect_error("[guest a]\n" GUEST_OK "[guest b]\n", 6, "section has no keys");
 
     /* Duplicates across guests. */
@@ -278,8 +279,9 @@ static void many_guests_and_file_wrapper(void **state)
     assert_non_null(f);
     fprintf(f, "[daemon]\ndry_run = true\n");
     for (int i = 0; i < 500; i++)
-        fprintf(f, "[guest vm%d]\nqmp = /run/vm%d.qmp\nchannel = /run/vm%d.chan\n"
-                   "floor = 128M\nceiling = 1G\n",
+        fprintf(f,
+                "[guest vm%d]\nqmp = /run/vm%d.qmp\nchannel = /run/vm%d.chan\n"
+                "floor = 128M\nceiling = 1G\n",
                 i, i, i);
     fclose(f);
 

@@ -45,8 +45,7 @@ static void fake_kick(void *ctx)
     ((struct fake *)ctx)->kicks++;
 }
 
-static void fake_libvirt_event(void *ctx, const char *event, const char *uuid,
-                               const char *domain)
+static void fake_libvirt_event(void *ctx, const char *event, const char *uuid, const char *domain)
 {
     struct fake *f = ctx;
     f->libvirt_events++;
@@ -55,10 +54,8 @@ static void fake_libvirt_event(void *ctx, const char *event, const char *uuid,
     snprintf(f->domain, sizeof(f->domain), "%s", domain);
 }
 
-static const struct control_ops ops = {.add = fake_add,
-                                       .remove = fake_remove,
-                                       .kick = fake_kick,
-                                       .libvirt_event = fake_libvirt_event};
+static const struct control_ops ops = {
+    .add = fake_add, .remove = fake_remove, .kick = fake_kick, .libvirt_event = fake_libvirt_event};
 
 struct world {
     struct registry reg;
@@ -218,7 +215,8 @@ static void show_has_recent_decisions_bounded(void **state)
     assert_int_equal(json_integer_value(json_object_get(oldest, "seq")), 6);
     assert_int_equal(json_integer_value(json_object_get(oldest, "from")), 5 << 20);
     json_t *last_move = json_object_get(guest, "last_move");
-    assert_int_equal(json_integer_value(json_object_get(last_move, "seq")), GUEST_DECISION_RING + 5);
+    assert_int_equal(json_integer_value(json_object_get(last_move, "seq")),
+                     GUEST_DECISION_RING + 5);
     json_decref(reply);
 }
 
@@ -257,13 +255,15 @@ static void add_and_remove(void **state)
 {
     struct world *w = *state;
     expect_error(w, "{\"cmd\":\"add\",\"name\":\"new\",\"qmp\":\"/q\"}", "no channel");
-    expect_error(w, "{\"cmd\":\"add\",\"name\":\"web1\",\"qmp\":\"/q\",\"channel\":\"/c\","
-                    "\"floor\":\"1G\",\"ceiling\":\"1G\"}",
+    expect_error(w,
+                 "{\"cmd\":\"add\",\"name\":\"web1\",\"qmp\":\"/q\",\"channel\":\"/c\","
+                 "\"floor\":\"1G\",\"ceiling\":\"1G\"}",
                  "exists already");
     assert_int_equal(w->fake.adds, 0);
 
-    json_t *reply = run(w, "{\"cmd\":\"add\",\"name\":\"new\",\"qmp\":\"/run/n.qmp\","
-                           "\"channel\":\"/run/n.chan\",\"floor\":\"128M\",\"ceiling\":1073741824}");
+    json_t *reply =
+        run(w, "{\"cmd\":\"add\",\"name\":\"new\",\"qmp\":\"/run/n.qmp\","
+               "\"channel\":\"/run/n.chan\",\"floor\":\"128M\",\"ceiling\":1073741824}");
     assert_true(json_is_true(json_object_get(reply, "ok")));
     json_decref(reply);
     assert_int_equal(w->fake.adds, 1);
@@ -273,8 +273,9 @@ static void add_and_remove(void **state)
     assert_int_equal(w->reg.n, 3);
 
     w->fake.add_result = -EINVAL;
-    expect_error(w, "{\"cmd\":\"add\",\"name\":\"new2\",\"qmp\":\"/q2\",\"channel\":\"/c2\","
-                    "\"floor\":\"1G\",\"ceiling\":\"1G\"}",
+    expect_error(w,
+                 "{\"cmd\":\"add\",\"name\":\"new2\",\"qmp\":\"/q2\",\"channel\":\"/c2\","
+                 "\"floor\":\"1G\",\"ceiling\":\"1G\"}",
                  "fake add refused");
 
     reply = run(w, "{\"cmd\":\"remove\",\"name\":\"web1\"}");
@@ -355,14 +356,16 @@ static void libvirt_guests_and_hook_events(void **state)
                  "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":"
                  "\"6695eb01-f6a4-8304-79aa-97f2502e193g\"}",
                  "must be a UUID");
-    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
-                    "\",\"domain\":\"a\\nb\"}",
+    expect_error(w,
+                 "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
+                 "\",\"domain\":\"a\\nb\"}",
                  "control character");
-    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
-                    "\",\"domain\":7}",
-                 "must be a domain name");
-    expect_error(w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
-                    "\",\"name\":\"web-1\"}",
+    expect_error(
+        w, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID "\",\"domain\":7}",
+        "must be a domain name");
+    expect_error(w,
+                 "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":\"" UUID
+                 "\",\"name\":\"web-1\"}",
                  "takes no \"name\"");
     assert_int_equal(w->fake.libvirt_events, 2);
 }

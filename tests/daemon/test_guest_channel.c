@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <uv.h>
+#include <cmocka.h>
 
 #include "host-daemon/channel/guest_channel.h"
 #include "tests/protocol/samples.h"
@@ -152,9 +152,9 @@ static void on_link(struct guest_channel *gc, bool connected, int err, void *opa
 }
 
 static int first_rejects[2][32]; /* [good?][reason index] */
-static const char *const reject_names[] = {"json", "range", "rate", "junk", "oversized",
-                                           "truncated", "seq_stale", "field", "version",
-                                           "type"};
+static const char *const reject_names[] = {"json",      "range",     "rate",      "junk",
+                                           "oversized", "truncated", "seq_stale", "field",
+                                           "version",   "type"};
 static void on_first_reject(struct guest_channel *gc, const char *reason, const char *detail,
                             void *opaque)
 {
@@ -188,9 +188,8 @@ static void flood_more(struct fixture *f)
 {
     uv_buf_t b = uv_buf_init(f->flood_buf, (unsigned)f->flood_len);
     f->flood_req.data = f;
-    assert_int_equal(uv_write(&f->flood_req, (uv_stream_t *)&f->flood.client, &b, 1,
-                              on_flood_written),
-                     0);
+    assert_int_equal(
+        uv_write(&f->flood_req, (uv_stream_t *)&f->flood.client, &b, 1, on_flood_written), 0);
 }
 
 /* Start the flood: junk, an oversized frame and invalid frames, then valid frames without
@@ -280,12 +279,10 @@ static void flood_does_not_delay_another_guest(void **state)
     struct bp_welcome welcome = {.protocol_version = BP_PROTOCOL_VERSION};
     struct guest_channel_callbacks cbs = {
         .on_message = on_message, .on_link = on_link, .on_first_reject = on_first_reject};
-    assert_int_equal(guest_channel_new(&f->loop, f->good.path, &limits, &welcome, &cbs, f,
-                                       &f->good_gc),
-                     0);
-    assert_int_equal(guest_channel_new(&f->loop, f->flood.path, &limits, &welcome, &cbs, f,
-                                       &f->flood_gc),
-                     0);
+    assert_int_equal(
+        guest_channel_new(&f->loop, f->good.path, &limits, &welcome, &cbs, f, &f->good_gc), 0);
+    assert_int_equal(
+        guest_channel_new(&f->loop, f->flood.path, &limits, &welcome, &cbs, f, &f->flood_gc), 0);
     /* Wait until both are connected and accepted. */
     while (!(f->links_up == 2 && f->good.accepted && f->flood.accepted))
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -318,12 +315,11 @@ static void flood_does_not_delay_another_guest(void **state)
     print_message("flooder: sent >= %llu frames in %.2f s; read %llu bytes, %llu frames, "
                   "%llu accepted, %llu rate-limited, %llu pauses, junk %llu, oversized %llu, "
                   "invalid %llu (%s)\n",
-                  (unsigned long long)f->flood_frames_sent, seconds,
-                  (unsigned long long)fs->bytes, (unsigned long long)fs->frames,
-                  (unsigned long long)fs->messages, (unsigned long long)fs->rate_limited,
-                  (unsigned long long)fs->throttled, (unsigned long long)fs->junk_bytes,
-                  (unsigned long long)fs->oversized, (unsigned long long)fs->invalid,
-                  fs->last_error);
+                  (unsigned long long)f->flood_frames_sent, seconds, (unsigned long long)fs->bytes,
+                  (unsigned long long)fs->frames, (unsigned long long)fs->messages,
+                  (unsigned long long)fs->rate_limited, (unsigned long long)fs->throttled,
+                  (unsigned long long)fs->junk_bytes, (unsigned long long)fs->oversized,
+                  (unsigned long long)fs->invalid, fs->last_error);
     assert_true(fs->junk_bytes >= 1000);
     assert_true(fs->oversized >= 1);
     assert_true(fs->invalid >= 1);
@@ -382,8 +378,8 @@ static void on_client_closed(uv_handle_t *h)
 }
 
 static int link_events[2]; /* [0] downs, [1] ups */
-static int last_link_err; /* of the latest failed attempt */
-static int drop_err;      /* of the latest established link that ended */
+static int last_link_err;  /* of the latest failed attempt */
+static int drop_err;       /* of the latest established link that ended */
 static bool link_up;
 static void count_link(struct guest_channel *gc, bool connected, int err, void *opaque)
 {

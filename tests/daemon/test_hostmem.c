@@ -47,7 +47,7 @@ static void psi_malformed_is_refused_and_untouched(void **state)
     static const char *const bad[] = {
         "",
         "full avg10=0.00 avg60=0.00 avg300=0.00 total=1\n", /* no some line */
-        "some avg10=0.00 avg60=0.00 total=1\n",              /* missing avg300 */
+        "some avg10=0.00 avg60=0.00 total=1\n",             /* missing avg300 */
         "some avg10=abc avg60=0.00 avg300=0.00 total=1\n",
         "some avg10=0.00 avg60=0.00 avg300=0.00 total=1 extra\n",
         "some avg10=0.00 avg60=0.00 avg300=0.00 total=-1\n",
@@ -93,9 +93,9 @@ static void meminfo_missing_or_bad(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "MemTotal: 2000 kB\n",                           /* no MemAvailable */
-        "MemAvailable: 2000 kB\n",                       /* no MemTotal */
-        "MemTotal: 2000 kB\nMemAvailable: lots kB\n",    /* not a number */
+        "MemTotal: 2000 kB\n",                        /* no MemAvailable */
+        "MemAvailable: 2000 kB\n",                    /* no MemTotal */
+        "MemTotal: 2000 kB\nMemAvailable: lots kB\n", /* not a number */
         "MemTotal: 2000 kB\nMemAvailable: 10 kB extra\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

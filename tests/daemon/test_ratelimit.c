@@ -82,10 +82,8 @@ static void bytes_and_huge_requests(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(burst_then_refuse),
-        cmocka_unit_test(steady_rate_is_sustained),
-        cmocka_unit_test(flood_gets_only_the_rate),
-        cmocka_unit_test(refill_caps_at_burst),
+        cmocka_unit_test(burst_then_refuse),        cmocka_unit_test(steady_rate_is_sustained),
+        cmocka_unit_test(flood_gets_only_the_rate), cmocka_unit_test(refill_caps_at_burst),
         cmocka_unit_test(bytes_and_huge_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -70,9 +70,10 @@ static void on_appeared(struct libvirt_backend *b, const struct libvirt_domain_i
     rec.last_info = *info;
     rec.last_appeared_actual = actual;
     rec.appeared_ms = now_ms();
-    fprintf(stderr, "  appeared %s actual %llu MiB channel %s floor %llu MiB (%s) ceiling %llu "
-                    "MiB (%s) weight %u (%s)%s%s\n", info->name,
-            (unsigned long long)(actual / MiB), info->channel_path,
+    fprintf(stderr,
+            "  appeared %s actual %llu MiB channel %s floor %llu MiB (%s) ceiling %llu "
+            "MiB (%s) weight %u (%s)%s%s\n",
+            info->name, (unsigned long long)(actual / MiB), info->channel_path,
             (unsigned long long)(info->floor_bytes / MiB),
             libvirt_limit_source_name(info->floor_from),
             (unsigned long long)(info->ceiling_bytes / MiB),
@@ -93,8 +94,7 @@ static void on_disappeared(struct libvirt_backend *b, const char *uuid, const ch
     fprintf(stderr, "  disappeared %s\n", name);
 }
 
-static void on_balloon(struct libvirt_backend *b, const char *uuid, uint64_t actual,
-                       void *opaque)
+static void on_balloon(struct libvirt_backend *b, const char *uuid, uint64_t actual, void *opaque)
 {
     (void)b;
     (void)opaque;
@@ -132,8 +132,7 @@ static void on_connection(struct libvirt_backend *b, bool up, const char *why, v
     fprintf(stderr, "  connection %s: %s\n", up ? "up" : "down", why);
 }
 
-static void on_rejected(struct libvirt_backend *b, const char *name, const char *why,
-                        void *opaque)
+static void on_rejected(struct libvirt_backend *b, const char *name, const char *why, void *opaque)
 {
     (void)b;
     (void)opaque;
@@ -305,13 +304,14 @@ int main(int argc, char **argv)
               rec.last_limits.ceiling_bytes == 200 * MiB && rec.last_limits.weight == 50,
           "A's new limits reported %llu ms after the change", (unsigned long long)(now_ms() - t0));
 
-    /* C without the channel, then B with it (path chosen by libvirt) and bad metadata: when B is reported, C's
-     * STARTED event (earlier) has been handled and must have been ignored. */
+    /* C without the channel, then B with it (path chosen by libvirt) and bad metadata: when B is
+     * reported, C's STARTED event (earlier) has been handled and must have been ignored. */
     snprintf(xml, sizeof(xml),
              "<domain type='qemu'><name>bellows-lvC-%s</name>"
              "<memory unit='MiB'>32</memory><vcpu>1</vcpu>"
              "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
-             "<devices><memballoon model='virtio'/></devices></domain>", tag);
+             "<devices><memballoon model='virtio'/></devices></domain>",
+             tag);
     c = create(conn, xml);
     check(c != NULL, "domain C (no channel) created");
     snprintf(xml, sizeof(xml),
@@ -321,7 +321,8 @@ int main(int argc, char **argv)
              "<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>"
              "<devices><channel type='unix'>"
              "<target type='virtio' name='org.bellows.pressure.0'/></channel>"
-             "<memballoon model='virtio'/></devices></domain>", tag);
+             "<memballoon model='virtio'/></devices></domain>",
+             tag);
     t0 = now_ms();
     b_dom = create(conn, xml);
     /* virDomainCreateXML blocks this loop until libvirtd has started the domain; its
@@ -333,17 +334,18 @@ int main(int argc, char **argv)
     check(rec.appeared == 2 && strstr(rec.last_info.name, "bellows-lvB-") != NULL,
           "B reported %llu ms after it started", (unsigned long long)(rec.appeared_ms - started));
     check(rec.appeared_ms - started < 1000, "... within a second");
-    check(rec.last_info.floor_bytes == 48 * MiB && rec.last_info.floor_from == LIBVIRT_LIMIT_DEFAULT &&
-              rec.last_info.weight == 100 && rec.last_info.weight_from == LIBVIRT_LIMIT_DEFAULT &&
+    check(rec.last_info.floor_bytes == 48 * MiB &&
+              rec.last_info.floor_from == LIBVIRT_LIMIT_DEFAULT && rec.last_info.weight == 100 &&
+              rec.last_info.weight_from == LIBVIRT_LIMIT_DEFAULT &&
               strstr(rec.last_info.errors, "weight=\"heavy\"") != NULL,
-          "B: bad metadata reported (%s), default floor and weight used",
-          rec.last_info.errors);
+          "B: bad metadata reported (%s), default floor and weight used", rec.last_info.errors);
     const char *auto_suffix = "/org.bellows.pressure.0";
     size_t plen = strlen(rec.last_info.channel_path);
     check(plen > strlen(auto_suffix) &&
               strcmp(rec.last_info.channel_path + plen - strlen(auto_suffix), auto_suffix) == 0,
           "B's channel path, chosen by libvirt, from the live XML: %s", rec.last_info.channel_path);
-    check(libvirt_backend_count(b) == 2, "C ignored: 2 domains managed (%u)", libvirt_backend_count(b));
+    check(libvirt_backend_count(b) == 2, "C ignored: 2 domains managed (%u)",
+          libvirt_backend_count(b));
 
     destroy(&b_dom);
     t0 = now_ms();
@@ -354,7 +356,8 @@ int main(int argc, char **argv)
     destroy(&c);
     check(libvirt_backend_count(b) == 1, "A still managed");
 
-    check(libvirt_backend_set_balloon(b, "00000000-0000-0000-0000-000000000000", 128 * MiB) == -ENOENT,
+    check(libvirt_backend_set_balloon(b, "00000000-0000-0000-0000-000000000000", 128 * MiB) ==
+              -ENOENT,
           "set_balloon on an unmanaged domain refused");
     check(libvirt_backend_set_balloon(b, a_uuid, 512 * MiB) == -ERANGE,
           "set_balloon above the domain's maximum refused");
@@ -366,7 +369,8 @@ int main(int argc, char **argv)
         t0 = now_ms();
         check(libvirt_backend_set_balloon(b, a_uuid, 192 * MiB) == 0, "set_balloon(A, 192 MiB): %s",
               libvirt_backend_last_error(b));
-        for (int i = 0; i < 20 && !(rec.balloon_changes > before && rec.last_balloon == 192 * MiB); i++)
+        for (int i = 0; i < 20 && !(rec.balloon_changes > before && rec.last_balloon == 192 * MiB);
+             i++)
             run_until(&rec.balloon_changes, rec.balloon_changes + 1, 10000);
         check(rec.last_balloon == 192 * MiB && strcmp(rec.last_balloon_uuid, a_uuid) == 0,
               "BALLOON_CHANGE brought actual 192 MiB, %llu ms after the request",

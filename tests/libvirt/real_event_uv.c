@@ -37,16 +37,15 @@ static void check(bool ok, const char *fmt, ...)
 
 struct seen {
     const char *name;
-    int events[8];      /* VIR_DOMAIN_EVENT_* in arrival order, for our domain only */
+    int events[8]; /* VIR_DOMAIN_EVENT_* in arrival order, for our domain only */
     int n;
     int started, stopped; /* counts; STARTED comes with a RESUMED, in either order */
-    bool outside_loop;  /* a callback ran outside uv_run: not through our loop */
+    bool outside_loop;    /* a callback ran outside uv_run: not through our loop */
     uint64_t started_ms, stopped_ms;
-    int closed;         /* connection close callback calls */
+    int closed; /* connection close callback calls */
 };
 
-static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
-                         void *opaque)
+static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
 {
     struct seen *s = opaque;
     (void)conn;
@@ -128,8 +127,7 @@ int main(void)
     check(virConnectRegisterCloseCallback(conn, on_close, &s, NULL) == 0,
           "close callback registered");
     cb_id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                             VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), &s,
-                                             NULL);
+                                             VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), &s, NULL);
     check(cb_id >= 0, "lifecycle callback registered");
     check(libvirt_event_uv_pending() > 0, "libvirt watches its socket through our impl (%u)",
           libvirt_event_uv_pending());
@@ -141,13 +139,14 @@ int main(void)
     if (dom == NULL)
         goto out;
     run_until(&s.started, 1, 20000);
-    check(s.started == 1 && s.stopped == 0,
-          "STARTED event arrived %llu ms after create", (unsigned long long)(s.started_ms - t0));
+    check(s.started == 1 && s.stopped == 0, "STARTED event arrived %llu ms after create",
+          (unsigned long long)(s.started_ms - t0));
 
     /* Idle longer than keepalive tolerates (interval x count) without a working loop. */
     run_until(NULL, 0, 1000 * KEEPALIVE_INTERVAL_S * (KEEPALIVE_COUNT + 2));
     check(virConnectIsAlive(conn) == 1 && s.closed == 0,
-          "connection alive after %d s idle with keepalive", KEEPALIVE_INTERVAL_S * (KEEPALIVE_COUNT + 2));
+          "connection alive after %d s idle with keepalive",
+          KEEPALIVE_INTERVAL_S * (KEEPALIVE_COUNT + 2));
 
     uv_update_time(&loop);
     uint64_t t1 = uv_now(&loop);

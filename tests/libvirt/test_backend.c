@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cmocka.h>
 #include <errno.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <uv.h>
+#include <cmocka.h>
 
 #include "host-daemon/libvirt/libvirt_client.h"
 #include "host-daemon/libvirt/libvirt_event_uv.h"
@@ -58,9 +58,9 @@ static virConnectPtr admin; /* creates and destroys domains in the shared test d
 
 struct seen {
     int appeared, disappeared, balloons, limits, rejected, ups, downs;
-    struct libvirt_domain_info info;     /* last appeared */
+    struct libvirt_domain_info info; /* last appeared */
     struct libvirt_domain_info limits_info;
-    uint64_t actual;                     /* last appeared or balloon_changed */
+    uint64_t actual; /* last appeared or balloon_changed */
     char rejected_why[LIBVIRT_DOMAIN_ERRORS_MAX];
 };
 static struct seen seen;
@@ -152,8 +152,8 @@ static virDomainPtr create(const char *name, const char *devices, const char *me
     return dom;
 }
 
-#define CHANNEL(path) \
-    "<channel type='unix'><source mode='bind' path='" path "'/>" \
+#define CHANNEL(path)                                                                              \
+    "<channel type='unix'><source mode='bind' path='" path "'/>"                                   \
     "<target type='virtio' name='org.bellows.pressure.0'/></channel>"
 #define NS "xmlns:bellows='https://bellows.dev/xmlns/guest/1'"
 
@@ -188,8 +188,10 @@ static void test_discovery(void **state)
     assert_int_equal(libvirt_backend_count(b), 0);
 
     virDomainPtr plain = create("plain", "", "");
-    virDomainPtr pty = create("pty", "<channel type='pty'><target type='virtio' "
-                                     "name='org.bellows.pressure.0'/></channel>", "");
+    virDomainPtr pty = create("pty",
+                              "<channel type='pty'><target type='virtio' "
+                              "name='org.bellows.pressure.0'/></channel>",
+                              "");
     virDomainPtr g = create("g1", CHANNEL("/run/bellows/g1.sock"),
                             "<bellows:guest " NS " floor='100M' ceiling='448MiB' weight='7'/>");
     spin();
@@ -257,8 +259,8 @@ static void test_set_balloon(void **state)
     assert_int_equal(libvirt_backend_actual(b, uuid, &actual), 0);
     assert_int_equal(actual, 384 * MiB);
 
-    assert_int_equal(libvirt_backend_set_balloon(b, "6695eb01-0000-0000-0000-000000000000",
-                                                 256 * MiB), -ENOENT);
+    assert_int_equal(
+        libvirt_backend_set_balloon(b, "6695eb01-0000-0000-0000-000000000000", 256 * MiB), -ENOENT);
     assert_int_equal(libvirt_backend_set_balloon(b, uuid, 513 * MiB), -ERANGE); /* > <memory> */
     assert_int_equal(libvirt_backend_set_balloon(b, uuid, 1000), -ERANGE);
     assert_int_equal(libvirt_backend_set_balloon(b, uuid, 256 * MiB), 0);
@@ -282,18 +284,20 @@ static void test_limits_change(void **state)
 {
     (void)state;
     struct libvirt_backend *b = start_backend();
-    virDomainPtr g = create("tuned", CHANNEL("/run/bellows/tuned.sock"),
-                            "<bellows:guest " NS " floor='100M'/>");
+    virDomainPtr g =
+        create("tuned", CHANNEL("/run/bellows/tuned.sock"), "<bellows:guest " NS " floor='100M'/>");
     spin();
     assert_int_equal(seen.info.floor_bytes, 100 * MiB);
     /* Another namespace's metadata: nothing to re-read. */
     assert_int_equal(virDomainSetMetadata(g, VIR_DOMAIN_METADATA_ELEMENT, "<x a='1'/>", "o",
-                                          "https://example.org/other", VIR_DOMAIN_AFFECT_LIVE), 0);
+                                          "https://example.org/other", VIR_DOMAIN_AFFECT_LIVE),
+                     0);
     spin();
     assert_int_equal(seen.limits, 0);
     assert_int_equal(virDomainSetMetadata(g, VIR_DOMAIN_METADATA_ELEMENT,
                                           "<guest floor='200M' weight='zero'/>", "bellows",
-                                          LIBVIRT_BELLOWS_XMLNS, VIR_DOMAIN_AFFECT_LIVE), 0);
+                                          LIBVIRT_BELLOWS_XMLNS, VIR_DOMAIN_AFFECT_LIVE),
+                     0);
     spin();
     assert_int_equal(seen.limits, 1);
     assert_int_equal(seen.limits_info.floor_bytes, 200 * MiB);

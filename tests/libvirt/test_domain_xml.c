@@ -203,7 +203,8 @@ static void test_channel_path_too_long(void **state)
              "<domain><name>long</name><memory unit='MiB'>512</memory><devices>"
              "<channel type='unix'><source mode='bind' path='%s'/>"
              "<target type='virtio' name='org.bellows.pressure.0'/></channel>"
-             "</devices></domain>", path);
+             "</devices></domain>",
+             path);
     assert_int_equal(libvirt_domain_xml_parse(xml, strlen(xml), &defaults, &info), 0);
     assert_true(info.has_channel);
     assert_string_equal(info.channel_path, "");

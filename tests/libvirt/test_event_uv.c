@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <libvirt/libvirt.h>
 #include <uv.h>
+#include <cmocka.h>
 
 #include "host-daemon/libvirt/libvirt_event_uv.h"
 
@@ -117,7 +117,7 @@ static void test_readable_then_removed(void **state)
     assert_int_equal(s.calls, 2);
 
     assert_int_equal(virEventRemoveHandle(w), 0);
-    assert_int_equal(s.frees, 0); /* never from inside the remove call */
+    assert_int_equal(s.frees, 0);                  /* never from inside the remove call */
     assert_int_equal(virEventRemoveHandle(w), -1); /* already removed */
     drain();
     assert_int_equal(s.frees, 1);

@@ -59,8 +59,7 @@ static bool drive_fail(struct drive *dr, const char *fmt, ...)
 static bool drive_fail(struct drive *dr, const char *fmt, ...)
 {
     va_list ap;
-    int n = snprintf(dr->msg, sizeof(dr->msg), "step %u, t=%lld: ", dr->steps,
-                     (long long)dr->now);
+    int n = snprintf(dr->msg, sizeof(dr->msg), "step %u, t=%lld: ", dr->steps, (long long)dr->now);
     va_start(ap, fmt);
     vsnprintf(dr->msg + n, sizeof(dr->msg) - (size_t)n, fmt, ap);
     va_end(ap);
@@ -152,18 +151,16 @@ static bool drive_check_decisions(struct drive *dr)
         if (x->to_bytes < g->floor_bytes || x->to_bytes > g->ceiling_bytes)
             return drive_fail(dr, "guest %d: %s (%s) to %llu outside [%llu, %llu]", k,
                               policy_action_name(x->action), policy_reason_name(x->reason),
-                              (unsigned long long)x->to_bytes,
-                              (unsigned long long)g->floor_bytes,
+                              (unsigned long long)x->to_bytes, (unsigned long long)g->floor_bytes,
                               (unsigned long long)g->ceiling_bytes);
         bool up = x->action == POLICY_DEFLATE;
         if (up ? x->to_bytes <= x->from_bytes : x->to_bytes >= x->from_bytes)
             return drive_fail(dr, "guest %d: %s goes the wrong way %llu -> %llu", k,
-                              policy_action_name(x->action),
-                              (unsigned long long)x->from_bytes,
+                              policy_action_name(x->action), (unsigned long long)x->from_bytes,
                               (unsigned long long)x->to_bytes);
         if (up ? !drive_is_deflate_reason(x->reason) : !drive_is_inflate_reason(x->reason))
-            return drive_fail(dr, "guest %d: %s with reason %s", k,
-                              policy_action_name(x->action), policy_reason_name(x->reason));
+            return drive_fail(dr, "guest %d: %s with reason %s", k, policy_action_name(x->action),
+                              policy_reason_name(x->reason));
     }
     return true;
 }
@@ -221,11 +218,12 @@ static bool drive_step(struct drive *dr)
     dr->deadline_checks++;
     for (int k = 0; k < DRIVE_N; k++)
         if (dr->other[k].action != POLICY_HOLD)
-            return drive_fail(dr, "guest %d: hold (%s) became %s (%s) at %lld, before the "
-                              "deadline %lld", k, policy_reason_name(dr->d[k].reason),
-                              policy_action_name(dr->other[k].action),
-                              policy_reason_name(dr->other[k].reason), (long long)probe,
-                              (long long)next);
+            return drive_fail(
+                dr,
+                "guest %d: hold (%s) became %s (%s) at %lld, before the "
+                "deadline %lld",
+                k, policy_reason_name(dr->d[k].reason), policy_action_name(dr->other[k].action),
+                policy_reason_name(dr->other[k].reason), (long long)probe, (long long)next);
     return true;
 }
 

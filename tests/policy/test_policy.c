@@ -23,10 +23,10 @@
 #define OVERHEAD (32 * MIB)
 
 /* Default steps for a 4 GiB ceiling: max(bytes, pct of 4 GiB). */
-#define CRIT_STEP (1 * GIB)                  /* 25 % */
-#define MEDIUM_STEP UINT64_C(429496729)      /* 10 % */
-#define INFLATE_STEP UINT64_C(85899345)      /* 2 % */
-#define HOST_STEP UINT64_C(214748364)        /* 5 % */
+#define CRIT_STEP (1 * GIB)             /* 25 % */
+#define MEDIUM_STEP UINT64_C(429496729) /* 10 % */
+#define INFLATE_STEP UINT64_C(85899345) /* 2 % */
+#define HOST_STEP UINT64_C(214748364)   /* 5 % */
 
 /* A snapshot of a guest using used_bytes while its balloon is at actual. */
 static struct bp_mem snapshot(uint64_t actual, uint64_t used_bytes)
@@ -54,17 +54,17 @@ static struct policy_decision decide1(const struct policy_config *cfg, struct po
 
 enum op {
     OP_END = 0,
-    OP_EVENT,   /* pressure event of .level, no snapshot */
-    OP_REPORT,  /* report of .level with a snapshot: the guest uses .bytes */
-    OP_ACTUAL,  /* the balloon reports .bytes */
-    OP_FORGET,  /* QMP link lost */
-    OP_EXPECT,  /* decide: expect .action/.reason (and .bytes as target unless 0); a move
-                 * is committed and the balloon arrives at once */
+    OP_EVENT,           /* pressure event of .level, no snapshot */
+    OP_REPORT,          /* report of .level with a snapshot: the guest uses .bytes */
+    OP_ACTUAL,          /* the balloon reports .bytes */
+    OP_FORGET,          /* QMP link lost */
+    OP_EXPECT,          /* decide: expect .action/.reason (and .bytes as target unless 0); a move
+                         * is committed and the balloon arrives at once */
     OP_EXPECT_NOARRIVE, /* same, but the balloon stays where it was */
-    OP_PAUSE,   /* paused = .level */
-    OP_LIMITS,  /* floor = .bytes, ceiling = .bytes2 */
-    OP_HOST,    /* host: psi .level, avail .bytes of 64 GiB */
-    OP_SET,     /* policy_config_set(.key, .bytes in decimal) */
+    OP_PAUSE,           /* paused = .level */
+    OP_LIMITS,          /* floor = .bytes, ceiling = .bytes2 */
+    OP_HOST,            /* host: psi .level, avail .bytes of 64 GiB */
+    OP_SET,             /* policy_config_set(.key, .bytes in decimal) */
 };
 
 struct step {
@@ -84,6 +84,8 @@ struct scenario {
     struct step steps[40];
 };
 
+/* The steps and scenarios are laid out by hand, one step per macro, a few to a line. */
+/* clang-format off */
 #define EV(t, lvl) {t, OP_EVENT, BP_LEVEL_##lvl, 0, 0, 0, 0, NULL}
 #define REPORT(t, lvl, used) {t, OP_REPORT, BP_LEVEL_##lvl, used, 0, 0, 0, NULL}
 #define ACTUAL(t, b) {t, OP_ACTUAL, 0, b, 0, 0, 0, NULL}
@@ -316,6 +318,7 @@ static const struct scenario scenarios[] = {
     }},
     {0},
 };
+/* clang-format on */
 
 static void run_scenario(void **state)
 {
@@ -369,8 +372,8 @@ static void run_scenario(void **state)
             struct policy_decision d = decide1(&cfg, &host, &g, s->t);
             if (d.action != s->action || d.reason != s->reason ||
                 (s->bytes && d.to_bytes != s->bytes))
-                fail_msg("%s: at t=%lld expected %s/%s to %llu, got %s/%s %llu -> %llu",
-                         sc->name, (long long)s->t, policy_action_name(s->action),
+                fail_msg("%s: at t=%lld expected %s/%s to %llu, got %s/%s %llu -> %llu", sc->name,
+                         (long long)s->t, policy_action_name(s->action),
                          policy_reason_name(s->reason), (unsigned long long)s->bytes,
                          policy_action_name(d.action), policy_reason_name(d.reason),
                          (unsigned long long)d.from_bytes, (unsigned long long)d.to_bytes);
@@ -551,17 +554,16 @@ static void test_host_pressure_dead_band(void **state)
         uint64_t avail_pct;
         bool pressure;
     } seq[] = {
-        {9.9, 50, false}, {10.0, 50, true},  {5.0, 50, true},  {2.0, 50, true},
-        {1.9, 50, false}, {1.9, 6, false},   {1.9, 5, true},   {1.9, 9, true},
-        {1.9, 10, true},  {1.9, 11, false},  {9.0, 9, false},
+        {9.9, 50, false}, {10.0, 50, true}, {5.0, 50, true}, {2.0, 50, true},
+        {1.9, 50, false}, {1.9, 6, false},  {1.9, 5, true},  {1.9, 9, true},
+        {1.9, 10, true},  {1.9, 11, false}, {9.0, 9, false},
     };
     for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
         policy_host_input(&host, seq[i].psi, 100 * GIB, seq[i].avail_pct * GIB);
         policy_decide(&cfg, &host, NULL, 0, (int64_t)i * 1000, &d);
         if (host.pressure != seq[i].pressure)
-            fail_msg("step %zu: psi %.1f avail %llu %%: pressure %d, expected %d", i,
-                     seq[i].psi, (unsigned long long)seq[i].avail_pct, host.pressure,
-                     seq[i].pressure);
+            fail_msg("step %zu: psi %.1f avail %llu %%: pressure %d, expected %d", i, seq[i].psi,
+                     (unsigned long long)seq[i].avail_pct, host.pressure, seq[i].pressure);
     }
 }
 
@@ -617,8 +619,8 @@ static void test_critical_burst_no_reversal_in_cooldown(void **state)
 struct sim {
     uint64_t floor, ceiling, start;
     uint64_t used;
-    uint64_t hurt_below;    /* at tick 0 */
-    int64_t wobble;         /* +- this much on hurt_below, period 10 min */
+    uint64_t hurt_below; /* at tick 0 */
+    int64_t wobble;      /* +- this much on hurt_below, period 10 min */
     int hours;
     /* results */
     unsigned reversals;
@@ -686,15 +688,20 @@ static void test_threshold_guest_converges(void **state)
 {
     (void)state;
     struct sim s = {
-        .floor = 512 * MIB, .ceiling = 4 * GIB, .start = 4 * GIB,
-        .used = 1 * GIB, .hurt_below = 2 * GIB + 512 * MIB, .wobble = 0, .hours = 1,
+        .floor = 512 * MIB,
+        .ceiling = 4 * GIB,
+        .start = 4 * GIB,
+        .used = 1 * GIB,
+        .hurt_below = 2 * GIB + 512 * MIB,
+        .wobble = 0,
+        .hours = 1,
     };
     simulate(&s);
     print_message("threshold guest, 1 h: %u moves, %u reversals, %u s hurting, min %llu MiB\n",
                   s.moves, s.reversals, s.seconds_hurting,
                   (unsigned long long)(s.min_actual / MIB));
-    assert_true(s.moves > 5);        /* it did take memory */
-    assert_true(s.reversals <= 4);   /* ... and stopped going back and forth */
+    assert_true(s.moves > 5);      /* it did take memory */
+    assert_true(s.reversals <= 4); /* ... and stopped going back and forth */
     assert_true(s.seconds_hurting <= 120);
 }
 
@@ -703,15 +710,20 @@ static void test_wobbling_guest_converges(void **state)
 {
     (void)state;
     struct sim s = {
-        .floor = 512 * MIB, .ceiling = 4 * GIB, .start = 4 * GIB,
-        .used = 1 * GIB, .hurt_below = 2 * GIB + 512 * MIB, .wobble = 256 * MIB, .hours = 3,
+        .floor = 512 * MIB,
+        .ceiling = 4 * GIB,
+        .start = 4 * GIB,
+        .used = 1 * GIB,
+        .hurt_below = 2 * GIB + 512 * MIB,
+        .wobble = 256 * MIB,
+        .hours = 3,
     };
     simulate(&s);
     print_message("wobbling guest, 3 h: %u moves, %u reversals, %u s hurting, min %llu MiB\n",
                   s.moves, s.reversals, s.seconds_hurting,
                   (unsigned long long)(s.min_actual / MIB));
     assert_true(s.moves > 5);
-    assert_true(s.reversals <= 10);       /* at most ~3 an hour, falling with the backoff */
+    assert_true(s.reversals <= 10);        /* at most ~3 an hour, falling with the backoff */
     assert_true(s.seconds_hurting <= 600); /* out of 10800 */
 }
 

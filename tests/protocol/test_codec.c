@@ -90,7 +90,8 @@ static void test_welcome_round_trip(void **state)
     assert_int_equal(out.u.welcome.levels, 0);
 
     in.u.welcome.report_interval_ms = BP_MAX_REPORT_INTERVAL_MS;
-    in.u.welcome.levels = (1u << BP_LEVEL_LOW) | (1u << BP_LEVEL_MEDIUM) | (1u << BP_LEVEL_CRITICAL);
+    in.u.welcome.levels =
+        (1u << BP_LEVEL_LOW) | (1u << BP_LEVEL_MEDIUM) | (1u << BP_LEVEL_CRITICAL);
     out = round_trip(&in);
     assert_int_equal(out.u.welcome.report_interval_ms, BP_MAX_REPORT_INTERVAL_MS);
     assert_int_equal(out.u.welcome.levels, in.u.welcome.levels);
@@ -155,9 +156,10 @@ static enum bp_error decode_str(const char *json, struct bp_msg *out)
     return bp_decode(json, strlen(json), out, NULL, 0);
 }
 
-#define MEM_OK "\"mem\":{\"mem_total_kb\":1,\"mem_free_kb\":1,\"mem_available_kb\":1," \
-    "\"committed_as_kb\":1,\"swap_total_kb\":0,\"swap_free_kb\":0,\"pswpin\":0,\"pswpout\":0," \
-    "\"pgmajfault\":0,\"psi_some_avg10\":0,\"psi_full_avg10\":0.0,\"psi_some_total_us\":0," \
+#define MEM_OK                                                                                     \
+    "\"mem\":{\"mem_total_kb\":1,\"mem_free_kb\":1,\"mem_available_kb\":1,"                        \
+    "\"committed_as_kb\":1,\"swap_total_kb\":0,\"swap_free_kb\":0,\"pswpin\":0,\"pswpout\":0,"     \
+    "\"pgmajfault\":0,\"psi_some_avg10\":0,\"psi_full_avg10\":0.0,\"psi_some_total_us\":0,"        \
     "\"psi_full_total_us\":0}"
 
 /* Decoder checks in the order it makes them; the golden data cases cover the rest. */
@@ -168,8 +170,10 @@ static void test_decode_checks(void **state)
         const char *json;
         enum bp_error err;
     } cases[] = {
-        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"," MEM_OK "}", BP_OK},
-        {"{\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"," MEM_OK "}", BP_ERR_VERSION},
+        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"," MEM_OK "}",
+         BP_OK},
+        {"{\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"," MEM_OK "}",
+         BP_ERR_VERSION},
         {"{\"v\":\"1\",\"type\":\"report\"}", BP_ERR_VERSION},
         {"{\"v\":1.0,\"type\":\"report\"}", BP_ERR_VERSION},
         {"{\"v\":2,\"type\":\"report\"}", BP_ERR_VERSION},
@@ -178,25 +182,53 @@ static void test_decode_checks(void **state)
         {"{\"v\":1,\"type\":\"goodbye\"}", BP_ERR_UNKNOWN_TYPE},
         {"{\"v\":1,\"type\":\"Hello\"}", BP_ERR_UNKNOWN_TYPE},
         {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"}", BP_ERR_FIELD},
-        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\",\"mem\":[]}", BP_ERR_FIELD},
-        {"{\"v\":1,\"type\":\"report\",\"seq\":true,\"mono_ns\":2,\"level\":\"none\"," MEM_OK "}", BP_ERR_FIELD},
-        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":-1,\"level\":\"none\"," MEM_OK "}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"report\",\"seq\":9007199254740993,\"mono_ns\":2,\"level\":\"none\"," MEM_OK "}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"report\",\"seq\":9007199254740992,\"mono_ns\":9223372036854775807,\"level\":\"none\"," MEM_OK "}", BP_OK},
-        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"severe\"," MEM_OK "}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\",\"source\":\"psi\"," MEM_OK "}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"low\",\"source\":\"psi\"," MEM_OK "}", BP_OK},
-        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"low\",\"source\":\"oomd\"," MEM_OK "}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"low\"," MEM_OK "}", BP_ERR_FIELD},
-        {"{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":[\"none\",\"extreme\"]}", BP_OK},
+        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\",\"mem\":[]}",
+         BP_ERR_FIELD},
+        {"{\"v\":1,\"type\":\"report\",\"seq\":true,\"mono_ns\":2,\"level\":\"none\"," MEM_OK "}",
+         BP_ERR_FIELD},
+        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":-1,\"level\":\"none\"," MEM_OK "}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"report\",\"seq\":9007199254740993,\"mono_ns\":2,\"level\":"
+         "\"none\"," MEM_OK "}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"report\",\"seq\":9007199254740992,\"mono_ns\":9223372036854775807,"
+         "\"level\":\"none\"," MEM_OK "}",
+         BP_OK},
+        {"{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"severe\"," MEM_OK "}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\",\"source\":"
+         "\"psi\"," MEM_OK "}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"low\",\"source\":"
+         "\"psi\"," MEM_OK "}",
+         BP_OK},
+        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"low\",\"source\":"
+         "\"oomd\"," MEM_OK "}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"pressure\",\"seq\":1,\"mono_ns\":2,\"level\":\"low\"," MEM_OK "}",
+         BP_ERR_FIELD},
+        {"{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":[\"none\",\"extreme\"]"
+         "}",
+         BP_OK},
         {"{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":[1]}", BP_ERR_FIELD},
-        {"{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":3600001,\"levels\":[]}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":\"low\"}", BP_ERR_FIELD},
-        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\",\"sources\":[],\"caps\":[]}", BP_OK},
-        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"\",\"boot_id\":\"b\",\"sources\":[],\"caps\":[]}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\\u00e9\",\"sources\":[],\"caps\":[]}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\\t\",\"boot_id\":\"b\",\"sources\":[],\"caps\":[]}", BP_ERR_RANGE},
-        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\",\"sources\":[],\"caps\":{}}", BP_ERR_FIELD},
+        {"{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":3600001,\"levels\":[]}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":\"low\"}",
+         BP_ERR_FIELD},
+        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\",\"sources\":[],\"caps\":[]"
+         "}",
+         BP_OK},
+        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"\",\"boot_id\":\"b\",\"sources\":[],\"caps\":[]}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\\u00e9\",\"sources\":[],"
+         "\"caps\":[]}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\\t\",\"boot_id\":\"b\",\"sources\":[],\"caps\":"
+         "[]}",
+         BP_ERR_RANGE},
+        {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\",\"sources\":[],\"caps\":{}"
+         "}",
+         BP_ERR_FIELD},
         {"{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"agent\":\"b\"}", BP_ERR_JSON},
         {"[1]", BP_ERR_JSON},
         {"1", BP_ERR_JSON},
@@ -218,7 +250,8 @@ static void test_decode_oversized_payload(void **state)
 {
     (void)state;
     static char payload[BP_MAX_PAYLOAD + 2];
-    const char *head = "{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":[],\"pad\":\"";
+    const char *head =
+        "{\"v\":1,\"type\":\"welcome\",\"report_interval_ms\":0,\"levels\":[],\"pad\":\"";
     size_t n = strlen(head);
     memcpy(payload, head, n);
     memset(payload + n, 'p', sizeof(payload) - n - 2);
@@ -378,11 +411,11 @@ static void test_largest_messages_fit(void **state)
     m.u.pressure.mono_ns = BP_MAX_MONO_NS;
     m.u.pressure.level = BP_LEVEL_CRITICAL;
     m.u.pressure.source = BP_SOURCE_VMPRESSURE;
-    uint64_t *ints[] = {&m.u.pressure.mem.mem_total_kb, &m.u.pressure.mem.mem_free_kb,
+    uint64_t *ints[] = {&m.u.pressure.mem.mem_total_kb,     &m.u.pressure.mem.mem_free_kb,
                         &m.u.pressure.mem.mem_available_kb, &m.u.pressure.mem.committed_as_kb,
-                        &m.u.pressure.mem.swap_total_kb, &m.u.pressure.mem.swap_free_kb,
-                        &m.u.pressure.mem.pswpin, &m.u.pressure.mem.pswpout,
-                        &m.u.pressure.mem.pgmajfault, &m.u.pressure.mem.psi_some_total_us,
+                        &m.u.pressure.mem.swap_total_kb,    &m.u.pressure.mem.swap_free_kb,
+                        &m.u.pressure.mem.pswpin,           &m.u.pressure.mem.pswpout,
+                        &m.u.pressure.mem.pgmajfault,       &m.u.pressure.mem.psi_some_total_us,
                         &m.u.pressure.mem.psi_full_total_us};
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
         *ints[i] = BP_MAX_INT;
@@ -430,8 +463,7 @@ static int restore_alloc_funcs(void **state)
 static void test_encode_decode_allocation_failures(void **state)
 {
     (void)state;
-    struct bp_msg msgs[] = {sample_hello(), sample_welcome(), sample_pressure(),
-                            sample_report()};
+    struct bp_msg msgs[] = {sample_hello(), sample_welcome(), sample_pressure(), sample_report()};
     for (size_t k = 0; k < sizeof(msgs) / sizeof(msgs[0]); k++) {
         char buf[BP_MAX_FRAME];
         size_t len = 0;
@@ -487,9 +519,11 @@ static void test_refused_frames_allocation_failures(void **state)
 {
     (void)state;
     static const char *const payloads[] = {
-        "{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"," MEM_OK ",\"x\":[1,{\"y\":2}] x}",
+        "{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":2,\"level\":\"none\"," MEM_OK
+        ",\"x\":[1,{\"y\":2}] x}",
         "{\"v\":1,\"type\":\"report\",\"seq\":1,\"mono_ns\":-2,\"level\":\"none\"," MEM_OK "}",
-        "{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\",\"sources\":[\"psi\",7],\"caps\":[]}",
+        "{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"boot_id\":\"b\",\"sources\":[\"psi\",7],"
+        "\"caps\":[]}",
         "{\"v\":2,\"type\":\"hello\",\"extra\":{\"deep\":[[[\"long string value here\"]]]}}",
         "{\"v\":1,\"type\":\"hello\",\"agent\":\"a\",\"agent\":\"a\"}",
     };
@@ -527,8 +561,8 @@ int main(void)
         cmocka_unit_test(test_encode_space),
         cmocka_unit_test(test_encode_exact_bytes),
         cmocka_unit_test(test_largest_messages_fit),
-        cmocka_unit_test_setup_teardown(test_encode_decode_allocation_failures,
-                                        install_alloc_funcs, restore_alloc_funcs),
+        cmocka_unit_test_setup_teardown(test_encode_decode_allocation_failures, install_alloc_funcs,
+                                        restore_alloc_funcs),
         cmocka_unit_test_setup_teardown(test_refused_frames_allocation_failures,
                                         install_alloc_funcs, restore_alloc_funcs),
     };

@@ -95,7 +95,8 @@ static void test_empty_feed(void **state)
 static void test_junk_counted(void **state)
 {
     (void)state;
-    feed("xyz\n" RS "a\n" "junk" RS "b\n");
+    feed("xyz\n" RS "a\n"
+         "junk" RS "b\n");
     assert_string_equal(got.text, "a|b|");
     assert_int_equal(framer.stats.junk_bytes, 8);
     assert_int_equal(framer.stats.resyncs, 2);

@@ -209,16 +209,16 @@ static void test_invalid_cases(void **state)
         run_all(dir, input, len, &o);
 
         const struct bp_framer_stats *s = &o.framer.stats;
-        unsigned long long rejections = o.rejected + s->oversized + s->truncated +
-                                        (incomplete(&o.framer) ? 1 : 0);
+        unsigned long long rejections =
+            o.rejected + s->oversized + s->truncated + (incomplete(&o.framer) ? 1 : 0);
         const char *got = o.rejected              ? bp_error_name(o.first_error)
                           : s->oversized          ? "oversized"
                           : s->truncated          ? "truncated"
                           : incomplete(&o.framer) ? "incomplete"
                                                   : "nothing";
         if (o.decoded != 0 || rejections != 1 || strcmp(got, want) != 0)
-            fail_msg("%s: want one rejection, %s; got %s, %llu rejections, %u decoded:\n%s",
-                     dir, want, got, rejections, o.decoded, o.text);
+            fail_msg("%s: want one rejection, %s; got %s, %llu rejections, %u decoded:\n%s", dir,
+                     want, got, rejections, o.decoded, o.text);
         free(input);
         free(want);
     }

@@ -153,8 +153,9 @@ static void on_deadline(uv_timer_t *t)
 {
     struct probe *p = t->data;
     fprintf(stderr, "qmp-probe: timed out (%s)\n",
-            !p->sent ? "never ready"
-            : p->waiting_reconnect ? "no reconnect" : "target not reached");
+            !p->sent               ? "never ready"
+            : p->waiting_reconnect ? "no reconnect"
+                                   : "target not reached");
     finish(p, 1);
 }
 
@@ -179,8 +180,10 @@ int main(int argc, char **argv)
     int r;
 
     if (argc < 3) {
-        fprintf(stderr, "usage: %s SOCKET TARGET_BYTES [--expect-actual BYTES] "
-                        "[--timeout-ms MS] [--then-reconnect]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s SOCKET TARGET_BYTES [--expect-actual BYTES] "
+                "[--timeout-ms MS] [--then-reconnect]\n",
+                argv[0]);
         return 2;
     }
     p.target = parse_size(argv[2]);

@@ -3,8 +3,8 @@
  * reorder, refuse or drop replies. Every wait runs the loop until a condition holds,
  * bounded by a guard timer. */
 #include <errno.h>
-#include <signal.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,9 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <jansson.h>
 #include <uv.h>
+#include <cmocka.h>
 
 #include "host-daemon/qmp/qmp.h"
 
@@ -58,7 +58,7 @@ struct fx {
     bool greet;
     int64_t peer_actual;
     peer_hook hook;
-    json_t *held;       /* commands a hook kept without answering */
+    json_t *held;        /* commands a hook kept without answering */
     char commands[1024]; /* names of the commands the peer received, in order */
 
     /* the client and what it reported */
@@ -102,7 +102,7 @@ static void on_guard(uv_timer_t *t)
             uv_run(&(fx)->loop, UV_RUN_ONCE);                                                      \
         uv_timer_stop(&(fx)->guard);                                                               \
         if (!(cond))                                                                               \
-            fail_msg("timed out after %d ms waiting for: %s (trace: %s)", (int)(ms), #cond,      \
+            fail_msg("timed out after %d ms waiting for: %s (trace: %s)", (int)(ms), #cond,        \
                      (fx)->trace);                                                                 \
     } while (0)
 
@@ -142,7 +142,8 @@ static void peer_send(struct fx *fx, json_t *msg)
 
 static void peer_reply(struct fx *fx, json_t *cmd, json_t *ret)
 {
-    peer_send(fx, json_pack("{soso}", "return", ret, "id", json_incref(json_object_get(cmd, "id"))));
+    peer_send(fx,
+              json_pack("{soso}", "return", ret, "id", json_incref(json_object_get(cmd, "id"))));
 }
 
 static void peer_error(struct fx *fx, json_t *cmd, const char *cls, const char *desc)
@@ -444,8 +445,9 @@ static void test_replies_matched_by_id(void **state)
 
     json_t *bcmd = json_array_get(fx->held, 0), *qcmd = json_array_get(fx->held, 1);
     assert_string_equal(json_string_value(json_object_get(bcmd, "execute")), "balloon");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(bcmd, "arguments"), "value")),
-                     300 * MiB);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(bcmd, "arguments"), "value")),
+        300 * MiB);
     assert_int_not_equal(json_integer_value(json_object_get(bcmd, "id")),
                          json_integer_value(json_object_get(qcmd, "id")));
     /* answer in reverse order */
@@ -472,7 +474,8 @@ static void test_pending_bounded(void **state)
     assert_int_equal(qmp_client_set_balloon(fx->c, 300 * MiB, cb_done, &d), -EBUSY);
     RUN_UNTIL(fx, json_array_size(fx->held) == QMP_MAX_PENDING, 5000);
     /* one answer frees one slot */
-    peer_reply(fx, json_array_get(fx->held, 0), json_pack("{sI}", "actual", (json_int_t)(512 * MiB)));
+    peer_reply(fx, json_array_get(fx->held, 0),
+               json_pack("{sI}", "actual", (json_int_t)(512 * MiB)));
     RUN_UNTIL(fx, d.calls == 1, 5000);
     assert_int_equal(qmp_client_set_balloon(fx->c, 300 * MiB, cb_done, &d), 0);
     assert_int_equal(qmp_client_set_balloon(fx->c, 300 * MiB, cb_done, &d), -EBUSY);
@@ -542,7 +545,8 @@ static void test_command_timeout(void **state)
     assert_int_equal(d.calls, 1);
     assert_int_equal(qmp_client_target(fx->c), -1);
     /* a query that finds a new size tells the owner */
-    assert_string_equal(fx->trace, "ready:536870912 done:balloon:-110 change:419430400 done:query:0 ");
+    assert_string_equal(fx->trace,
+                        "ready:536870912 done:balloon:-110 change:419430400 done:query:0 ");
 }
 
 static bool hook_hangup_on_balloon(struct fx *fx, json_t *cmd)
@@ -571,8 +575,7 @@ static void test_disconnect_mid_command(void **state)
     assert_int_equal(fx->disc_err[0], -ECONNRESET);
     assert_true(fx->disc_was_ready[0]);
     assert_int_equal(fx->accepts, 2);
-    assert_string_equal(fx->trace,
-                        "ready:536870912 done:balloon:-104 disc:-104 ready:402653184 ");
+    assert_string_equal(fx->trace, "ready:536870912 done:balloon:-104 disc:-104 ready:402653184 ");
     assert_string_equal(fx->commands, "qmp_capabilities query-balloon balloon "
                                       "qmp_capabilities query-balloon ");
     assert_int_equal(qmp_client_actual(fx->c), 384 * MiB);
@@ -583,13 +586,13 @@ static bool hook_events_before_reply(struct fx *fx, json_t *cmd)
 {
     if (strcmp(json_string_value(json_object_get(cmd, "execute")), "balloon") != 0)
         return false;
-    peer_event(fx, "BALLOON_CHANGE", json_pack("{sIss}", "actual", (json_int_t)(450 * MiB),
-                                               "future-key", "ignored"));
+    peer_event(fx, "BALLOON_CHANGE",
+               json_pack("{sIss}", "actual", (json_int_t)(450 * MiB), "future-key", "ignored"));
     peer_event(fx, "SOMETHING_NEW", json_pack("{si}", "x", 1));
     peer_send_raw(fx, "{\"event\": \"RESUME\"}\r\n", 21); /* no data, no timestamp */
     peer_event(fx, "BALLOON_CHANGE", json_pack("{sI}", "actual", (json_int_t)(300 * MiB)));
-    peer_send(fx, json_pack("{sos{}s{}}", "id", json_incref(json_object_get(cmd, "id")),
-                            "return", "unknown-key"));
+    peer_send(fx, json_pack("{sos{}s{}}", "id", json_incref(json_object_get(cmd, "id")), "return",
+                            "unknown-key"));
     return true;
 }
 
@@ -633,8 +636,9 @@ static void test_junk_reconnects(void **state)
     assert_int_equal(fx->disc_err[2], -EPROTO);
 
     /* replies nobody asked for, and objects of no known kind, are ignored */
-    peer_send_raw(fx, "{\"return\": {}, \"id\": 987654}\r\n{\"return\": {}}\r\n{\"x\": 1}\r\n\r\n",
-                  strlen("{\"return\": {}, \"id\": 987654}\r\n{\"return\": {}}\r\n{\"x\": 1}\r\n\r\n"));
+    peer_send_raw(
+        fx, "{\"return\": {}, \"id\": 987654}\r\n{\"return\": {}}\r\n{\"x\": 1}\r\n\r\n",
+        strlen("{\"return\": {}, \"id\": 987654}\r\n{\"return\": {}}\r\n{\"x\": 1}\r\n\r\n"));
     struct done_rec q = {.fx = fx, .label = "query"};
     assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &q), 0);
     RUN_UNTIL(fx, q.calls == 1, 5000);
@@ -768,7 +772,7 @@ static void test_close_with_pending(void **state)
     assert_int_equal(d.calls, 1);
     assert_int_equal(d.status, -ECANCELED);
     qmp_client_close(fx->c, cb_closed); /* twice: a no-op */
-    assert_false(fx->closed); /* only after libuv's close callbacks */
+    assert_false(fx->closed);           /* only after libuv's close callbacks */
     RUN_UNTIL(fx, fx->closed, 5000);
     assert_int_equal(fx->disc_count, 0);
     assert_string_equal(fx->trace, "ready:536870912 done:balloon:-125 ");

@@ -140,8 +140,8 @@ static void test_garbage(void **state)
         "42",
         "\"QMP\"",
         "null",
-        "{\"return\": {}}{\"return\": {}}", /* two objects where one is expected */
-        "{\"return\": {}, \"return\": {}}", /* duplicate keys */
+        "{\"return\": {}}{\"return\": {}}",                 /* two objects where one is expected */
+        "{\"return\": {}, \"return\": {}}",                 /* duplicate keys */
         "{\"return\": 1, \"id\": 99999999999999999999999}", /* integer overflow */
         "\xff\xfe{}",
     };
@@ -250,10 +250,10 @@ static void test_build_command(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greeting),       cmocka_unit_test(test_return_with_id),
-        cmocka_unit_test(test_error),          cmocka_unit_test(test_event),
-        cmocka_unit_test(test_garbage),        cmocka_unit_test(test_balloon_actual),
-        cmocka_unit_test(test_next_line),      cmocka_unit_test(test_build_command),
+        cmocka_unit_test(test_greeting),  cmocka_unit_test(test_return_with_id),
+        cmocka_unit_test(test_error),     cmocka_unit_test(test_event),
+        cmocka_unit_test(test_garbage),   cmocka_unit_test(test_balloon_actual),
+        cmocka_unit_test(test_next_line), cmocka_unit_test(test_build_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

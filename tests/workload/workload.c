@@ -28,10 +28,10 @@
 struct options {
     const char *mode;
     unsigned long mib;
-    double rate;   /* MiB per second, 0 = unpaced */
-    double hold;   /* seconds */
+    double rate; /* MiB per second, 0 = unpaced */
+    double hold; /* seconds */
     unsigned long repeat;
-    double pause;  /* seconds */
+    double pause; /* seconds */
     const char *file;
 };
 
@@ -46,7 +46,7 @@ static void sleep_s(double seconds)
 {
     if (seconds <= 0)
         return;
-    struct timespec ts = { .tv_sec = (time_t)seconds };
+    struct timespec ts = {.tv_sec = (time_t)seconds};
     ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
@@ -74,14 +74,14 @@ static bool parse_number(const char *text, double *ret)
 static void parse(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        { "mib", required_argument, NULL, 'm' },   { "rate", required_argument, NULL, 'r' },
-        { "hold", required_argument, NULL, 'h' },  { "repeat", required_argument, NULL, 'k' },
-        { "passes", required_argument, NULL, 'k' }, { "pause", required_argument, NULL, 'p' },
-        { "file", required_argument, NULL, 'f' },  { NULL, 0, NULL, 0 },
+        {"mib", required_argument, NULL, 'm'},    {"rate", required_argument, NULL, 'r'},
+        {"hold", required_argument, NULL, 'h'},   {"repeat", required_argument, NULL, 'k'},
+        {"passes", required_argument, NULL, 'k'}, {"pause", required_argument, NULL, 'p'},
+        {"file", required_argument, NULL, 'f'},   {NULL, 0, NULL, 0},
     };
     if (argc < 2)
         usage();
-    *o = (struct options){ .mode = argv[1], .repeat = 1 };
+    *o = (struct options){.mode = argv[1], .repeat = 1};
     int c;
     double v;
     optind = 2;
@@ -93,11 +93,21 @@ static void parse(int argc, char **argv, struct options *o)
         if (c == '?' || !parse_number(optarg, &v))
             usage();
         switch (c) {
-        case 'm': o->mib = (unsigned long)v; break;
-        case 'r': o->rate = v; break;
-        case 'h': o->hold = v; break;
-        case 'k': o->repeat = (unsigned long)v; break;
-        case 'p': o->pause = v; break;
+        case 'm':
+            o->mib = (unsigned long)v;
+            break;
+        case 'r':
+            o->rate = v;
+            break;
+        case 'h':
+            o->hold = v;
+            break;
+        case 'k':
+            o->repeat = (unsigned long)v;
+            break;
+        case 'p':
+            o->pause = v;
+            break;
         }
     }
     if (optind != argc)
@@ -170,8 +180,8 @@ static int run_alloc(const struct options *o)
         if (k < o->repeat)
             sleep_s(o->pause);
     }
-    printf("workload: done mode=alloc mib=%lu cycles=%lu seconds=%.1f worst_mib_ms=%.0f\n",
-           o->mib, o->repeat, now_s() - start, worst * 1e3);
+    printf("workload: done mode=alloc mib=%lu cycles=%lu seconds=%.1f worst_mib_ms=%.0f\n", o->mib,
+           o->repeat, now_s() - start, worst * 1e3);
     return 0;
 }
 
