@@ -1,10 +1,8 @@
 /* bellows balloon policy: per-guest state, the per-guest rules, commit and deadlines.
- * The host side is in policy_host.c, tunables in policy_config.c.
+ * The stall measure is in policy_stall.c, the host side in policy_host.c, the budget in
+ * policy_budget.c, tunables in policy_config.c, saved state in policy_state.c.
  * Pure: no clock, no I/O, no allocation. See policy.h and docs/policy.md. */
 #include "host-daemon/policy/policy_internal.h"
-
-/* One page: balloon sizes are page-granular, so a limit missed by less is not crossed. */
-#define PAGE_BYTES UINT64_C(4096)
 
 static const char *const action_names[] = {
     [POLICY_HOLD] = "hold",
@@ -25,13 +23,21 @@ static const char *const reason_names[POLICY_R_COUNT] = {
     [POLICY_R_BACKOFF] = "backoff",
     [POLICY_R_INTERVAL] = "interval",
     [POLICY_R_NO_SNAPSHOT] = "no-snapshot",
+    [POLICY_R_MEASURING] = "measuring",
+    [POLICY_R_NEAR_TARGET] = "near-target",
+    [POLICY_R_STUCK] = "stuck",
+    [POLICY_R_BUDGET] = "budget",
     [POLICY_R_CRITICAL] = "critical",
     [POLICY_R_MEDIUM] = "medium",
     [POLICY_R_BUFFER] = "buffer",
     [POLICY_R_BELOW_FLOOR] = "below-floor",
+    [POLICY_R_STALL] = "stall",
     [POLICY_R_ABOVE_CEILING] = "above-ceiling",
     [POLICY_R_QUIET] = "quiet",
+    [POLICY_R_INSENSITIVE] = "insensitive",
     [POLICY_R_HOST_PRESSURE] = "host-pressure",
+    [POLICY_R_FUND] = "fund",
+    [POLICY_R_SHARE] = "share",
 };
 
 const char *policy_action_name(enum policy_action action)
@@ -48,6 +54,11 @@ const char *policy_reason_name(enum policy_reason reason)
     return reason_names[reason];
 }
 
+bool policy_reason_is_host_round(enum policy_reason reason)
+{
+    return reason == POLICY_R_HOST_PRESSURE || reason == POLICY_R_SHARE;
+}
+
 void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ceiling_bytes,
                        uint32_t weight)
 {
@@ -58,10 +69,12 @@ void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ce
         .actual_at = POLICY_NEVER,
         .known_since = POLICY_NEVER,
         .target_at = POLICY_NEVER,
+        .target_done_at = POLICY_NEVER,
         .last_at = {POLICY_NEVER, POLICY_NEVER, POLICY_NEVER, POLICY_NEVER},
         .medium_since = POLICY_NEVER,
         .last_event_at = POLICY_NEVER,
         .mem_at = POLICY_NEVER,
+        .stall = {.mark_at = POLICY_NEVER, .last_at = POLICY_NEVER},
         .last_deflate_at = POLICY_NEVER,
         .last_inflate_at = POLICY_NEVER,
         .last_dir = POLICY_HOLD,
@@ -90,24 +103,106 @@ enum bp_level policy_guest_level(const struct policy_config *cfg, const struct p
     return (enum bp_level)best;
 }
 
+/* A move that is not over and not within the dead band of its target. */
+static bool move_open(const struct policy_config *cfg, const struct policy_guest *g)
+{
+    return g->target_set && !g->target_done && g->actual_known &&
+           dist_u64(g->actual_bytes, g->target_bytes) > cfg->min_change_bytes;
+}
+
+/* Progress of the last move toward its target since it was sent. */
+static uint64_t move_progress(const struct policy_guest *g)
+{
+    uint64_t start = dist_u64(g->move_from_bytes, g->target_bytes);
+    uint64_t left = dist_u64(g->actual_bytes, g->target_bytes);
+    return sub_sat(start, left);
+}
+
+/* Time after the move was sent from which its progress so far is slower than
+ * stuck_rate_bytes per second: the first ms with rate * ms > progress * 1000. */
+static int64_t progress_due(const struct policy_config *cfg, const struct policy_guest *g)
+{
+    if (cfg->stuck_rate_bytes == 0)
+        return INT64_MAX / 4;
+    uint64_t progress = move_progress(g);
+    if (progress / cfg->stuck_rate_bytes > (uint64_t)(INT64_MAX / 4) / 1000)
+        return INT64_MAX / 4;
+    uint64_t ms = progress / cfg->stuck_rate_bytes * 1000 +
+                  (progress % cfg->stuck_rate_bytes) * 1000 / cfg->stuck_rate_bytes + 1;
+    return ms > (uint64_t)cfg->stuck_check_ms ? (int64_t)ms : cfg->stuck_check_ms;
+}
+
+bool policy__move_failed(const struct policy_config *cfg, const struct policy_guest *g, int64_t now)
+{
+    if (!move_open(cfg, g))
+        return false;
+    int64_t elapsed = now - g->target_at;
+    if (elapsed >= cfg->settle_timeout_ms)
+        return true;
+    if (elapsed < cfg->stuck_check_ms || elapsed <= 0)
+        return false;
+    /* Progress toward the target since the move was sent, against the slowest rate a
+     * working balloon moves at (a guest refusing pages, or faking slow progress). */
+    return elapsed >= progress_due(cfg, g);
+}
+
 bool policy__settling(const struct policy_config *cfg, const struct policy_guest *g, int64_t now)
 {
-    if (!g->target_set || !g->actual_known)
-        return false;
-    if (dist_u64(g->actual_bytes, g->target_bytes) <= cfg->min_change_bytes)
-        return false;
-    return now - g->target_at < cfg->settle_timeout_ms;
+    return move_open(cfg, g) && !policy__move_failed(cfg, g, now);
+}
+
+int64_t policy__stuck_until(const struct policy_config *cfg, const struct policy_guest *g,
+                            int64_t now)
+{
+    if (!policy__move_failed(cfg, g, now))
+        return POLICY_NEVER;
+    unsigned shift = g->stuck_count < cfg->stuck_max_shift ? g->stuck_count : cfg->stuck_max_shift;
+    if (shift > 20)
+        shift = 20;
+    int64_t wait = cfg->stuck_backoff_ms;
+    for (unsigned i = 0; i < shift && wait < INT64_MAX / 8; i++)
+        wait *= 2;
+    return g->target_at + wait;
+}
+
+uint64_t policy__committed(const struct policy_config *cfg, const struct policy_guest *g,
+                           int64_t now)
+{
+    uint64_t actual = g->actual_known ? g->actual_bytes : g->ceiling_bytes;
+    if (!g->target_set || g->target_done || !g->actual_known)
+        return actual;
+    /* Memory given may still be taken up by the guest: count it. Memory asked back counts
+     * as coming only from a balloon that follows. */
+    if (g->target_bytes > actual)
+        return g->target_bytes;
+    if (policy__settling(cfg, g, now))
+        return g->target_bytes;
+    return actual;
 }
 
 void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
                         uint64_t actual_bytes, int64_t now)
 {
-    (void)cfg;
-    if (!g->actual_known)
+    bool had = g->actual_known;
+    uint64_t before = g->actual_bytes;
+    if (!had)
         g->known_since = now;
     g->actual_known = true;
     g->actual_bytes = actual_bytes;
     g->actual_at = now;
+    if (!g->target_set || g->target_done)
+        return;
+    /* A move is over once the actual reaches its target, or moves away from it: a target
+     * reached and then moved by someone else is not on its way any more. */
+    uint64_t left = dist_u64(actual_bytes, g->target_bytes);
+    bool reached = left <= cfg->min_change_bytes;
+    bool away = had && left > add_sat(dist_u64(before, g->target_bytes), cfg->min_change_bytes);
+    if (reached || away) {
+        g->target_done = true;
+        g->target_done_at = now;
+    }
+    if (reached)
+        g->stuck_count = 0;
 }
 
 void policy_forget_actual(struct policy_guest *g)
@@ -115,24 +210,27 @@ void policy_forget_actual(struct policy_guest *g)
     g->actual_known = false;
 }
 
-void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,
-                       const struct bp_mem *mem, int64_t now)
+/* The snapshot and its counters: the last one is kept, the stall measure fed. */
+static void note_mem(const struct policy_config *cfg, struct policy_guest *g,
+                     const struct bp_mem *mem, int64_t now)
 {
-    if (mem) {
-        g->mem = *mem;
-        g->mem_known = true;
-        g->mem_at = now;
-        /* The guest sees less than the balloon's size (kernel reservations). Measure the
-         * gap only while no move is in flight, when both numbers describe the same state. */
-        if (g->actual_known && !policy__settling(cfg, g, now)) {
-            uint64_t total =
-                mem->mem_total_kb > UINT64_MAX / 1024 ? UINT64_MAX : mem->mem_total_kb * 1024;
-            g->overhead_bytes = sub_sat(g->actual_bytes, total);
-            g->overhead_known = true;
-        }
+    g->mem = *mem;
+    g->mem_known = true;
+    g->mem_at = now;
+    /* The guest sees less than the balloon's size (kernel reservations). Measure the gap
+     * while no move is on its way, when both numbers describe the same state; until then,
+     * any measure beats none. */
+    if (g->actual_known && (!g->overhead_known || !policy__settling(cfg, g, now))) {
+        g->overhead_bytes = sub_sat(g->actual_bytes, kib_bytes(mem->mem_total_kb));
+        g->overhead_known = true;
     }
-    if (level < BP_LEVEL_LOW || level > BP_LEVEL_CRITICAL)
-        return;
+    policy__stall_note(cfg, g, mem, now);
+}
+
+/* One event of this level (already range-checked) at now. */
+static void note_level(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,
+                       int64_t now)
+{
     if (level >= BP_LEVEL_MEDIUM && policy_guest_level(cfg, g, now) < BP_LEVEL_MEDIUM)
         g->medium_since = now;
     for (int l = BP_LEVEL_LOW; l <= (int)level; l++)
@@ -140,15 +238,32 @@ void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, 
     g->last_event_at = now;
 }
 
-/* Guest memory in use, in balloon (QMP) terms: what it cannot free plus the part of its
- * memory it never sees. Only meaningful with a snapshot and a measured overhead. */
+void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,
+                       const struct bp_mem *mem, int64_t now)
+{
+    if (mem)
+        note_mem(cfg, g, mem, now);
+    if (level < BP_LEVEL_LOW || level > BP_LEVEL_CRITICAL)
+        return;
+    note_level(cfg, g, level, now);
+}
+
+void policy_note_report(const struct policy_config *cfg, struct policy_guest *g,
+                        enum bp_level level, const struct bp_mem *mem, int64_t now)
+{
+    if (mem)
+        note_mem(cfg, g, mem, now);
+    if (level < BP_LEVEL_LOW || level > BP_LEVEL_CRITICAL)
+        return;
+    /* The agent repeats its level for a while after the last event: at most medium. */
+    note_level(cfg, g, level > BP_LEVEL_MEDIUM ? BP_LEVEL_MEDIUM : level, now);
+}
+
+/* Guest memory in use, in balloon (QMP) terms: what it cannot free. Only meaningful with a
+ * snapshot. */
 static uint64_t guest_used(const struct policy_guest *g)
 {
-    uint64_t total =
-        g->mem.mem_total_kb > UINT64_MAX / 1024 ? UINT64_MAX : g->mem.mem_total_kb * 1024;
-    uint64_t avail =
-        g->mem.mem_available_kb > UINT64_MAX / 1024 ? UINT64_MAX : g->mem.mem_available_kb * 1024;
-    return sub_sat(total, avail);
+    return sub_sat(kib_bytes(g->mem.mem_total_kb), kib_bytes(g->mem.mem_available_kb));
 }
 
 uint64_t policy__guest_need(const struct policy_guest *g, double pct)
@@ -157,7 +272,16 @@ uint64_t policy__guest_need(const struct policy_guest *g, double pct)
     return add_sat(add_sat(used, pct_of(used, pct)), g->overhead_bytes);
 }
 
-/* A snapshot fit to size an inflate by: fresh, taken after the last move, overhead known. */
+/* The same, with what the guest has in swap counted as used: for a guest whose stall does
+ * not respond to size, whatever it swapped out it may need back. */
+static uint64_t guest_need_with_swap(const struct policy_guest *g, double pct)
+{
+    uint64_t used = add_sat(
+        guest_used(g), sub_sat(kib_bytes(g->mem.swap_total_kb), kib_bytes(g->mem.swap_free_kb)));
+    return add_sat(add_sat(used, pct_of(used, pct)), g->overhead_bytes);
+}
+
+/* A snapshot fit to size an inflate by: fresh, taken after the last move. */
 static bool snapshot_usable(const struct policy_config *cfg, const struct policy_guest *g,
                             int64_t now)
 {
@@ -193,15 +317,32 @@ int64_t policy__inflate_wait(const struct policy_config *cfg, const struct polic
     return wait;
 }
 
-/* Lowest size a quiet inflate may reach: floor, the buffer, and the size it last hurt at
- * plus one inflate step while that memory lasts. */
+bool policy__hurt_live(const struct policy_config *cfg, const struct policy_guest *g, int64_t now)
+{
+    return g->hurt_known && now - g->hurt_at < cfg->hurt_memory_ms;
+}
+
+uint64_t policy_guest_working_set(const struct policy_config *cfg, const struct policy_guest *g,
+                                  int64_t now)
+{
+    uint64_t ws = g->floor_bytes;
+    if (g->mem_known && g->overhead_known)
+        ws = max_u64(ws, policy__guest_need(g, cfg->host_buffer_pct));
+    if (policy__hurt_live(cfg, g, now))
+        ws = max_u64(ws, g->hurt_bytes);
+    return min_u64(ws, g->ceiling_bytes);
+}
+
+/* Lowest size an inflate of the guest's own may reach: floor, the buffer, and the size it
+ * last hurt at plus one inflate step while that memory lasts. */
 static uint64_t inflate_limit(const struct policy_config *cfg, const struct policy_guest *g,
-                              int64_t now, double buffer_pct)
+                              int64_t now, bool insensitive)
 {
     uint64_t limit = g->floor_bytes;
     if (g->mem_known && g->overhead_known)
-        limit = max_u64(limit, policy__guest_need(g, buffer_pct));
-    if (g->hurt_known && now - g->hurt_at < cfg->hurt_memory_ms)
+        limit = max_u64(limit, insensitive ? guest_need_with_swap(g, cfg->buffer_pct)
+                                           : policy__guest_need(g, cfg->buffer_pct));
+    if (policy__hurt_live(cfg, g, now))
         limit = max_u64(limit, add_sat(g->hurt_bytes,
                                        step_of(g, cfg->inflate_step_bytes, cfg->inflate_step_pct)));
     return limit;
@@ -234,11 +375,75 @@ static void deflate_by(const struct policy_config *cfg, const struct policy_gues
     d->to_bytes = to;
 }
 
-/* The rules for one guest, without the host reclaim round. */
-static void decide_guest(const struct policy_config *cfg, const struct policy_host *host,
+/* What the stall says about a guest with PSI: NONE without a fresh measure, else whether
+ * it is over its margin (and so responds to size). */
+enum stall_says { STALL_UNKNOWN, STALL_UNDER, STALL_OVER };
+
+static enum stall_says stall_says(const struct policy_config *cfg, const struct policy_guest *g,
+                                  int64_t now)
+{
+    if (!g->stall.psi_seen || !policy__stall_fresh(cfg, g, now))
+        return STALL_UNKNOWN;
+    if (g->stall.responded ||
+        policy__stall_excess(g, g->stall.last_pct) > policy__stall_margin(cfg, g))
+        return STALL_OVER;
+    return STALL_UNDER;
+}
+
+/* Stall over its margin: give at once, by a step that grows with the excess (Senpai's
+ * backoff); after an inflate that raised the stall, at least undo that inflate. */
+static void stall_backoff(const struct policy_config *cfg, const struct policy_guest *g,
+                          struct policy_decision *d)
+{
+    const struct policy_stall *s = &g->stall;
+    double margin = policy__stall_margin(cfg, g);
+    double err = policy__stall_excess(g, s->last_pct) / margin / cfg->backoff_coeff;
+    double frac = err * err;
+    if (frac > 1)
+        frac = 1;
+    uint64_t max_step = step_of(g, cfg->backoff_step_bytes, cfg->backoff_step_pct);
+    uint64_t step = max_u64(scale_u64(max_step, frac), cfg->min_change_bytes);
+    if (s->responded && s->eval_from > g->actual_bytes)
+        step = max_u64(step, s->eval_from - g->actual_bytes);
+    deflate_by(cfg, g, g->actual_bytes, step, POLICY_R_STALL, d);
+}
+
+/* An inflate step toward the working set, shrinking as the stall nears its margin. */
+static void probe(const struct policy_config *cfg, const struct policy_guest *g, int64_t now,
+                  struct policy_decision *d)
+{
+    const struct policy_stall *s = &g->stall;
+    bool insensitive = s->psi_seen && s->base_pct > 0;
+    uint64_t limit = inflate_limit(cfg, g, now, insensitive);
+    uint64_t actual = g->actual_bytes;
+    if (actual <= add_sat(limit, cfg->min_change_bytes)) {
+        hold(d, POLICY_R_AT_FLOOR);
+        return;
+    }
+    uint64_t step = step_of(g, cfg->inflate_step_bytes, cfg->inflate_step_pct);
+    if (s->known) {
+        /* Senpai's probe: whole while the stall is under margin / coeff, then shrinking
+         * with the square of how close it is. */
+        double excess = policy__stall_excess(g, s->avg_pct);
+        double margin = policy__stall_margin(cfg, g);
+        if (excess * cfg->probe_coeff > margin) {
+            double r = margin / (excess * cfg->probe_coeff);
+            step = scale_u64(step, r * r);
+            if (step < cfg->min_change_bytes) {
+                hold(d, POLICY_R_NEAR_TARGET);
+                return;
+            }
+        }
+    }
+    d->action = POLICY_INFLATE;
+    d->reason = insensitive ? POLICY_R_INSENSITIVE : POLICY_R_QUIET;
+    d->to_bytes = max_u64(limit, sub_sat(actual, step));
+}
+
+void policy_decide_guest(const struct policy_config *cfg, const struct policy_host *host,
                          const struct policy_guest *g, int64_t now, struct policy_decision *d)
 {
-    d->from_bytes = g->actual_known ? g->actual_bytes : 0;
+    *d = (struct policy_decision){.from_bytes = g->actual_known ? g->actual_bytes : 0};
 
     if (g->paused) {
         hold(d, POLICY_R_PAUSED);
@@ -256,9 +461,10 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
     if (moving && g->target_bytes > actual)
         deflate_base = g->target_bytes;
     enum bp_level level = policy_guest_level(cfg, g, now);
+    enum stall_says stall = stall_says(cfg, g, now);
 
     /* The operator's limits come first; a page of slack for the balloon's granularity. */
-    if (actual >= add_sat(g->ceiling_bytes, PAGE_BYTES)) {
+    if (actual >= add_sat(g->ceiling_bytes, POLICY_PAGE_BYTES)) {
         if (moving && g->target_bytes <= g->ceiling_bytes) {
             hold(d, POLICY_R_SETTLING);
             return;
@@ -280,7 +486,7 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         return;
     }
 
-    if (add_sat(actual, PAGE_BYTES) <= g->floor_bytes) {
+    if (add_sat(actual, POLICY_PAGE_BYTES) <= g->floor_bytes) {
         if (moving && g->target_bytes >= g->floor_bytes) {
             hold(d, POLICY_R_SETTLING);
             return;
@@ -290,8 +496,10 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         d->to_bytes = g->floor_bytes;
         return;
     }
-    /* Sustained medium: a step once medium events span the dwell time. */
-    if (level >= BP_LEVEL_MEDIUM) {
+    /* Sustained medium: a step once medium events span the dwell time. A guest whose
+     * stall is measured and under its margin is not helped by memory: medium is then the
+     * kernel reclaiming cache, not trouble. */
+    if (level == BP_LEVEL_CRITICAL || (level == BP_LEVEL_MEDIUM && stall != STALL_UNDER)) {
         if (g->last_at[BP_LEVEL_MEDIUM] - g->medium_since >= cfg->medium_dwell_ms &&
             g->last_at[BP_LEVEL_MEDIUM] > g->last_deflate_at) {
             if (moving) {
@@ -312,6 +520,13 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         return;
     }
 
+    /* Stall over its margin, measured after the last move: back off at once (once per
+     * measure of the last move's effect). */
+    if (stall == STALL_OVER && !g->stall.eval_pending) {
+        stall_backoff(cfg, g, d);
+        return;
+    }
+
     /* The guest's free memory fell under the low buffer: give before it hurts. Not while
      * the host itself is short: then only pressure earns memory. */
     if (snapshot_usable(cfg, g, now) && !host->pressure) {
@@ -327,11 +542,24 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         }
     }
 
-    /* Quiet inflate: slow to take. A guest just (re)connected counts as not yet quiet, so
-     * after a daemon or QEMU restart guests keep what they have for quiet_ms. */
-    if (level > BP_LEVEL_NONE || now - g->known_since < cfg->quiet_ms ||
-        (g->last_event_at != POLICY_NEVER && now - g->last_event_at < cfg->quiet_ms)) {
+    /* Inflate: slow to take. A guest just (re)connected counts as not yet quiet, so after
+     * a daemon or QEMU restart guests keep what they have for quiet_ms. A critical event
+     * blocks for quiet_ms; without a PSI measure, so does medium. Low never does. */
+    int64_t last_block = g->last_at[BP_LEVEL_CRITICAL];
+    if (!g->stall.psi_seen && g->last_at[BP_LEVEL_MEDIUM] > last_block)
+        last_block = g->last_at[BP_LEVEL_MEDIUM];
+    if (level == BP_LEVEL_CRITICAL || (level == BP_LEVEL_MEDIUM && stall != STALL_UNDER) ||
+        now - g->known_since < cfg->quiet_ms ||
+        (last_block != POLICY_NEVER && now - last_block < cfg->quiet_ms)) {
         hold(d, POLICY_R_NOT_QUIET);
+        return;
+    }
+    if (stall == STALL_OVER) {
+        hold(d, POLICY_R_MEASURING);
+        return;
+    }
+    if (policy__stuck_until(cfg, g, now) > now) {
+        hold(d, POLICY_R_STUCK);
         return;
     }
     if (g->last_deflate_at != POLICY_NEVER &&
@@ -347,16 +575,12 @@ static void decide_guest(const struct policy_config *cfg, const struct policy_ho
         hold(d, POLICY_R_NO_SNAPSHOT);
         return;
     }
-    uint64_t limit = inflate_limit(cfg, g, now, cfg->buffer_pct);
-    if (actual <= add_sat(limit, cfg->min_change_bytes)) {
-        hold(d, POLICY_R_AT_FLOOR);
+    /* Each step's effect is measured before the next. */
+    if (g->stall.eval_pending && g->stall.psi_seen && g->stall.known) {
+        hold(d, POLICY_R_MEASURING);
         return;
     }
-    uint64_t step = step_of(g, cfg->inflate_step_bytes, cfg->inflate_step_pct);
-    uint64_t to = max_u64(limit, sub_sat(actual, step));
-    d->action = POLICY_INFLATE;
-    d->reason = POLICY_R_QUIET;
-    d->to_bytes = to;
+    probe(cfg, g, now, d);
 }
 
 static void decide_all(const struct policy_config *cfg, struct policy_host *host,
@@ -365,10 +589,9 @@ static void decide_all(const struct policy_config *cfg, struct policy_host *host
 {
     policy__host_update(cfg, host, now);
     for (size_t i = 0; i < gs->n; i++)
-        decide_guest(cfg, host, policy__guest(gs, i), now, &decisions[i]);
-    if (host->pressure && (host->last_reclaim_at == POLICY_NEVER ||
-                           now - host->last_reclaim_at >= cfg->host_reclaim_interval_ms))
-        policy__host_round(cfg, host, gs, now, decisions);
+        policy_decide_guest(cfg, host, policy__guest(gs, i), now, &decisions[i]);
+    policy__budget_round(cfg, host, gs, now, decisions);
+    policy__host_round(cfg, host, gs, now, decisions);
 }
 
 void policy_decide(const struct policy_config *cfg, struct policy_host *host,
@@ -385,6 +608,16 @@ void policy_decide_ptrs(const struct policy_config *cfg, struct policy_host *hos
 {
     const struct policy__guests gs = {.ptrs = guests, .n = n};
     decide_all(cfg, host, &gs, now, decisions);
+}
+
+void policy_arbitrate(const struct policy_config *cfg, struct policy_host *host,
+                      const struct policy_guest *const *guests, size_t n, int64_t now,
+                      struct policy_decision *decisions)
+{
+    const struct policy__guests gs = {.ptrs = guests, .n = n};
+    policy__host_update(cfg, host, now);
+    policy__budget_round(cfg, host, &gs, now, decisions);
+    policy__host_round(cfg, host, &gs, now, decisions);
 }
 
 static void count_flip(const struct policy_config *cfg, struct policy_guest *g,
@@ -408,11 +641,18 @@ void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
     /* Moves back inside the operator's limits are not the guest's doing: no reversal. */
     bool limit_move = d->reason == POLICY_R_BELOW_FLOOR || d->reason == POLICY_R_ABOVE_CEILING;
 
+    /* The previous move's balloon did not follow: the next backoff is longer. */
+    if (policy__move_failed(cfg, g, now)) {
+        if (g->stuck_count < 64)
+            g->stuck_count++;
+        g->stuck_total++;
+    }
     if (d->action == POLICY_DEFLATE) {
         g->last_deflate_at = now;
         g->medium_since = now;
-        /* Remember the size at which the kernel said it hurt. */
-        if (d->reason == POLICY_R_CRITICAL || d->reason == POLICY_R_MEDIUM) {
+        /* Remember the size at which the guest said it hurt. */
+        if (d->reason == POLICY_R_CRITICAL || d->reason == POLICY_R_MEDIUM ||
+            d->reason == POLICY_R_STALL) {
             g->hurt_known = true;
             g->hurt_bytes = d->from_bytes;
             g->hurt_at = now;
@@ -425,6 +665,10 @@ void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
     g->target_set = true;
     g->target_bytes = d->to_bytes;
     g->target_at = now;
+    g->target_done = false;
+    g->target_done_at = POLICY_NEVER;
+    g->move_from_bytes = g->actual_known ? g->actual_bytes : d->from_bytes;
+    policy__stall_commit(g, d);
 }
 
 /* Keep the smallest candidate after now. */
@@ -434,41 +678,63 @@ static void consider(int64_t *best, int64_t t, int64_t now)
         *best = t;
 }
 
-static int64_t next_deadline(const struct policy_config *cfg, const struct policy_host *host,
-                             const struct policy__guests *gs, int64_t now)
+int64_t policy_guest_deadline(const struct policy_config *cfg, const struct policy_guest *g,
+                              int64_t now)
 {
     int64_t best = POLICY_NO_DEADLINE;
     int64_t decay = cfg->level_decay_ms > 0 ? cfg->level_decay_ms : 1;
 
-    if (host->pressure && host->last_reclaim_at != POLICY_NEVER)
-        consider(&best, host->last_reclaim_at + cfg->host_reclaim_interval_ms, now);
-
-    for (size_t i = 0; i < gs->n; i++) {
-        const struct policy_guest *g = policy__guest(gs, i);
-        /* Even a paused guest's move in flight counts in host rounds until it settles. */
-        if (g->target_set)
-            consider(&best, g->target_at + cfg->settle_timeout_ms, now);
-        if (g->paused || !g->actual_known)
+    /* Even a paused guest's move in flight counts in host rounds until it settles. */
+    if (g->target_set && !g->target_done) {
+        consider(&best, g->target_at + cfg->stuck_check_ms, now);
+        consider(&best, g->target_at + cfg->settle_timeout_ms, now);
+        /* A slow balloon fails when its progress falls behind the rate. */
+        if (g->actual_known)
+            consider(&best, g->target_at + progress_due(cfg, g), now);
+    }
+    int64_t stuck = policy__stuck_until(cfg, g, now);
+    if (stuck != POLICY_NEVER)
+        consider(&best, stuck, now);
+    if (g->paused || !g->actual_known)
+        return best;
+    /* Level decay steps. */
+    for (int l = BP_LEVEL_LOW; l <= BP_LEVEL_CRITICAL; l++) {
+        if (g->last_at[l] == POLICY_NEVER || now < g->last_at[l])
             continue;
-        /* Level decay steps. */
-        for (int l = BP_LEVEL_LOW; l <= BP_LEVEL_CRITICAL; l++) {
-            if (g->last_at[l] == POLICY_NEVER || now < g->last_at[l])
-                continue;
-            int64_t k = (now - g->last_at[l]) / decay + 1;
-            if (k <= l)
-                consider(&best, g->last_at[l] + k * decay, now);
-        }
-        if (g->last_event_at != POLICY_NEVER)
-            consider(&best, g->last_event_at + cfg->quiet_ms, now);
-        consider(&best, g->known_since + cfg->quiet_ms, now);
-        if (g->last_deflate_at != POLICY_NEVER)
-            consider(&best, g->last_deflate_at + policy__inflate_wait(cfg, g, now), now);
-        if (g->last_inflate_at != POLICY_NEVER)
-            consider(&best, g->last_inflate_at + cfg->inflate_interval_ms, now);
-        if (g->flips > 0)
-            consider(&best, g->last_flip_at + cfg->flip_forget_ms, now);
-        if (g->hurt_known)
-            consider(&best, g->hurt_at + cfg->hurt_memory_ms, now);
+        int64_t k = (now - g->last_at[l]) / decay + 1;
+        if (k <= l)
+            consider(&best, g->last_at[l] + k * decay, now);
+    }
+    for (int l = BP_LEVEL_MEDIUM; l <= BP_LEVEL_CRITICAL; l++)
+        if (g->last_at[l] != POLICY_NEVER)
+            consider(&best, g->last_at[l] + cfg->quiet_ms, now);
+    consider(&best, g->known_since + cfg->quiet_ms, now);
+    if (g->last_deflate_at != POLICY_NEVER)
+        consider(&best, g->last_deflate_at + policy__inflate_wait(cfg, g, now), now);
+    if (g->last_inflate_at != POLICY_NEVER)
+        consider(&best, g->last_inflate_at + cfg->inflate_interval_ms, now);
+    if (g->flips > 0)
+        consider(&best, g->last_flip_at + cfg->flip_forget_ms, now);
+    if (g->hurt_known)
+        consider(&best, g->hurt_at + cfg->hurt_memory_ms, now);
+    /* Snapshots and stall measures go stale. */
+    if (g->mem_known)
+        consider(&best, g->mem_at + cfg->snapshot_max_age_ms + 1, now);
+    if (g->stall.known)
+        consider(&best, g->stall.last_at + cfg->snapshot_max_age_ms + 1, now);
+    return best;
+}
+
+static int64_t next_deadline(const struct policy_config *cfg, const struct policy_host *host,
+                             const struct policy__guests *gs, int64_t now)
+{
+    int64_t best = POLICY_NO_DEADLINE;
+    if (host->last_reclaim_at != POLICY_NEVER)
+        consider(&best, host->last_reclaim_at + cfg->host_reclaim_interval_ms, now);
+    for (size_t i = 0; i < gs->n; i++) {
+        int64_t t = policy_guest_deadline(cfg, policy__guest(gs, i), now);
+        if (t < best)
+            best = t;
     }
     return best;
 }

@@ -12,15 +12,19 @@
  *   policy_config_check(&cfg, ...);         refuse to start on error
  *   policy_host_init(&host);
  *   policy_guest_init(&g, floor, ceiling, weight);   policy_guest_check() for limits
+ *   policy_state_parse(...);                         policy state saved before a restart
  *   policy_note_actual(&cfg, &g, bytes, now);        after query-balloon / BALLOON_CHANGE
  *   policy_forget_actual(&g);                        when the QMP link drops
- *   policy_note_event(&cfg, &g, level, &mem, now);   per pressure message or report
+ *   policy_note_event(&cfg, &g, level, &mem, now);   per pressure message
+ *   policy_note_report(&cfg, &g, level, &mem, now);  per periodic report
  *   policy_host_input(&host, psi_some_avg10, total, available);  host readings
+ *   policy_host_budget(&host, bytes);                what all balloons together may hold
  *   policy_decide(&cfg, &host, guests, n, now, decisions);   after any of the above
  *     (or policy_decide_ptrs() with an array of pointers to guests)
  *   policy_commit(&cfg, &g, &decisions[i], now);     only for moves actually issued
- *   policy_host_commit(&host, now);                  if any of them was HOST_PRESSURE
+ *   policy_host_commit(&host, now);                  if any of them was a host round's
  *   policy_next_deadline(&cfg, &host, guests, n, now);   arm one timer for it
+ *   policy_state_format(...);                        what is worth keeping across a restart
  */
 #ifndef BELLOWS_POLICY_H
 #define BELLOWS_POLICY_H
@@ -45,7 +49,8 @@ struct policy_config {
     int64_t level_decay_ms;     /* a level drops one step per this long without events */
     int64_t medium_dwell_ms;    /* medium must persist this long before a deflate */
     int64_t critical_window_ms; /* critical events within this of a deflate are its echo */
-    int64_t quiet_ms;           /* no event for this long before any inflate */
+    int64_t quiet_ms;           /* no critical event (no event at all without PSI) this long
+                                 * before an inflate; also after the size becomes known */
 
     /* Timing of moves */
     int64_t deflate_cooldown_ms; /* after any deflate, no inflate for this long */
@@ -62,6 +67,8 @@ struct policy_config {
     double inflate_step_pct;
     uint64_t host_step_bytes; /* per guest and round when the host is under pressure */
     double host_step_pct;
+    uint64_t backoff_step_bytes; /* the largest stall backoff */
+    double backoff_step_pct;
 
     /* Guest buffer over what it uses (Hyper-V style), percent of used memory */
     double buffer_pct;      /* inflates stop at used * (1 + buffer_pct/100) */
@@ -77,6 +84,20 @@ struct policy_config {
     /* After a guest hurt at some size, do not inflate back down to it for this long */
     int64_t hurt_memory_ms;
 
+    /* Stall-driven right-sizing (Senpai-like): a stall measure per interval */
+    double stall_target_pct;   /* stall (PSI some, % of the interval) a guest may have */
+    int64_t stall_interval_ms; /* shortest interval a stall is measured over */
+    double stall_response_pct; /* a rise of this % of the base stall counts as a response */
+    uint64_t stall_fault_us;   /* a major fault or swap-in counts as this much stall */
+    double probe_coeff;        /* inflate steps are whole while stall < target / this */
+    double backoff_coeff;      /* backoff steps are whole at this many times the target */
+
+    /* Balloons that do not follow */
+    int64_t stuck_check_ms;    /* a move is checked this long after it was sent */
+    uint64_t stuck_rate_bytes; /* ... and must progress at least this much per second */
+    int64_t stuck_backoff_ms;  /* a guest whose balloon did not follow is skipped this long */
+    unsigned stuck_max_shift;  /* ... doubled per failure in a row, at most 2^this */
+
     /* Host pressure, with a dead band between entering and leaving */
     double host_psi_enter;            /* host memory PSI some avg10 (%) at or above: pressure */
     double host_psi_exit;             /* ... and below this (with avail) to leave it */
@@ -85,12 +106,15 @@ struct policy_config {
     int64_t host_reclaim_interval_ms; /* between two host reclaim rounds */
 };
 
-/* Host readings (set by policy_host_input) and the host pressure state the policy keeps. */
+/* Host readings (set by policy_host_input / policy_host_budget) and the host state the
+ * policy keeps. */
 struct policy_host {
     bool known; /* false until the first reading: no host reclaim */
     double psi_some_avg10;
     uint64_t mem_total_bytes;
     uint64_t mem_available_bytes;
+    bool budget_known;     /* false: no budget, only host pressure limits the guests */
+    uint64_t budget_bytes; /* the most all balloons together may hold */
     /* policy state */
     bool pressure;
     int64_t pressure_since;
@@ -118,23 +142,58 @@ enum policy_reason {
     POLICY_R_BACKOFF,        /* the guest flipped direction: the wait is multiplied */
     POLICY_R_INTERVAL,       /* the last inflate step was too recent */
     POLICY_R_NO_SNAPSHOT,    /* no fresh memory snapshot to size an inflate by */
+    POLICY_R_MEASURING,      /* the stall after the last move is not measured yet */
+    POLICY_R_NEAR_TARGET,    /* stall close to its target: the step would be too small */
+    POLICY_R_STUCK,          /* the balloon did not follow the last move: skipped a while */
+    POLICY_R_BUDGET,         /* would deflate, but the host budget has no room */
     /* DEFLATE */
     POLICY_R_CRITICAL,    /* critical pressure: large step at once */
     POLICY_R_MEDIUM,      /* medium pressure sustained for the dwell time */
     POLICY_R_BUFFER,      /* the guest's free memory fell under the low buffer */
     POLICY_R_BELOW_FLOOR, /* the balloon is under the floor: back to it */
+    POLICY_R_STALL,       /* stall above target, and it responds to size: back off */
     /* INFLATE */
     POLICY_R_ABOVE_CEILING, /* the balloon is over the ceiling: back to it */
-    POLICY_R_QUIET,         /* quiet guest with spare memory: small step */
+    POLICY_R_QUIET,         /* stall under target: a step toward the working set */
+    POLICY_R_INSENSITIVE,   /* stall above target but it does not respond to size: a step */
     POLICY_R_HOST_PRESSURE, /* the host is short of memory: reclaim from this guest */
+    POLICY_R_FUND,          /* taken above the working set to fund another guest's deflate */
+    POLICY_R_SHARE,         /* taken above the weighted share under contention */
     POLICY_R_COUNT
 };
 
 struct policy_decision {
     enum policy_action action;
     enum policy_reason reason;
-    uint64_t from_bytes; /* the balloon's actual size (0 when unknown) */
-    uint64_t to_bytes;   /* the target to send; equals from_bytes for HOLD */
+    uint64_t from_bytes;   /* the balloon's actual size (0 when unknown) */
+    uint64_t to_bytes;     /* the target to send; equals from_bytes for HOLD */
+    uint64_t wanted_bytes; /* a deflate cut by the budget: the target it wanted; else 0 */
+};
+
+/* The stall measure of one guest, from the counters of its successive snapshots. */
+struct policy_stall {
+    /* counters at the start of the current interval */
+    bool mark_known;
+    uint64_t mark_some_us;
+    uint64_t mark_faults; /* major faults + swap-ins */
+    int64_t mark_at;
+    /* the last complete interval */
+    bool known;
+    bool psi_seen;   /* the guest's PSI totals have moved at least once */
+    double last_pct; /* stall of the last clean interval (% of its length) */
+    double avg_pct;  /* moving average over clean intervals */
+    int64_t last_at; /* end of the last clean interval */
+    /* the stall that does not respond to size (0: all of it does) */
+    double base_pct;
+    /* the effect of the last committed move, measured after it settled */
+    bool eval_pending;
+    enum policy_action eval_dir;
+    uint64_t eval_from;
+    uint64_t eval_to;
+    double eval_before_pct;  /* the stall measured before it */
+    unsigned eval_intervals; /* clean intervals measured after it so far */
+    double eval_sum_pct;
+    bool responded; /* the last inflate raised the stall: undo it */
 };
 
 /* Per-guest settings, inputs and state. Fill with policy_guest_init(); the daemon sets
@@ -152,9 +211,12 @@ struct policy_guest {
     uint64_t actual_bytes;
     int64_t actual_at;
     int64_t known_since; /* start of the current stretch with a known actual */
-    bool target_set;     /* a committed move may still be in flight */
+    bool target_set;     /* a move was committed (target_* describe it) */
     uint64_t target_bytes;
     int64_t target_at;
+    bool target_done; /* ... and is over: reached, or the actual moved away from it */
+    int64_t target_done_at;
+    uint64_t move_from_bytes; /* the actual when the move was committed */
 
     /* state: pressure. last_at[L] = time of the last event of level L or higher */
     int64_t last_at[BP_LEVEL_CRITICAL + 1];
@@ -167,6 +229,7 @@ struct policy_guest {
     int64_t mem_at;
     bool overhead_known; /* actual minus MemTotal, measured while settled */
     uint64_t overhead_bytes;
+    struct policy_stall stall;
 
     /* state: moves */
     int64_t last_deflate_at;
@@ -175,9 +238,11 @@ struct policy_guest {
     unsigned flips;              /* reversals counted toward the backoff */
     int64_t last_flip_at;
     uint64_t reversals; /* all reversals since init, for metrics */
-    bool hurt_known;    /* the size at which it last needed a critical/medium deflate */
+    bool hurt_known;    /* the size at which it last needed a critical/medium/stall deflate */
     uint64_t hurt_bytes;
     int64_t hurt_at;
+    unsigned stuck_count; /* moves in a row the balloon did not follow */
+    uint64_t stuck_total; /* all of them since init, for metrics */
 };
 
 /* Short stable names: "hold", "deflate", "inflate"; "critical", "quiet", ... Never NULL
@@ -191,8 +256,8 @@ void policy_config_defaults(struct policy_config *cfg);
 /* Set one tunable by its config-file name (the field name, e.g. "quiet_ms",
  * "critical_step_bytes"). Sizes (*_bytes) take an optional K, M, G, T (binary, or KiB...)
  * suffix, times (*_ms) an optional ms, s, min, h suffix, percentages a decimal 0..100
- * with an optional %. Returns 0, -ENOENT for an unknown key, -EINVAL for a bad value
- * (cfg untouched on error). */
+ * with an optional %, coefficients a decimal 1..1000. Returns 0, -ENOENT for an unknown
+ * key, -EINVAL for a bad value (cfg untouched on error). */
 int policy_config_set(struct policy_config *cfg, const char *key, const char *value);
 
 /* Check that the tunables make sense together (exit below enter thresholds, steps not
@@ -208,7 +273,8 @@ void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ce
 int policy_guest_check(uint64_t floor_bytes, uint64_t ceiling_bytes, uint32_t weight, char *err,
                        size_t err_cap);
 
-/* Record the balloon's actual size (query-balloon reply, BALLOON_CHANGE event). */
+/* Record the balloon's actual size (query-balloon reply, BALLOON_CHANGE event). A move on
+ * its way ends when the actual reaches its target or moves away from it. */
 void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
                         uint64_t actual_bytes, int64_t now);
 
@@ -216,27 +282,44 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
  * next policy_note_actual(). Pressure history is kept. */
 void policy_forget_actual(struct policy_guest *g);
 
-/* Record a message from the guest: a pressure event (level LOW..CRITICAL) or a periodic
- * report (its level, NONE when quiet). mem may be NULL when there is no snapshot.
- * Levels out of range are ignored (the snapshot is still kept). */
+/* Record a pressure message from the guest (level LOW..CRITICAL). mem may be NULL when
+ * there is no snapshot. Levels out of range are ignored (the snapshot is still kept). */
 void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,
                        const struct bp_mem *mem, int64_t now);
+
+/* Record a periodic report: the agent's current level (NONE when quiet) and a snapshot.
+ * The level it repeats is an echo of events already counted, not a new one: a critical
+ * report counts as medium, so one episode never earns a second critical step. */
+void policy_note_report(const struct policy_config *cfg, struct policy_guest *g,
+                        enum bp_level level, const struct bp_mem *mem, int64_t now);
 
 /* The guest's pressure level at now, after decay. */
 enum bp_level policy_guest_level(const struct policy_config *cfg, const struct policy_guest *g,
                                  int64_t now);
 
+/* The guest's working-set estimate in balloon terms: the least it may be left with (floor,
+ * what it uses plus the host buffer, the size it last hurt at while remembered). */
+uint64_t policy_guest_working_set(const struct policy_config *cfg, const struct policy_guest *g,
+                                  int64_t now);
+
 /* Record a host reading: memory PSI some avg10 (%), MemTotal and MemAvailable (bytes). */
 void policy_host_input(struct policy_host *host, double psi_some_avg10, uint64_t mem_total_bytes,
                        uint64_t mem_available_bytes);
 
-/* Start the host state: no reading yet, not under pressure. */
+/* Record the host budget: the most all balloons together may hold (a cgroup's limit, or
+ * MemAvailable plus what the guests hold, less a reserve). The sum of targets never
+ * exceeds it. policy_host_no_budget() forgets it. */
+void policy_host_budget(struct policy_host *host, uint64_t budget_bytes);
+void policy_host_no_budget(struct policy_host *host);
+
+/* Start the host state: no reading yet, not under pressure, no budget. */
 void policy_host_init(struct policy_host *host);
 
 /* Decide for all n guests at once. Writes decisions[i] for guests[i]; updates the host
  * pressure state (enter/exit) and nothing else. Guests are not changed: a decision only
  * takes effect through policy_commit(). Calling it twice with the same inputs gives the
- * same decisions. */
+ * same decisions. Equivalent to policy_decide_guest() for each guest, then
+ * policy_arbitrate(). */
 void policy_decide(const struct policy_config *cfg, struct policy_host *host,
                    const struct policy_guest *guests, size_t n, int64_t now,
                    struct policy_decision *decisions);
@@ -247,16 +330,34 @@ void policy_decide_ptrs(const struct policy_config *cfg, struct policy_host *hos
                         const struct policy_guest *const *guests, size_t n, int64_t now,
                         struct policy_decision *decisions);
 
+/* One guest's own rules, without the budget and the host round: what it wants. Depends
+ * only on cfg, the host's pressure state, g and now, so a scheduler that tracks which
+ * guests' inputs changed may call it for those alone and keep the others' wishes until
+ * policy_guest_deadline(). */
+void policy_decide_guest(const struct policy_config *cfg, const struct policy_host *host,
+                         const struct policy_guest *g, int64_t now, struct policy_decision *d);
+
+/* Turn every guest's wish (decisions[], from policy_decide_guest) into the round's
+ * decisions: update host pressure, fit deflates into the budget (funding them from guests
+ * above their working set, then by weight, else cutting them), and run the host round.
+ * guests[i] points to guest i. */
+void policy_arbitrate(const struct policy_config *cfg, struct policy_host *host,
+                      const struct policy_guest *const *guests, size_t n, int64_t now,
+                      struct policy_decision *decisions);
+
 /* The daemon issued decision d for g (balloon command sent). Starts cooldowns, counts
  * reversals, remembers the target. HOLD decisions are ignored. When any decision of a
- * round with reason HOST_PRESSURE is committed, call policy_host_commit() too. In
- * advisory (dry-run) mode the daemon may commit and then note_actual(d->to_bytes) to
+ * round with reason HOST_PRESSURE or SHARE is committed, call policy_host_commit() too.
+ * In advisory (dry-run) mode the daemon may commit and then note_actual(d->to_bytes) to
  * simulate the move. */
 void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
                    const struct policy_decision *d, int64_t now);
 
 /* A host reclaim round was issued at now: the next one waits host_reclaim_interval_ms. */
 void policy_host_commit(struct policy_host *host, int64_t now);
+
+/* True for reasons of the host's rounds (host-pressure, share): commit the host too. */
+bool policy_reason_is_host_round(enum policy_reason reason);
 
 /* Earliest time after now at which a decision could change without any new input (a
  * level decays; quiet time, cooldown, inflate interval or settle timeout ends; flips or
@@ -268,5 +369,28 @@ int64_t policy_next_deadline(const struct policy_config *cfg, const struct polic
 /* The same, for guests given as an array of pointers. */
 int64_t policy_next_deadline_ptrs(const struct policy_config *cfg, const struct policy_host *host,
                                   const struct policy_guest *const *guests, size_t n, int64_t now);
+
+/* One guest's part of policy_next_deadline() (without the host round's). */
+int64_t policy_guest_deadline(const struct policy_config *cfg, const struct policy_guest *g,
+                              int64_t now);
+
+/* ---- state worth keeping across a restart (policy_state.c) ---- */
+
+/* Longest text policy_state_format() writes, its NUL included. */
+#define POLICY_STATE_MAX 320
+
+/* Write what g has learnt that a restart should not forget (hurt size, reversals and
+ * backoff, stuck balloons, the stall base) as one line of `key=value` words, ages
+ * relative to now and the wall clock wall_ms. Returns the length written (without the
+ * NUL), or -ENOSPC when cap is too small (buf then holds an empty string). */
+int policy_state_format(const struct policy_guest *g, int64_t now, int64_t wall_ms, char *buf,
+                        size_t cap);
+
+/* Read a line written by policy_state_format() into g (a guest just initialised) at now
+ * and the wall clock wall_ms: time spent while the daemon was down counts as elapsed, and
+ * anything already expired is dropped. Returns 0, or -EINVAL for text that is not such a
+ * line (g untouched). */
+int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, const char *text,
+                       size_t len, int64_t now, int64_t wall_ms);
 
 #endif

@@ -18,8 +18,8 @@ void policy_config_defaults(struct policy_config *cfg)
         .level_decay_ms = 10000,
         .medium_dwell_ms = 3000,
         .critical_window_ms = 2000,
-        .quiet_ms = 120000,
-        .deflate_cooldown_ms = 300000,
+        .quiet_ms = 60000,
+        .deflate_cooldown_ms = 200000,
         .inflate_interval_ms = 10000,
         .settle_timeout_ms = 30000,
         .snapshot_max_age_ms = 30000,
@@ -31,6 +31,8 @@ void policy_config_defaults(struct policy_config *cfg)
         .inflate_step_pct = 2.0,
         .host_step_bytes = 128 * POLICY_MIB,
         .host_step_pct = 5.0,
+        .backoff_step_bytes = 64 * POLICY_MIB,
+        .backoff_step_pct = 10.0,
         .buffer_pct = 20.0,
         .buffer_low_pct = 5.0,
         .host_buffer_pct = 10.0,
@@ -38,6 +40,16 @@ void policy_config_defaults(struct policy_config *cfg)
         .flip_forget_ms = 3600000,
         .flip_max_shift = 4,
         .hurt_memory_ms = 1800000,
+        .stall_target_pct = 0.17,
+        .stall_interval_ms = 5000,
+        .stall_response_pct = 50.0,
+        .stall_fault_us = 1000,
+        .probe_coeff = 10.0,
+        .backoff_coeff = 20.0,
+        .stuck_check_ms = 5000,
+        .stuck_rate_bytes = 15000000,
+        .stuck_backoff_ms = 300000,
+        .stuck_max_shift = 4,
         .host_psi_enter = 10.0,
         .host_psi_exit = 2.0,
         .host_avail_enter_pct = 5.0,
@@ -46,7 +58,7 @@ void policy_config_defaults(struct policy_config *cfg)
     };
 }
 
-enum kind { KIND_MS, KIND_BYTES, KIND_PCT, KIND_SHIFT };
+enum kind { KIND_MS, KIND_BYTES, KIND_PCT, KIND_SHIFT, KIND_COEFF, KIND_COUNT };
 
 struct key {
     const char *name;
@@ -76,6 +88,8 @@ static const struct key keys[] = {
     KEY(inflate_step_pct, KIND_PCT),
     KEY(host_step_bytes, KIND_BYTES),
     KEY(host_step_pct, KIND_PCT),
+    KEY(backoff_step_bytes, KIND_BYTES),
+    KEY(backoff_step_pct, KIND_PCT),
     KEY(buffer_pct, KIND_PCT),
     KEY(buffer_low_pct, KIND_PCT),
     KEY(host_buffer_pct, KIND_PCT),
@@ -83,6 +97,16 @@ static const struct key keys[] = {
     KEY(flip_forget_ms, KIND_MS),
     KEY(flip_max_shift, KIND_SHIFT),
     KEY(hurt_memory_ms, KIND_MS),
+    KEY(stall_target_pct, KIND_PCT),
+    KEY(stall_interval_ms, KIND_MS),
+    KEY(stall_response_pct, KIND_PCT),
+    KEY(stall_fault_us, KIND_COUNT),
+    KEY(probe_coeff, KIND_COEFF),
+    KEY(backoff_coeff, KIND_COEFF),
+    KEY(stuck_check_ms, KIND_MS),
+    KEY(stuck_rate_bytes, KIND_BYTES),
+    KEY(stuck_backoff_ms, KIND_MS),
+    KEY(stuck_max_shift, KIND_SHIFT),
     KEY(host_psi_enter, KIND_PCT),
     KEY(host_psi_exit, KIND_PCT),
     KEY(host_avail_enter_pct, KIND_PCT),
@@ -204,6 +228,26 @@ int policy_config_set(struct policy_config *cfg, const char *key, const char *va
             memcpy(field, &v, sizeof(v));
             return 0;
         }
+        case KIND_COEFF: {
+            char *end;
+            if (value[0] < '0' || value[0] > '9')
+                return -EINVAL;
+            errno = 0;
+            double v = strtod(value, &end);
+            if (errno || *end != '\0' || !isfinite(v) || v < 1 || v > 1000)
+                return -EINVAL;
+            memcpy(field, &v, sizeof(v));
+            return 0;
+        }
+        case KIND_COUNT: {
+            unsigned long long v;
+            const char *unit;
+            if (parse_number(value, &v, &unit) < 0 || *unit != '\0' || v > 10000000)
+                return -EINVAL;
+            uint64_t u = v;
+            memcpy(field, &u, sizeof(u));
+            return 0;
+        }
         case KIND_SHIFT: {
             unsigned long long v;
             const char *unit;
@@ -234,17 +278,18 @@ static int fail(char *err, size_t err_cap, const char *fmt, ...)
 
 int policy_config_check(const struct policy_config *cfg, char *err, size_t err_cap)
 {
-    const int64_t times[] = {cfg->level_decay_ms, cfg->critical_window_ms, cfg->settle_timeout_ms,
-                             cfg->snapshot_max_age_ms};
-    const char *time_names[] = {"level_decay_ms", "critical_window_ms", "settle_timeout_ms",
-                                "snapshot_max_age_ms"};
+    const int64_t times[] = {cfg->level_decay_ms,    cfg->critical_window_ms,
+                             cfg->settle_timeout_ms, cfg->snapshot_max_age_ms,
+                             cfg->stall_interval_ms, cfg->stuck_check_ms};
+    const char *time_names[] = {"level_decay_ms",      "critical_window_ms", "settle_timeout_ms",
+                                "snapshot_max_age_ms", "stall_interval_ms",  "stuck_check_ms"};
     for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++)
         if (times[i] <= 0 || times[i] > MAX_MS)
             return fail(err, err_cap, "%s must be between 1 ms and 30 days", time_names[i]);
-    const int64_t any_times[] = {cfg->medium_dwell_ms,         cfg->quiet_ms,
-                                 cfg->deflate_cooldown_ms,     cfg->inflate_interval_ms,
-                                 cfg->flip_forget_ms,          cfg->hurt_memory_ms,
-                                 cfg->host_reclaim_interval_ms};
+    const int64_t any_times[] = {cfg->medium_dwell_ms,          cfg->quiet_ms,
+                                 cfg->deflate_cooldown_ms,      cfg->inflate_interval_ms,
+                                 cfg->flip_forget_ms,           cfg->hurt_memory_ms,
+                                 cfg->host_reclaim_interval_ms, cfg->stuck_backoff_ms};
     for (size_t i = 0; i < sizeof(any_times) / sizeof(any_times[0]); i++)
         if (any_times[i] < 0 || any_times[i] > MAX_MS)
             return fail(err, err_cap, "a time is negative or above 30 days");
@@ -256,6 +301,17 @@ int policy_config_check(const struct policy_config *cfg, char *err, size_t err_c
         return fail(err, err_cap, "inflate step is zero: set inflate_step_bytes or _pct");
     if (cfg->host_step_bytes == 0 && cfg->host_step_pct <= 0)
         return fail(err, err_cap, "host step is zero: set host_step_bytes or _pct");
+    if (cfg->backoff_step_bytes == 0 && cfg->backoff_step_pct <= 0)
+        return fail(err, err_cap, "backoff step is zero: set backoff_step_bytes or _pct");
+    if (!(cfg->stall_target_pct > 0))
+        return fail(err, err_cap, "stall_target_pct must be above 0");
+    if (cfg->stuck_check_ms > cfg->settle_timeout_ms)
+        return fail(err, err_cap, "stuck_check_ms (%lld) must not exceed settle_timeout_ms (%lld)",
+                    (long long)cfg->stuck_check_ms, (long long)cfg->settle_timeout_ms);
+    if (cfg->stuck_max_shift > 20)
+        return fail(err, err_cap, "stuck_max_shift must be at most 20");
+    if (cfg->probe_coeff < 1 || cfg->backoff_coeff < 1)
+        return fail(err, err_cap, "probe_coeff and backoff_coeff must be at least 1");
     if (cfg->buffer_low_pct > cfg->host_buffer_pct || cfg->host_buffer_pct > cfg->buffer_pct)
         return fail(err, err_cap,
                     "need buffer_low_pct <= host_buffer_pct <= buffer_pct (got %g, %g, %g)",

@@ -1,5 +1,6 @@
-/* bellows balloon policy: the host's side. Host pressure with an enter/exit dead band,
- * and the reclaim round that takes memory from the quietest, lowest-weight guests.
+/* bellows balloon policy: the host's side. Host pressure with an enter/exit dead band, and
+ * the reclaim round that takes memory from the idlest, lowest-weight guests above their
+ * working set when the host is short or the guests hold more than the budget.
  * Pure like the rest of the policy: see policy.h and docs/policy.md. */
 #include "host-daemon/policy/policy_internal.h"
 
@@ -20,6 +21,18 @@ void policy_host_input(struct policy_host *host, double psi_some_avg10, uint64_t
     host->psi_some_avg10 = psi_some_avg10;
     host->mem_total_bytes = mem_total_bytes;
     host->mem_available_bytes = mem_available_bytes;
+}
+
+void policy_host_budget(struct policy_host *host, uint64_t budget_bytes)
+{
+    host->budget_known = true;
+    host->budget_bytes = budget_bytes;
+}
+
+void policy_host_no_budget(struct policy_host *host)
+{
+    host->budget_known = false;
+    host->budget_bytes = 0;
 }
 
 void policy_host_commit(struct policy_host *host, int64_t now)
@@ -46,107 +59,170 @@ void policy__host_update(const struct policy_config *cfg, struct policy_host *ho
     }
 }
 
-/* A guest the host may take from, with what orders it and how far it may go. */
-struct candidate {
-    size_t index;
-    enum bp_level level;
-    uint32_t weight;
-    int64_t last_event_at;
-    uint64_t limit; /* lowest size a host round may take it to */
-};
-
-/* May the host take from guest i? Fills *ret when it may. */
-static bool reclaimable(const struct policy_config *cfg, const struct policy_guest *g, size_t i,
-                        const struct policy_decision *d, int64_t now, struct candidate *ret)
+bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g,
+                   const struct policy_decision *d, int64_t now, uint64_t *ret_limit)
 {
-    if (d->action == POLICY_DEFLATE || d->reason == POLICY_R_HOST_PRESSURE)
+    if (d->action == POLICY_DEFLATE)
+        return false;
+    if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
+        d->reason != POLICY_R_INSENSITIVE)
         return false;
     if (d->action == POLICY_HOLD &&
         (d->reason == POLICY_R_PAUSED || d->reason == POLICY_R_UNKNOWN_ACTUAL ||
-         d->reason == POLICY_R_SETTLING))
+         d->reason == POLICY_R_SETTLING || d->reason == POLICY_R_STUCK ||
+         d->reason == POLICY_R_AT_CEILING || d->reason == POLICY_R_BUDGET ||
+         d->reason == POLICY_R_CRITICAL_ECHO || d->reason == POLICY_R_DWELL))
         return false;
-    if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET)
-        return false;
-    /* Never from a guest under pressure, nor one just given memory. */
+    /* Never from a guest under pressure, nor one just given memory, nor one whose balloon
+     * did not follow the last move. */
     enum bp_level level = policy_guest_level(cfg, g, now);
-    if (level > BP_LEVEL_LOW)
+    if (level == BP_LEVEL_CRITICAL)
+        return false;
+    if (level == BP_LEVEL_MEDIUM && d->action == POLICY_HOLD && d->reason == POLICY_R_NOT_QUIET)
+        return false;
+    if (policy__stuck_until(cfg, g, now) > now)
         return false;
     if (g->last_deflate_at != POLICY_NEVER &&
         now - g->last_deflate_at < policy__inflate_wait(cfg, g, now))
         return false;
-    /* Any snapshot, however old, is a better guide than none. */
-    uint64_t limit = g->floor_bytes;
-    if (g->mem_known && g->overhead_known)
-        limit = max_u64(limit, policy__guest_need(g, cfg->host_buffer_pct));
-    if (g->hurt_known && now - g->hurt_at < cfg->hurt_memory_ms)
-        limit = max_u64(limit, g->hurt_bytes);
+    /* Nor from one whose stall is over its margin. */
+    if (g->stall.responded ||
+        (g->stall.psi_seen && policy__stall_fresh(cfg, g, now) &&
+         policy__stall_excess(g, g->stall.last_pct) > policy__stall_margin(cfg, g)))
+        return false;
+    uint64_t limit = policy_guest_working_set(cfg, g, now);
     if (g->actual_bytes <= add_sat(limit, cfg->min_change_bytes))
         return false;
-    *ret = (struct candidate){i, level, g->weight, g->last_event_at, limit};
+    *ret_limit = limit;
     return true;
 }
 
-/* Does a go before b in the host reclaim order? Lower level, then lower weight, then
- * quieter (older last event), then index. */
+/* A guest the host may take from, with what orders it. */
+struct candidate {
+    size_t index;
+    enum bp_level level;
+    uint32_t weight;
+    double stall_pct;
+    int64_t last_event_at;
+    uint64_t limit; /* lowest size the round may take it to */
+};
+
+/* Does a go before b? Lower level, then lower weight, then idler (less stall above its
+ * base), then quieter (older last event), then index. */
 static bool reclaim_before(const struct candidate *a, const struct candidate *b)
 {
     if (a->level != b->level)
         return a->level < b->level;
     if (a->weight != b->weight)
         return a->weight < b->weight;
+    if (a->stall_pct != b->stall_pct)
+        return a->stall_pct < b->stall_pct;
     if (a->last_event_at != b->last_event_at)
         return a->last_event_at < b->last_event_at;
     return a->index < b->index;
 }
 
-/* Under host pressure: take host steps from guests in reclaim order until the host's
- * shortfall, less what is still on its way, is covered (one step, when only PSI says
- * pressure). No allocation: each pass picks the best guest not yet taken. */
+/* The best donor not yet taken from this round (skip: a guest that may not give), or
+ * n when none is left. */
+static size_t next_donor(const struct policy_config *cfg, const struct policy__guests *gs,
+                         int64_t now, const struct policy_decision *decisions, size_t skip,
+                         struct candidate *ret)
+{
+    size_t n = gs->n;
+    struct candidate best = {.index = n};
+    for (size_t i = 0; i < n; i++) {
+        const struct policy_guest *g = policy__guest(gs, i);
+        uint64_t limit;
+        if (i == skip || !policy__donor(cfg, g, &decisions[i], now, &limit))
+            continue;
+        /* A guest already giving this round gives no more than its decision says. */
+        if (decisions[i].action == POLICY_INFLATE && decisions[i].reason != POLICY_R_QUIET &&
+            decisions[i].reason != POLICY_R_INSENSITIVE)
+            continue;
+        double excess = g->stall.known ? policy__stall_excess(g, g->stall.avg_pct) : 0;
+        struct candidate c = {
+            i, policy_guest_level(cfg, g, now), g->weight, excess, g->last_event_at, limit};
+        if (best.index == n || reclaim_before(&c, &best))
+            best = c;
+    }
+    *ret = best;
+    return best.index;
+}
+
+uint64_t policy__take(const struct policy_config *cfg, const struct policy__guests *gs, int64_t now,
+                      struct policy_decision *decisions, size_t skip, uint64_t want,
+                      size_t max_donors, bool host_step, enum policy_reason reason)
+{
+    uint64_t got = 0;
+    for (size_t pass = 0; pass < gs->n && pass < max_donors && got < want; pass++) {
+        struct candidate c;
+        if (next_donor(cfg, gs, now, decisions, skip, &c) == gs->n)
+            break;
+        const struct policy_guest *g = policy__guest(gs, c.index);
+        struct policy_decision *d = &decisions[c.index];
+        uint64_t step = max_u64(want - got, cfg->min_change_bytes);
+        if (host_step)
+            step = min_u64(step, step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
+        uint64_t to = max_u64(c.limit, sub_sat(g->actual_bytes, step));
+        /* A quiet inflate already planned may go further. */
+        uint64_t counted = policy__committed(cfg, g, now);
+        if (d->action == POLICY_INFLATE) {
+            counted = d->to_bytes;
+            if (d->to_bytes < to)
+                to = d->to_bytes;
+        }
+        *d = (struct policy_decision){POLICY_INFLATE, reason, g->actual_bytes, to, 0};
+        got = add_sat(got, sub_sat(counted, to));
+    }
+    return got;
+}
+
+/* Under host pressure (MemAvailable or PSI) or with the guests over the budget, take the
+ * shortfall from guests above their working set, and under the budget, if that is not
+ * enough, from guests above their weighted share. One round per interval. */
 void policy__host_round(const struct policy_config *cfg, const struct policy_host *host,
                         const struct policy__guests *gs, int64_t now,
                         struct policy_decision *decisions)
 {
-    size_t n = gs->n;
-    /* Memory already on its way back from earlier rounds has not shown up in the host's
-     * numbers yet: count it, or every round would take the same shortfall again. */
-    uint64_t pending = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct policy_guest *g = policy__guest(gs, i);
-        if (policy__settling(cfg, g, now) && g->target_bytes < g->actual_bytes)
-            pending = add_sat(pending, g->actual_bytes - g->target_bytes);
-    }
-    uint64_t shortfall =
-        sub_sat(pct_of(host->mem_total_bytes, cfg->host_avail_exit_pct), host->mem_available_bytes);
-    /* Only PSI says pressure: one step per round, once earlier ones have landed. */
-    bool one_step = shortfall == 0;
-    if (one_step && pending > 0)
+    if (host->last_reclaim_at != POLICY_NEVER &&
+        now - host->last_reclaim_at < cfg->host_reclaim_interval_ms)
         return;
-    uint64_t want = sub_sat(shortfall, pending);
-    if (!one_step && want == 0)
+    uint64_t over = 0;
+    if (host->budget_known)
+        over = sub_sat(policy__budget_use(cfg, gs, now, decisions), host->budget_bytes);
+    if (!host->pressure && over == 0)
         return;
-    uint64_t got = 0;
 
-    for (size_t pass = 0; pass < n && (one_step ? got == 0 : got < want); pass++) {
-        struct candidate best = {.index = n}, c;
+    size_t n = gs->n;
+    uint64_t want = over;
+    bool one_step = false;
+    if (host->pressure) {
+        /* Memory already on its way back from earlier rounds has not shown up in the
+         * host's numbers yet: count it, or every round would take the same shortfall
+         * again. */
+        uint64_t pending = 0;
         for (size_t i = 0; i < n; i++) {
-            if (!reclaimable(cfg, policy__guest(gs, i), i, &decisions[i], now, &c))
-                continue;
-            if (best.index == n || reclaim_before(&c, &best))
-                best = c;
+            const struct policy_guest *g = policy__guest(gs, i);
+            if (policy__settling(cfg, g, now) && g->target_bytes < g->actual_bytes)
+                pending = add_sat(pending, g->actual_bytes - g->target_bytes);
         }
-        if (best.index == n)
-            break;
-        const struct policy_guest *g = policy__guest(gs, best.index);
-        struct policy_decision *d = &decisions[best.index];
-        uint64_t step = step_of(g, cfg->host_step_bytes, cfg->host_step_pct);
-        if (!one_step)
-            step = min_u64(step, max_u64(want - got, cfg->min_change_bytes));
-        uint64_t to = max_u64(best.limit, sub_sat(g->actual_bytes, step));
-        if (d->action == POLICY_INFLATE && d->to_bytes < to)
-            to = d->to_bytes;
-        d->action = POLICY_INFLATE;
-        d->reason = POLICY_R_HOST_PRESSURE;
-        d->to_bytes = to;
-        got += g->actual_bytes - to;
+        uint64_t shortfall = sub_sat(pct_of(host->mem_total_bytes, cfg->host_avail_exit_pct),
+                                     host->mem_available_bytes);
+        if (shortfall == 0 && over == 0) {
+            /* Only PSI says pressure: one step per round, once earlier ones have landed. */
+            if (pending > 0)
+                return;
+            one_step = true;
+        }
+        want = max_u64(want, sub_sat(shortfall, pending));
     }
+    if (one_step) {
+        policy__take(cfg, gs, now, decisions, n, UINT64_MAX, 1, true, POLICY_R_HOST_PRESSURE);
+        return;
+    }
+    if (want == 0)
+        return;
+    uint64_t got = policy__take(cfg, gs, now, decisions, n, want, n, true, POLICY_R_HOST_PRESSURE);
+    if (got < over)
+        policy__share_squeeze(cfg, host, gs, now, decisions, n, over - got);
 }

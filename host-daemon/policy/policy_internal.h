@@ -1,9 +1,12 @@
-/* Internal to the policy files (policy.c, policy_host.c): shared helpers. Not for the
- * daemon: it uses policy.h only. */
+/* Internal to the policy files (policy.c, policy_stall.c, policy_host.c, policy_budget.c,
+ * policy_state.c): shared helpers. Not for the daemon: it uses policy.h only. */
 #ifndef BELLOWS_POLICY_INTERNAL_H
 #define BELLOWS_POLICY_INTERNAL_H
 
 #include "host-daemon/policy/policy.h"
+
+/* One page: balloon sizes are page-granular, so a limit missed by less is not crossed. */
+#define POLICY_PAGE_BYTES UINT64_C(4096)
 
 /* Saturating arithmetic: numbers a guest sends can be anything, nothing may wrap. */
 
@@ -32,15 +35,27 @@ static inline uint64_t dist_u64(uint64_t a, uint64_t b)
     return a > b ? a - b : b - a;
 }
 
-/* pct percent of x, saturating at UINT64_MAX. */
-static inline uint64_t pct_of(uint64_t x, double pct)
+/* KiB from a guest to bytes, saturating. */
+static inline uint64_t kib_bytes(uint64_t kib)
 {
-    double v = (double)x * pct / 100.0;
+    return kib > UINT64_MAX / 1024 ? UINT64_MAX : kib * 1024;
+}
+
+/* x times a fraction f (0..1 or more), saturating; 0 for f <= 0 or NaN. */
+static inline uint64_t scale_u64(uint64_t x, double f)
+{
+    double v = (double)x * f;
     if (!(v > 0))
         return 0;
     if (v >= 18446744073709551615.0)
         return UINT64_MAX;
     return (uint64_t)v;
+}
+
+/* pct percent of x, saturating at UINT64_MAX. */
+static inline uint64_t pct_of(uint64_t x, double pct)
+{
+    return scale_u64(x, pct / 100.0);
 }
 
 /* A step for this guest: max(bytes, pct of its ceiling). */
@@ -61,25 +76,96 @@ static inline const struct policy_guest *policy__guest(const struct policy__gues
     return gs->array ? &gs->array[i] : gs->ptrs[i];
 }
 
-/* True while a committed move may still be on its way: the actual is not yet within the
- * dead band of the target, and the settle timeout has not passed. */
+/* ---- policy.c ---- */
+
+/* True while a committed move may still be on its way: not over (reached, or the actual
+ * moved away), not yet within the dead band of the target, and the settle timeout has not
+ * passed. */
 bool policy__settling(const struct policy_config *cfg, const struct policy_guest *g, int64_t now);
 
+/* True when the last committed move did not follow: not over, and either the settle
+ * timeout passed or, after stuck_check_ms, it progressed slower than stuck_rate_bytes/s. */
+bool policy__move_failed(const struct policy_config *cfg, const struct policy_guest *g,
+                         int64_t now);
+
+/* While a failed move is remembered: the end of the guest's stuck backoff, else NEVER. */
+int64_t policy__stuck_until(const struct policy_config *cfg, const struct policy_guest *g,
+                            int64_t now);
+
+/* What the guest holds toward the budget: the target of a move on its way from a balloon
+ * that follows, else the actual (a balloon that does not follow gives nothing back). */
+uint64_t policy__committed(const struct policy_config *cfg, const struct policy_guest *g,
+                           int64_t now);
+
 /* used * (1 + pct/100) + overhead: the smallest size that leaves the guest that buffer.
- * Only meaningful when g->mem_known and g->overhead_known. */
+ * Only meaningful when g->mem_known. */
 uint64_t policy__guest_need(const struct policy_guest *g, double pct);
 
 /* How long after the last deflate an inflate must wait at now, flip backoff included. */
 int64_t policy__inflate_wait(const struct policy_config *cfg, const struct policy_guest *g,
                              int64_t now);
 
-/* Enter or leave host pressure from the latest reading (policy_host.c). */
+/* True while the size the guest last hurt at is remembered. */
+bool policy__hurt_live(const struct policy_config *cfg, const struct policy_guest *g, int64_t now);
+
+/* ---- policy_stall.c ---- */
+
+/* Feed one snapshot's counters to the stall measure (called by note_event/note_report). */
+void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
+                        const struct bp_mem *mem, int64_t now);
+
+/* A move was committed: measure its effect once it has settled. */
+void policy__stall_commit(struct policy_guest *g, const struct policy_decision *d);
+
+/* True when the stall measure is fit to decide by at now: measured over a clean interval
+ * (after the last move was over) not older than snapshot_max_age_ms. */
+bool policy__stall_fresh(const struct policy_config *cfg, const struct policy_guest *g,
+                         int64_t now);
+
+/* The stall above the part that does not respond to size, and the margin it may have:
+ * max(target, stall_response_pct of the base). */
+double policy__stall_excess(const struct policy_guest *g, double pct);
+double policy__stall_margin(const struct policy_config *cfg, const struct policy_guest *g);
+
+/* ---- policy_host.c ---- */
+
+/* Enter or leave host pressure from the latest reading. */
 void policy__host_update(const struct policy_config *cfg, struct policy_host *host, int64_t now);
 
-/* Under host pressure, turn some guests' decisions into host-pressure inflates
- * (policy_host.c). decisions[] holds each guest's own decision on entry. */
+/* Under host pressure or over the budget, turn some guests' decisions into host-round
+ * inflates. decisions[] holds each guest's decision after the budget pass. */
 void policy__host_round(const struct policy_config *cfg, const struct policy_host *host,
                         const struct policy__guests *gs, int64_t now,
                         struct policy_decision *decisions);
+
+/* May the host (or a deflate needing funds) take from guest i? Its lowest size then. */
+bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g,
+                   const struct policy_decision *d, int64_t now, uint64_t *ret_limit);
+
+/* Take up to want (at least min_change) from at most max_donors guests in reclaim order,
+ * each down to its working set (and by at most a host step when host_step), with this
+ * reason; skip: a guest that may not give (n: none). Returns what was taken. */
+uint64_t policy__take(const struct policy_config *cfg, const struct policy__guests *gs, int64_t now,
+                      struct policy_decision *decisions, size_t skip, uint64_t want,
+                      size_t max_donors, bool host_step, enum policy_reason reason);
+
+/* ---- policy_budget.c ---- */
+
+/* Under contention, take up to want from the guests furthest above their weighted share
+ * (fewest shares per byte first), down to that share; skip as in policy__take. Returns
+ * what was taken. */
+uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct policy_host *host,
+                               const struct policy__guests *gs, int64_t now,
+                               struct policy_decision *decisions, size_t skip, uint64_t want);
+
+/* Fit the round's deflates into the budget: fund them from guests above their working
+ * set, then by weight under contention, else cut them (reason BUDGET when nothing fits). */
+void policy__budget_round(const struct policy_config *cfg, const struct policy_host *host,
+                          const struct policy__guests *gs, int64_t now,
+                          struct policy_decision *decisions);
+
+/* Sum of what all guests hold toward the budget after this round's decisions. */
+uint64_t policy__budget_use(const struct policy_config *cfg, const struct policy__guests *gs,
+                            int64_t now, const struct policy_decision *decisions);
 
 #endif

@@ -176,9 +176,9 @@ static const struct scenario scenarios[] = {
     {"a fresh guest is not inflated before the quiet time", 1 * GIB, 4 * GIB, 4 * GIB, {
         REPORT(0, NONE, 1 * GIB),
         EXPECT(1000, HOLD, NOT_QUIET, 0),
-        REPORT(119000, NONE, 1 * GIB),
-        EXPECT(119999, HOLD, NOT_QUIET, 0),
-        EXPECT(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        REPORT(59000, NONE, 1 * GIB),
+        EXPECT(59999, HOLD, NOT_QUIET, 0),
+        EXPECT(60000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
     }},
     {"quiet inflate by small steps, each after the interval and a new snapshot",
      1 * GIB, 4 * GIB, 4 * GIB, {
@@ -213,22 +213,29 @@ static const struct scenario scenarios[] = {
         REPORT(140000, NONE, 512 * MIB),
         EXPECT(140000, HOLD, AT_FLOOR, 0),
     }},
-    {"low pressure keeps a guest from being inflated", 1 * GIB, 4 * GIB, 4 * GIB, {
+    {"low pressure does not keep a guest from being inflated", 1 * GIB, 4 * GIB, 4 * GIB, {
         REPORT(0, NONE, 1 * GIB),
         EV(100000, LOW),
-        REPORT(200000, NONE, 1 * GIB),
-        EXPECT(200000, HOLD, NOT_QUIET, 0),
-        REPORT(220000, NONE, 1 * GIB),
-        EXPECT(220000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        REPORT(100000, LOW, 1 * GIB),
+        EXPECT(100000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+    }},
+    {"without a PSI measure, medium keeps a guest from being inflated for the quiet time",
+     1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(0, NONE, 1 * GIB),
+        EV(100000, MEDIUM),
+        REPORT(150000, NONE, 1 * GIB),
+        EXPECT(150000, HOLD, NOT_QUIET, 0),
+        REPORT(160000, NONE, 1 * GIB),
+        EXPECT(160000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
     }},
     {"cooldown after a deflate before any inflate", 1 * GIB, 4 * GIB, 2 * GIB, {
         EV(0, CRITICAL),
         EXPECT(0, DEFLATE, CRITICAL, 3 * GIB),
-        REPORT(200000, NONE, 512 * MIB),
-        EXPECT(200000, HOLD, COOLDOWN, 0),
-        REPORT(299999, NONE, 512 * MIB),
-        EXPECT(299999, HOLD, COOLDOWN, 0),
-        EXPECT(300000, INFLATE, QUIET, 3 * GIB - INFLATE_STEP),
+        REPORT(150000, NONE, 512 * MIB),
+        EXPECT(150000, HOLD, COOLDOWN, 0),
+        REPORT(199999, NONE, 512 * MIB),
+        EXPECT(199999, HOLD, COOLDOWN, 0),
+        EXPECT(200000, INFLATE, QUIET, 3 * GIB - INFLATE_STEP),
     }},
     {"the size a guest hurt at is not taken again for a while", 1 * GIB, 4 * GIB, 2 * GIB, {
         EV(0, CRITICAL),
@@ -245,25 +252,67 @@ static const struct scenario scenarios[] = {
         EXPECT(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
         EV(130000, CRITICAL), /* inflate -> deflate: one flip */
         EXPECT(130000, DEFLATE, CRITICAL, 4 * GIB),
-        REPORT(430000, NONE, 512 * MIB),
-        EXPECT(430000, HOLD, BACKOFF, 0), /* 300 s passed, 600 s needed */
-        REPORT(730000, NONE, 512 * MIB),
-        EXPECT(730000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP), /* second flip */
-        EV(740000, CRITICAL),
-        EXPECT(740000, DEFLATE, CRITICAL, 4 * GIB), /* third flip: 8 x 300 s */
-        REPORT(740000 + 2399000, NONE, 512 * MIB),
-        EXPECT(740000 + 2399000, HOLD, BACKOFF, 0),
-        REPORT(740000 + 2400000, NONE, 512 * MIB),
-        EXPECT(740000 + 2400000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        REPORT(330000, NONE, 512 * MIB),
+        EXPECT(330000, HOLD, BACKOFF, 0), /* 200 s passed, 400 s needed */
+        REPORT(530000, NONE, 512 * MIB),
+        EXPECT(530000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP), /* second flip */
+        EV(540000, CRITICAL),
+        EXPECT(540000, DEFLATE, CRITICAL, 4 * GIB), /* third flip: 8 x 200 s */
+        REPORT(540000 + 1599000, NONE, 512 * MIB),
+        EXPECT(540000 + 1599000, HOLD, BACKOFF, 0),
+        REPORT(540000 + 1600000, NONE, 512 * MIB),
+        EXPECT(540000 + 1600000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
     }},
-    {"a move on its way is waited for, up to the settle timeout", 1 * GIB, 4 * GIB, 4 * GIB, {
+    {"a move on its way is waited for while it keeps pace, up to the settle timeout",
+     1 * GIB, 4 * GIB, 4 * GIB, {
+        SET("stuck_rate_bytes", 1 * MIB), /* 82 MiB: 1 MiB/s keeps pace for 30 s */
         REPORT(120000, NONE, 512 * MIB),
         EXPECT_NOARRIVE(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        ACTUAL(125000, 4 * GIB - 10 * MIB),
         REPORT(135000, NONE, 512 * MIB),
+        ACTUAL(135000, 4 * GIB - 20 * MIB),
         EXPECT(135000, HOLD, SETTLING, 0),
+        ACTUAL(145000, 4 * GIB - 30 * MIB),
         EXPECT(149999, HOLD, SETTLING, 0),
-        /* The balloon never got there; after 30 s the actual is the truth again. */
-        EXPECT(150000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        /* The balloon never got there; after 30 s it is stuck: skipped for 5 minutes. */
+        EXPECT(150000, HOLD, STUCK, 0),
+        REPORT(419000, NONE, 512 * MIB),
+        EXPECT(419999, HOLD, STUCK, 0),
+        EXPECT(420000, INFLATE, QUIET, 4 * GIB - 30 * MIB - INFLATE_STEP),
+    }},
+    {"a balloon that does not move is stuck after the check time; twice, skipped twice as long",
+     1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(120000, NONE, 512 * MIB),
+        EXPECT_NOARRIVE(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        REPORT(124000, NONE, 512 * MIB),
+        EXPECT(124999, HOLD, SETTLING, 0),
+        EXPECT(125000, HOLD, STUCK, 0),   /* no progress at all after 5 s */
+        REPORT(420000, NONE, 512 * MIB),
+        EXPECT_NOARRIVE(420000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        REPORT(425000, NONE, 512 * MIB),
+        EXPECT(425000, HOLD, STUCK, 0),
+        REPORT(1019000, NONE, 512 * MIB),
+        EXPECT(1019999, HOLD, STUCK, 0), /* 10 minutes the second time */
+        EXPECT(1020000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+    }},
+    {"a balloon faking slow progress is stuck", 1 * GIB, 4 * GIB, 4 * GIB, {
+        REPORT(120000, NONE, 512 * MIB),
+        EXPECT_NOARRIVE(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
+        ACTUAL(121000, 4 * GIB - 1 * MIB),
+        ACTUAL(124000, 4 * GIB - 2 * MIB),
+        EXPECT(124999, HOLD, SETTLING, 0),
+        EXPECT(125000, HOLD, STUCK, 0), /* 2 MiB in 5 s: under 15 MB/s */
+    }},
+    {"a target reached and then moved by someone else is not on its way", 1 * GIB, 4 * GIB,
+     4 * GIB, {
+        REPORT(120000, NONE, 512 * MIB),
+        EXPECT(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP), /* arrives */
+        ACTUAL(121000, 3 * GIB),                                /* the operator's doing */
+        REPORT(131000, NONE, 512 * MIB),
+        EXPECT_NOARRIVE(131000, INFLATE, QUIET, 3 * GIB - INFLATE_STEP),
+        ACTUAL(132000, 3 * GIB + 256 * MIB), /* moved away from the target: over */
+        REPORT(142000, NONE, 512 * MIB),
+        EXPECT(142000, INFLATE, QUIET, 3 * GIB + 256 * MIB - INFLATE_STEP),
     }},
     {"medium waits for a move on its way; critical does not", 1 * GIB, 8 * GIB, 2 * GIB, {
         EV(0, MEDIUM), EV(3000, MEDIUM),
@@ -341,7 +390,7 @@ static void run_scenario(void **state)
         case OP_REPORT: {
             uint64_t at = g.actual_known ? g.actual_bytes : sc->ceiling;
             struct bp_mem m = snapshot(at, s->bytes);
-            policy_note_event(&cfg, &g, (enum bp_level)s->level, &m, s->t);
+            policy_note_report(&cfg, &g, (enum bp_level)s->level, &m, s->t);
             break;
         }
         case OP_ACTUAL:
@@ -443,7 +492,7 @@ static void test_host_reclaim_order(void **state)
     policy_note_event(&cfg, &g[1], BP_LEVEL_LOW, NULL, 1000);     /* quieter, weight 100 */
     policy_note_event(&cfg, &g[2], BP_LEVEL_LOW, NULL, 45000);    /* weight 50 */
     policy_note_event(&cfg, &g[3], BP_LEVEL_MEDIUM, NULL, 59000); /* lowest weight, hurting */
-    int64_t now = 60000;
+    int64_t now = 59500; /* the guests' sizes known for less than quiet_ms: no quiet inflate */
     for (int i = 0; i < 4; i++) {
         struct bp_mem m = snapshot(4 * GIB, 640 * MIB);
         policy_note_event(&cfg, &g[i], BP_LEVEL_NONE, &m, now);
@@ -497,6 +546,7 @@ static void test_host_round_counts_memory_in_flight(void **state)
     struct policy_guest g[2];
     struct policy_decision d[2];
     policy_config_defaults(&cfg);
+    cfg.stuck_rate_bytes = 1 * MIB; /* a slow balloon still keeping pace */
     policy_host_init(&host);
     for (int i = 0; i < 2; i++) {
         policy_guest_init(&g[i], 256 * MIB, 4 * GIB, i == 0 ? 10 : 100);
@@ -513,11 +563,14 @@ static void test_host_round_counts_memory_in_flight(void **state)
     policy_commit(&cfg, &g[0], &d[0], 1000);
     policy_host_commit(&host, 1000);
 
+    policy_note_actual(&cfg, &g[0], 4 * GIB - 30 * MIB, 4000); /* on its way */
+    policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 70 * MIB);
     policy_decide(&cfg, &host, g, 2, 7000, d); /* next round, guest 0 still moving */
     assert_int_equal(d[0].reason, POLICY_R_SETTLING);
     assert_int_equal(d[1].action, POLICY_HOLD);
 
-    policy_note_actual(&cfg, &g[0], 4 * GIB - 100 * MIB, 8000); /* landed */
+    policy_note_actual(&cfg, &g[0], 4 * GIB - 100 * MIB, 8000);        /* landed */
+    policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 100 * MIB); /* others took it */
     policy_decide(&cfg, &host, g, 2, 8000, d); /* still short: the lowest weight again */
     assert_int_equal(d[0].reason, POLICY_R_HOST_PRESSURE);
     assert_int_equal(d[0].to_bytes, 4 * GIB - 200 * MIB);
@@ -528,11 +581,12 @@ static void test_host_round_counts_memory_in_flight(void **state)
     policy_commit(&cfg, &g[0], &d[0], 8000);
     policy_host_commit(&host, 8000);
     g[0].paused = true;
-    policy_decide(&cfg, &host, g, 2, 14000, d);
+    policy_decide(&cfg, &host, g, 2, 12000, d);
     assert_int_equal(d[0].reason, POLICY_R_PAUSED);
     assert_int_equal(d[1].action, POLICY_HOLD);
-    assert_int_equal(policy_next_deadline(&cfg, &host, g, 2, 14000), 8000 + 30000);
-    policy_decide(&cfg, &host, g, 2, 38000, d); /* it never landed: no longer counted */
+    assert_int_equal(policy_next_deadline(&cfg, &host, g, 2, 12000), 8000 + 5000);
+    /* It did not move within the check time: not counted as coming any more. */
+    policy_decide(&cfg, &host, g, 2, 13000, d);
     assert_int_equal(d[1].reason, POLICY_R_HOST_PRESSURE);
 }
 
@@ -841,13 +895,13 @@ static void test_next_deadline(void **state)
     assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 0), POLICY_NO_DEADLINE);
     policy_note_actual(&cfg, &g, 4 * GIB, 0);
     /* Quiet time since the actual became known. */
-    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 0), 120000);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 0), 60000);
     policy_note_event(&cfg, &g, BP_LEVEL_MEDIUM, NULL, 130000);
-    /* Decay steps at 140 s and 150 s, quiet at 250 s. */
+    /* Decay steps at 140 s and 150 s, quiet (after medium, without PSI) at 190 s. */
     assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 130000), 140000);
     assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 140000), 150000);
-    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 150000), 250000);
-    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 250000), POLICY_NO_DEADLINE);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 150000), 190000);
+    assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 190000), POLICY_NO_DEADLINE);
     g.paused = true;
     assert_int_equal(policy_next_deadline(&cfg, &host, &g, 1, 130000), POLICY_NO_DEADLINE);
 }

@@ -1,0 +1,153 @@
+/* bellows balloon policy: the host budget. The sum of what all balloons hold (their
+ * targets, once a move is sent) never exceeds it: a deflate that does not fit is funded
+ * from guests above their working set, then, under contention, from guests above their
+ * weighted share, else cut to what fits. Pure like the rest of the policy: see policy.h
+ * and docs/policy.md. */
+#include "host-daemon/policy/policy_internal.h"
+
+/* What guest g holds toward the budget once decision d is carried out. */
+static uint64_t held_after(const struct policy_config *cfg, const struct policy_guest *g,
+                           const struct policy_decision *d, int64_t now)
+{
+    if (d->action != POLICY_HOLD)
+        return d->to_bytes;
+    return policy__committed(cfg, g, now);
+}
+
+uint64_t policy__budget_use(const struct policy_config *cfg, const struct policy__guests *gs,
+                            int64_t now, const struct policy_decision *decisions)
+{
+    uint64_t use = 0;
+    for (size_t i = 0; i < gs->n; i++)
+        use = add_sat(use, held_after(cfg, policy__guest(gs, i), &decisions[i], now));
+    return use;
+}
+
+/* Guest g's weighted share of the budget: its floor plus the budget above all floors,
+ * split by weight (Proxmox's and ESX's shares), at most its ceiling. */
+static uint64_t share_of(const struct policy_host *host, const struct policy__guests *gs,
+                         const struct policy_guest *g)
+{
+    uint64_t floors = 0;
+    double weights = 0;
+    for (size_t i = 0; i < gs->n; i++) {
+        const struct policy_guest *o = policy__guest(gs, i);
+        floors = add_sat(floors, o->floor_bytes);
+        weights += o->weight > 0 ? o->weight : 1;
+    }
+    uint64_t above = sub_sat(host->budget_bytes, floors);
+    double w = g->weight > 0 ? g->weight : 1;
+    return min_u64(g->ceiling_bytes, add_sat(g->floor_bytes, scale_u64(above, w / weights)));
+}
+
+uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct policy_host *host,
+                               const struct policy__guests *gs, int64_t now,
+                               struct policy_decision *decisions, size_t skip, uint64_t want)
+{
+    uint64_t got = 0;
+    for (size_t pass = 0; pass < gs->n && got < want; pass++) {
+        size_t best = gs->n;
+        double best_ratio = 0;
+        uint64_t best_share = 0;
+        for (size_t i = 0; i < gs->n; i++) {
+            const struct policy_guest *g = policy__guest(gs, i);
+            const struct policy_decision *d = &decisions[i];
+            if (i == skip || g->paused || !g->actual_known || d->action == POLICY_DEFLATE)
+                continue;
+            if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
+                d->reason != POLICY_R_INSENSITIVE)
+                continue;
+            if (policy__settling(cfg, g, now) || policy__stuck_until(cfg, g, now) > now)
+                continue;
+            uint64_t share = share_of(host, gs, g);
+            if (g->actual_bytes <= add_sat(share, cfg->min_change_bytes))
+                continue;
+            /* ESX's min-funding revocation: fewest shares per byte gives first. */
+            double ratio = (double)g->weight / (double)g->actual_bytes;
+            if (best == gs->n || ratio < best_ratio) {
+                best = i;
+                best_ratio = ratio;
+                best_share = share;
+            }
+        }
+        if (best == gs->n)
+            break;
+        const struct policy_guest *g = policy__guest(gs, best);
+        struct policy_decision *d = &decisions[best];
+        uint64_t step = max_u64(want - got, cfg->min_change_bytes);
+        uint64_t to = max_u64(best_share, sub_sat(g->actual_bytes, step));
+        uint64_t counted = policy__committed(cfg, g, now);
+        if (d->action == POLICY_INFLATE) {
+            counted = d->to_bytes;
+            if (d->to_bytes < to)
+                to = d->to_bytes;
+        }
+        *d = (struct policy_decision){POLICY_INFLATE, POLICY_R_SHARE, g->actual_bytes, to, 0};
+        got = add_sat(got, sub_sat(counted, to));
+    }
+    return got;
+}
+
+/* Deflate reasons in the order the budget serves them: the most urgent first. */
+static const enum policy_reason deflate_order[] = {
+    POLICY_R_CRITICAL, POLICY_R_STALL, POLICY_R_MEDIUM, POLICY_R_BELOW_FLOOR, POLICY_R_BUFFER,
+};
+
+void policy__budget_round(const struct policy_config *cfg, const struct policy_host *host,
+                          const struct policy__guests *gs, int64_t now,
+                          struct policy_decision *decisions)
+{
+    if (!host->budget_known)
+        return;
+    uint64_t budget = host->budget_bytes;
+    /* What the guests hold with this round's inflates, before its deflates. */
+    uint64_t use = 0;
+    for (size_t i = 0; i < gs->n; i++) {
+        const struct policy_guest *g = policy__guest(gs, i);
+        const struct policy_decision *d = &decisions[i];
+        use = add_sat(use, d->action == POLICY_DEFLATE ? policy__committed(cfg, g, now)
+                                                        : held_after(cfg, g, d, now));
+    }
+
+    for (size_t k = 0; k < sizeof(deflate_order) / sizeof(deflate_order[0]); k++) {
+        for (size_t i = 0; i < gs->n; i++) {
+            struct policy_decision *d = &decisions[i];
+            if (d->action != POLICY_DEFLATE || d->reason != deflate_order[k])
+                continue;
+            const struct policy_guest *g = policy__guest(gs, i);
+            uint64_t held = policy__committed(cfg, g, now);
+            uint64_t want = sub_sat(d->to_bytes, held);
+            uint64_t room = sub_sat(budget, use);
+            if (want > room) {
+                /* Funded first by guests above their working set, idlest and lowest
+                 * weight first ... */
+                use = sub_sat(use, policy__take(cfg, gs, now, decisions, i, want - room, gs->n,
+                                                false, POLICY_R_FUND));
+                room = sub_sat(budget, use);
+            }
+            if (want > room) {
+                /* ... then, under contention, by weight: up to this guest's own share. */
+                uint64_t share = share_of(host, gs, g);
+                uint64_t may = min_u64(want - room, sub_sat(share, add_sat(held, room)));
+                if (may > 0)
+                    use = sub_sat(use, policy__share_squeeze(cfg, host, gs, now, decisions, i, may));
+                room = sub_sat(budget, use);
+            }
+            if (want <= room) {
+                use = add_sat(use, want);
+                continue;
+            }
+            /* Cut to what fits, or nothing. */
+            uint64_t to = add_sat(held, room);
+            d->wanted_bytes = d->to_bytes;
+            if (to > d->from_bytes && to - d->from_bytes >= cfg->min_change_bytes && to > held) {
+                d->to_bytes = to;
+                use = add_sat(use, room);
+            } else {
+                d->action = POLICY_HOLD;
+                d->reason = POLICY_R_BUDGET;
+                d->to_bytes = d->from_bytes;
+            }
+        }
+    }
+}
