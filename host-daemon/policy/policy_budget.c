@@ -40,6 +40,52 @@ static uint64_t share_of(const struct policy_host *host, const struct policy__gu
     return min_u64(g->ceiling_bytes, add_sat(g->floor_bytes, scale_u64(above, w / weights)));
 }
 
+/* May guest i be squeezed toward its share? Its share when it may. */
+static bool squeezable(const struct policy_config *cfg, const struct policy_host *host,
+                       const struct policy__guests *gs, int64_t now,
+                       const struct policy_decision *decisions, size_t i, size_t skip,
+                       uint64_t *ret_share)
+{
+    const struct policy_guest *g = policy__guest(gs, i);
+    const struct policy_decision *d = &decisions[i];
+    if (i == skip || g->paused || !g->actual_known || d->action == POLICY_DEFLATE)
+        return false;
+    /* A guest already funding this round may go on down to its share. */
+    if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
+        d->reason != POLICY_R_INSENSITIVE && d->reason != POLICY_R_FUND)
+        return false;
+    if (policy__settling(cfg, g, now) || policy__stuck_until(cfg, g, now) > now)
+        return false;
+    uint64_t share = share_of(host, gs, g);
+    if (g->actual_bytes <= add_sat(share, cfg->min_change_bytes))
+        return false;
+    *ret_share = share;
+    return true;
+}
+
+/* What policy__share_squeeze() could take at most after policy__take() took all it
+ * could, without taking it: per guest, what its share allows beyond its working set. */
+static uint64_t share_capacity(const struct policy_config *cfg, const struct policy_host *host,
+                               const struct policy__guests *gs, int64_t now,
+                               const struct policy_decision *decisions, size_t skip)
+{
+    uint64_t sum = 0, share, limit;
+    for (size_t i = 0; i < gs->n; i++) {
+        if (!squeezable(cfg, host, gs, now, decisions, i, skip, &share))
+            continue;
+        const struct policy_guest *g = policy__guest(gs, i);
+        const struct policy_decision *d = &decisions[i];
+        uint64_t counted =
+            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        if (policy__donor(cfg, g, d, now, &limit) &&
+            (d->action != POLICY_INFLATE || d->reason == POLICY_R_QUIET ||
+             d->reason == POLICY_R_INSENSITIVE))
+            counted = min_u64(counted, limit);
+        sum = add_sat(sum, sub_sat(counted, share));
+    }
+    return sum;
+}
+
 uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct policy_host *host,
                                const struct policy__guests *gs, int64_t now,
                                struct policy_decision *decisions, size_t skip, uint64_t want)
@@ -51,16 +97,8 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
         uint64_t best_share = 0;
         for (size_t i = 0; i < gs->n; i++) {
             const struct policy_guest *g = policy__guest(gs, i);
-            const struct policy_decision *d = &decisions[i];
-            if (i == skip || g->paused || !g->actual_known || d->action == POLICY_DEFLATE)
-                continue;
-            if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
-                d->reason != POLICY_R_INSENSITIVE)
-                continue;
-            if (policy__settling(cfg, g, now) || policy__stuck_until(cfg, g, now) > now)
-                continue;
-            uint64_t share = share_of(host, gs, g);
-            if (g->actual_bytes <= add_sat(share, cfg->min_change_bytes))
+            uint64_t share;
+            if (!squeezable(cfg, host, gs, now, decisions, i, skip, &share))
                 continue;
             /* ESX's min-funding revocation: fewest shares per byte gives first. */
             double ratio = (double)g->weight / (double)g->actual_bytes;
@@ -88,6 +126,13 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
     return got;
 }
 
+/* Is a deflate to `to` still worth sending: above what the guest holds, a real move? */
+static bool fits(const struct policy_config *cfg, const struct policy_decision *d, uint64_t held,
+                 uint64_t to)
+{
+    return to > held && to > d->from_bytes && to - d->from_bytes >= cfg->min_change_bytes;
+}
+
 /* Deflate reasons in the order the budget serves them: the most urgent first. */
 static const enum policy_reason deflate_order[] = {
     POLICY_R_CRITICAL, POLICY_R_STALL, POLICY_R_MEDIUM, POLICY_R_BELOW_FLOOR, POLICY_R_BUFFER,
@@ -106,7 +151,7 @@ void policy__budget_round(const struct policy_config *cfg, const struct policy_h
         const struct policy_guest *g = policy__guest(gs, i);
         const struct policy_decision *d = &decisions[i];
         use = add_sat(use, d->action == POLICY_DEFLATE ? policy__committed(cfg, g, now)
-                                                        : held_after(cfg, g, d, now));
+                                                       : held_after(cfg, g, d, now));
     }
 
     for (size_t k = 0; k < sizeof(deflate_order) / sizeof(deflate_order[0]); k++) {
@@ -117,37 +162,40 @@ void policy__budget_round(const struct policy_config *cfg, const struct policy_h
             const struct policy_guest *g = policy__guest(gs, i);
             uint64_t held = policy__committed(cfg, g, now);
             uint64_t want = sub_sat(d->to_bytes, held);
-            uint64_t room = sub_sat(budget, use);
-            if (want > room) {
-                /* Funded first by guests above their working set, idlest and lowest
-                 * weight first ... */
-                use = sub_sat(use, policy__take(cfg, gs, now, decisions, i, want - room, gs->n,
-                                                false, POLICY_R_FUND));
-                room = sub_sat(budget, use);
-            }
-            if (want > room) {
-                /* ... then, under contention, by weight: up to this guest's own share. */
-                uint64_t share = share_of(host, gs, g);
-                uint64_t may = min_u64(want - room, sub_sat(share, add_sat(held, room)));
-                if (may > 0)
-                    use = sub_sat(use, policy__share_squeeze(cfg, host, gs, now, decisions, i, may));
-                room = sub_sat(budget, use);
-            }
-            if (want <= room) {
+            if (add_sat(use, want) <= budget) {
                 use = add_sat(use, want);
                 continue;
             }
-            /* Cut to what fits, or nothing. */
-            uint64_t to = add_sat(held, room);
-            d->wanted_bytes = d->to_bytes;
-            if (to > d->from_bytes && to - d->from_bytes >= cfg->min_change_bytes && to > held) {
-                d->to_bytes = to;
-                use = add_sat(use, room);
-            } else {
+            /* How far it could go: funded by guests above their working set, idlest and
+             * lowest weight first; then, under contention, by weight, up to its own share.
+             * Nobody gives unless the deflate then goes ahead, cut or not. */
+            uint64_t share = share_of(host, gs, g);
+            uint64_t fund_cap = policy__take_capacity(cfg, gs, now, decisions, i);
+            uint64_t share_cap = share_capacity(cfg, host, gs, now, decisions, i);
+            uint64_t funded = add_sat(held, sub_sat(budget, sub_sat(use, fund_cap)));
+            uint64_t squeezed =
+                add_sat(held, sub_sat(budget, sub_sat(use, add_sat(fund_cap, share_cap))));
+            uint64_t to = min_u64(d->to_bytes, max_u64(funded, min_u64(share, squeezed)));
+            if (fits(cfg, d, held, to)) {
+                uint64_t need = sub_sat(add_sat(use, to - held), budget);
+                use = sub_sat(use, policy__take(cfg, gs, now, decisions, i, need, gs->n, false,
+                                                POLICY_R_FUND));
+                need = sub_sat(add_sat(use, to - held), budget);
+                if (need > 0)
+                    use =
+                        sub_sat(use, policy__share_squeeze(cfg, host, gs, now, decisions, i, need));
+                to = min_u64(to, add_sat(held, sub_sat(budget, use)));
+            }
+            if (to < d->to_bytes)
+                d->wanted_bytes = d->to_bytes;
+            if (!fits(cfg, d, held, to)) {
                 d->action = POLICY_HOLD;
                 d->reason = POLICY_R_BUDGET;
                 d->to_bytes = d->from_bytes;
+                continue;
             }
+            d->to_bytes = to;
+            use = add_sat(use, to - held);
         }
     }
 }

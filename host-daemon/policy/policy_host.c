@@ -149,6 +149,26 @@ static size_t next_donor(const struct policy_config *cfg, const struct policy__g
     return best.index;
 }
 
+uint64_t policy__take_capacity(const struct policy_config *cfg, const struct policy__guests *gs,
+                               int64_t now, const struct policy_decision *decisions, size_t skip)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < gs->n; i++) {
+        const struct policy_guest *g = policy__guest(gs, i);
+        const struct policy_decision *d = &decisions[i];
+        uint64_t limit;
+        if (i == skip || !policy__donor(cfg, g, d, now, &limit))
+            continue;
+        if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
+            d->reason != POLICY_R_INSENSITIVE)
+            continue;
+        uint64_t counted =
+            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        sum = add_sat(sum, sub_sat(counted, limit));
+    }
+    return sum;
+}
+
 uint64_t policy__take(const struct policy_config *cfg, const struct policy__guests *gs, int64_t now,
                       struct policy_decision *decisions, size_t skip, uint64_t want,
                       size_t max_donors, bool host_step, enum policy_reason reason)

@@ -149,6 +149,10 @@ uint64_t policy__take(const struct policy_config *cfg, const struct policy__gues
                       struct policy_decision *decisions, size_t skip, uint64_t want,
                       size_t max_donors, bool host_step, enum policy_reason reason);
 
+/* What policy__take() could take at most (no host step), without taking it. */
+uint64_t policy__take_capacity(const struct policy_config *cfg, const struct policy__guests *gs,
+                               int64_t now, const struct policy_decision *decisions, size_t skip);
+
 /* ---- policy_budget.c ---- */
 
 /* Under contention, take up to want from the guests furthest above their weighted share

@@ -29,8 +29,7 @@ static int64_t move_over_at(const struct policy_guest *g)
     return g->target_done ? g->target_done_at : g->target_at;
 }
 
-bool policy__stall_fresh(const struct policy_config *cfg, const struct policy_guest *g,
-                         int64_t now)
+bool policy__stall_fresh(const struct policy_config *cfg, const struct policy_guest *g, int64_t now)
 {
     const struct policy_stall *s = &g->stall;
     return s->known && now - s->last_at <= cfg->snapshot_max_age_ms &&

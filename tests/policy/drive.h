@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "host-daemon/policy/policy.h"
+#include "host-daemon/policy/policy_internal.h"
 
 #define DRIVE_N 8
 #define DRIVE_MIB POLICY_MIB
@@ -29,7 +30,8 @@ struct drive {
     struct policy_decision d[DRIVE_N];
     struct policy_decision other[DRIVE_N];
     int64_t now;
-    unsigned steps, moves, deadline_checks;
+    uint64_t psi_us[DRIVE_N], faults[DRIVE_N];
+    unsigned steps, moves, deadline_checks, budget_rounds, funded, cut;
     char msg[300];
 };
 
@@ -69,12 +71,13 @@ static bool drive_fail(struct drive *dr, const char *fmt, ...)
 static bool drive_is_deflate_reason(enum policy_reason r)
 {
     return r == POLICY_R_CRITICAL || r == POLICY_R_MEDIUM || r == POLICY_R_BUFFER ||
-           r == POLICY_R_BELOW_FLOOR;
+           r == POLICY_R_BELOW_FLOOR || r == POLICY_R_STALL;
 }
 
 static bool drive_is_inflate_reason(enum policy_reason r)
 {
-    return r == POLICY_R_ABOVE_CEILING || r == POLICY_R_QUIET || r == POLICY_R_HOST_PRESSURE;
+    return r == POLICY_R_ABOVE_CEILING || r == POLICY_R_QUIET || r == POLICY_R_HOST_PRESSURE ||
+           r == POLICY_R_INSENSITIVE || r == POLICY_R_FUND || r == POLICY_R_SHARE;
 }
 
 /* One input of a random kind for a random guest. */
@@ -87,16 +90,32 @@ static void drive_input(struct drive *dr)
     case 1:
         policy_note_event(&dr->cfg, g, (enum bp_level)drive_below(dr, 5), NULL, dr->now);
         break;
-    case 2: {
+    case 2:
+    case 6: {
         struct bp_mem m = {0};
+        size_t k = (size_t)(g - dr->g);
         if (drive_below(dr, 8) == 0) { /* junk from an untrusted guest */
             m.mem_total_kb = dr->src(dr->ctx);
             m.mem_available_kb = dr->src(dr->ctx);
+            m.swap_total_kb = dr->src(dr->ctx);
+            m.psi_some_total_us = dr->src(dr->ctx);
+            m.pgmajfault = dr->src(dr->ctx);
         } else {
             m.mem_total_kb = (g->ceiling_bytes - drive_below(dr, 64 * DRIVE_MIB)) / 1024;
             m.mem_available_kb = drive_below(dr, m.mem_total_kb + 1);
+            /* Stall: none, a little, or a lot, since the last snapshot. */
+            uint64_t kind = drive_below(dr, 4);
+            dr->psi_us[k] += kind == 0 ? 0 : drive_below(dr, kind == 3 ? 3000000 : 20000);
+            dr->faults[k] += drive_below(dr, 3) == 0 ? drive_below(dr, 200) : 0;
+            if (drive_below(dr, 50) == 0)
+                dr->psi_us[k] = dr->faults[k] = 0; /* the guest rebooted */
+            m.psi_some_total_us = dr->psi_us[k];
+            m.pgmajfault = dr->faults[k];
         }
-        policy_note_event(&dr->cfg, g, (enum bp_level)drive_below(dr, 4), &m, dr->now);
+        if (drive_below(dr, 2) == 0)
+            policy_note_event(&dr->cfg, g, (enum bp_level)drive_below(dr, 4), &m, dr->now);
+        else
+            policy_note_report(&dr->cfg, g, (enum bp_level)drive_below(dr, 4), &m, dr->now);
         break;
     }
     case 3:
@@ -108,6 +127,12 @@ static void drive_input(struct drive *dr)
     case 4:
         policy_host_input(&dr->host, (double)drive_below(dr, 3000) / 100.0, 64 * DRIVE_GIB,
                           drive_below(dr, 64 * DRIVE_GIB));
+        if (drive_below(dr, 4) == 0) {
+            if (drive_below(dr, 5) == 0)
+                policy_host_no_budget(&dr->host);
+            else /* from tight to ample for 8 guests of up to 4 GiB */
+                policy_host_budget(&dr->host, drive_below(dr, 40 * DRIVE_GIB));
+        }
         break;
     case 5:
         if (drive_below(dr, 20) == 0) {
@@ -121,6 +146,46 @@ static void drive_input(struct drive *dr)
     default:
         break;
     }
+}
+
+/* With a budget, deflates only add up to it: the sum of what the guests hold after the
+ * round is at most the budget, or, when it was over already, what they would hold with
+ * the round's inflates and no deflate. A funding inflate only comes with a deflate. */
+static bool drive_check_budget(struct drive *dr)
+{
+    if (!dr->host.budget_known)
+        return true;
+    uint64_t after = 0, without = 0;
+    bool deflate = false, fund = false;
+    for (int k = 0; k < DRIVE_N; k++) {
+        const struct policy_decision *x = &dr->d[k];
+        uint64_t held = policy__committed(&dr->cfg, &dr->g[k], dr->now);
+        after += x->action == POLICY_HOLD ? held : x->to_bytes;
+        without += x->action == POLICY_INFLATE ? x->to_bytes : held;
+        deflate |= x->action == POLICY_DEFLATE;
+        fund |= x->reason == POLICY_R_FUND;
+        dr->cut += x->wanted_bytes != 0;
+    }
+    if (fund && !deflate) {
+        for (int k = 0; k < DRIVE_N; k++)
+            fprintf(stderr, "g%d %s/%s %llu->%llu wanted %llu\n", k,
+                    policy_action_name(dr->d[k].action), policy_reason_name(dr->d[k].reason),
+                    (unsigned long long)dr->d[k].from_bytes, (unsigned long long)dr->d[k].to_bytes,
+                    (unsigned long long)dr->d[k].wanted_bytes);
+        return drive_fail(dr, "a funding inflate without a deflate");
+    }
+    dr->funded += fund;
+    if (!deflate)
+        return true;
+    dr->budget_rounds++;
+    uint64_t limit = without > dr->host.budget_bytes ? without : dr->host.budget_bytes;
+    if (after > limit)
+        return drive_fail(dr,
+                          "deflates take the guests to %llu, over the budget %llu (%llu "
+                          "without them)",
+                          (unsigned long long)after, (unsigned long long)dr->host.budget_bytes,
+                          (unsigned long long)without);
+    return true;
 }
 
 /* Every decision in dr->d against the guests: holds do not move and carry a hold reason;
@@ -148,7 +213,9 @@ static bool drive_check_decisions(struct drive *dr)
             return drive_fail(dr, "guest %d: from %llu is not the actual %llu", k,
                               (unsigned long long)x->from_bytes,
                               (unsigned long long)g->actual_bytes);
-        if (x->to_bytes < g->floor_bytes || x->to_bytes > g->ceiling_bytes)
+        /* A deflate cut by the budget may stop short of the floor it was heading to. */
+        bool cut_short = x->wanted_bytes != 0 && x->to_bytes > x->from_bytes;
+        if ((x->to_bytes < g->floor_bytes && !cut_short) || x->to_bytes > g->ceiling_bytes)
             return drive_fail(dr, "guest %d: %s (%s) to %llu outside [%llu, %llu]", k,
                               policy_action_name(x->action), policy_reason_name(x->reason),
                               (unsigned long long)x->to_bytes, (unsigned long long)g->floor_bytes,
@@ -161,8 +228,11 @@ static bool drive_check_decisions(struct drive *dr)
         if (up ? !drive_is_deflate_reason(x->reason) : !drive_is_inflate_reason(x->reason))
             return drive_fail(dr, "guest %d: %s with reason %s", k, policy_action_name(x->action),
                               policy_reason_name(x->reason));
+        if (x->wanted_bytes && (!up || x->wanted_bytes <= x->to_bytes))
+            return drive_fail(dr, "guest %d: cut deflate to %llu wanted %llu", k,
+                              (unsigned long long)x->to_bytes, (unsigned long long)x->wanted_bytes);
     }
-    return true;
+    return drive_check_budget(dr);
 }
 
 /* One step: an input, a decision (array and pointer entry points must agree), the checks,

@@ -812,9 +812,14 @@ static void test_random_inputs_respect_limits(void **state)
     for (int i = 0; i < 200000; i++)
         if (!drive_step(&dr))
             fail_msg("%s", dr.msg);
-    print_message("random: %u moves, %u deadline checks\n", dr.moves, dr.deadline_checks);
+    print_message("random: %u moves, %u deadline checks, %u rounds with a budget and a deflate, "
+                  "%u funded, %u deflates cut\n",
+                  dr.moves, dr.deadline_checks, dr.budget_rounds, dr.funded, dr.cut);
     assert_true(dr.moves > 1000);
     assert_true(dr.deadline_checks > 1000);
+    assert_true(dr.budget_rounds > 100);
+    assert_true(dr.funded > 10);
+    assert_true(dr.cut > 10);
 }
 
 /* ---------------- configuration ---------------- */

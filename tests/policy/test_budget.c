@@ -1,0 +1,288 @@
+/* The policy's host budget and balloons that do not follow: deflates funded from guests
+ * above their working set (idlest, lowest weight first), then by weighted share, else cut
+ * with their own reason; guests over the budget reclaimed by host rounds; a balloon that
+ * refuses pages skipped with backoff instead of being picked again and again. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "host-daemon/policy/policy.h"
+#include "tests/policy/rig.h"
+
+#define MIB RIG_MIB
+#define GIB RIG_GIB
+#define SEC 1000
+#define MIN (60 * SEC)
+
+#define CRIT_STEP (1 * GIB) /* 25 % of 4 GiB */
+
+/* Every guest reports (no stall, using used) at now; then a decision. */
+static void quiet_round(struct rig *r, uint64_t used)
+{
+    for (size_t i = 0; i < r->n; i++)
+        rig_report(r, i, 0, used, BP_LEVEL_NONE, r->now - 5 * SEC);
+    rig_decide(r);
+}
+
+static void expect(const struct rig *r, size_t i, enum policy_action action,
+                   enum policy_reason reason, uint64_t to)
+{
+    const struct policy_decision *d = &r->d[i];
+    if (d->action != action || d->reason != reason || (to && d->to_bytes != to))
+        fail_msg("guest %zu: expected %s/%s to %llu, got %s/%s %llu -> %llu", i,
+                 policy_action_name(action), policy_reason_name(reason), (unsigned long long)to,
+                 policy_action_name(d->action), policy_reason_name(d->reason),
+                 (unsigned long long)d->from_bytes, (unsigned long long)d->to_bytes);
+}
+
+/* Sum of targets after the round. */
+static uint64_t targets(const struct rig *r)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < r->n; i++)
+        sum += r->d[i].action == POLICY_HOLD ? r->g[i].actual_bytes : r->d[i].to_bytes;
+    return sum;
+}
+
+/* Guests 0..n-1 at sizes[i], all quiet at t=1 min (not yet quiet_ms: no inflate of their
+ * own), using 512 MiB. */
+static void setup(struct rig *r, size_t n, const uint64_t *sizes, uint64_t budget)
+{
+    rig_init(r, n, 256 * MIB, 4 * GIB, 4 * GIB);
+    for (size_t i = 0; i < n; i++)
+        policy_note_actual(&r->cfg, &r->g[i], sizes[i], 0);
+    r->now = 50 * SEC;
+    quiet_round(r, 512 * MIB);
+    policy_host_budget(&r->host, budget);
+}
+
+static void test_deflate_that_fits_is_untouched(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {2 * GIB, 2 * GIB};
+    setup(&r, 2, sizes, 8 * GIB);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
+    assert_int_equal(r.d[0].wanted_bytes, 0);
+    expect(&r, 1, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
+}
+
+/* A deflate that does not fit is funded by the guests above their working set: the idlest
+ * and lowest weight first, down to their working set, no further. */
+static void test_deflate_funded_from_guests_above_their_working_set(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {2 * GIB, 3 * GIB, 3 * GIB, 1 * GIB};
+    setup(&r, 4, sizes, 9 * GIB + 256 * MIB); /* room for 256 MiB */
+    r.g[1].weight = 50;                        /* lower weight: gives first */
+    r.g[3].weight = 10;                        /* lowest, but at its working set: cannot */
+    r.g[3].floor_bytes = 1 * GIB;
+    uint64_t ws = policy_guest_working_set(&r.cfg, &r.g[1], r.now);
+    assert_true(ws < 1 * GIB);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
+    expect(&r, 2, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
+    expect(&r, 3, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
+    assert_true(targets(&r) <= r.host.budget_bytes);
+
+    /* Needing more than one donor has above its working set: the next one gives too. */
+    setup(&r, 4, sizes, 9 * GIB);
+    r.g[1].weight = 50;
+    r.g[1].floor_bytes = 2 * GIB + 512 * MIB; /* 512 MiB above its working set */
+    r.g[3].weight = 10;
+    r.g[3].floor_bytes = 1 * GIB;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 2 * GIB + 512 * MIB);
+    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 512 * MIB);
+    assert_true(targets(&r) <= r.host.budget_bytes);
+}
+
+/* Donors are never guests under pressure, just given memory, or whose balloon did not
+ * follow; the idler of two equal-weight guests gives first. */
+static void test_funding_skips_guests_that_may_not_give(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {2 * GIB, 3 * GIB, 3 * GIB, 3 * GIB, 3 * GIB};
+    setup(&r, 5, sizes, 14 * GIB + 256 * MIB);
+    /* 1: critical a moment ago (and deflated: its move is at its ceiling). */
+    policy_note_event(&r.cfg, &r.g[1], BP_LEVEL_CRITICAL, NULL, r.now - SEC);
+    /* 2: given memory within its cooldown. */
+    struct policy_decision give = {POLICY_DEFLATE, POLICY_R_BUFFER, 2 * GIB, 3 * GIB, 0};
+    policy_commit(&r.cfg, &r.g[2], &give, r.now - 10 * SEC);
+    policy_note_actual(&r.cfg, &r.g[2], 3 * GIB, r.now - 10 * SEC);
+    /* 3: its last inflate did not follow. */
+    struct policy_decision take = {POLICY_INFLATE, POLICY_R_QUIET, 3 * GIB, 2 * GIB, 0};
+    policy_commit(&r.cfg, &r.g[3], &take, r.now - 20 * SEC);
+    /* 4 and 0 remain: 4 gives. */
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
+    assert_int_not_equal(r.d[1].action, POLICY_INFLATE);
+    assert_int_not_equal(r.d[2].action, POLICY_INFLATE);
+    assert_int_not_equal(r.d[3].action, POLICY_INFLATE);
+    expect(&r, 4, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
+
+    /* Of two equal donors the one with less stall gives. */
+    const uint64_t two[] = {2 * GIB, 3 * GIB, 3 * GIB};
+    setup(&r, 3, two, 8 * GIB + 256 * MIB);
+    r.now += 5 * SEC;
+    rig_report(&r, 1, 0.1, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
+    rig_report(&r, 2, 0.01, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
+    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+}
+
+/* Under contention (no guest above its working set) memory goes by weight: a guest under
+ * its weighted share takes from the guest with the fewest shares per byte, down to that
+ * guest's share; past its own share it is cut, and with no room at all it holds with
+ * reason budget. */
+static void test_contention_shares_by_weight(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {1 * GIB, 3 * GIB};
+    setup(&r, 2, sizes, 4 * GIB);
+    r.g[0].weight = 300;
+    r.g[1].weight = 100;
+    r.g[1].hurt_known = true; /* it hurt at 3 GiB a moment ago: its working set */
+    r.g[1].hurt_bytes = 3 * GIB;
+    r.g[1].hurt_at = r.now;
+    /* Shares: floors 256 MiB each, the 3.5 GiB above them split 3:1. */
+    uint64_t share1 = 256 * MIB + (3 * GIB + 512 * MIB) / 4;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    assert_true(share1 < 2 * GIB);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_SHARE, 2 * GIB); /* what is needed, no more */
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB);
+    assert_true(targets(&r) <= r.host.budget_bytes);
+
+    /* Equal weights: guest 0 at 1 GiB is under its share (2 GiB): it may take 1 GiB. */
+    setup(&r, 2, sizes, 4 * GIB);
+    r.g[1].hurt_known = true;
+    r.g[1].hurt_bytes = 3 * GIB;
+    r.g[1].hurt_at = r.now;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_SHARE, 2 * GIB);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB);
+
+    /* Guest 0 already at its share: the deflate is cut to the room left (none): budget. */
+    const uint64_t even[] = {2 * GIB, 2 * GIB};
+    setup(&r, 2, even, 4 * GIB);
+    r.g[1].hurt_known = true;
+    r.g[1].hurt_bytes = 2 * GIB;
+    r.g[1].hurt_at = r.now;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_HOLD, POLICY_R_BUDGET, 0);
+    assert_int_equal(r.d[0].wanted_bytes, 3 * GIB);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+}
+
+/* A deflate larger than the room and the funds is cut to what fits, and says what it
+ * wanted. */
+static void test_deflate_cut_to_what_fits(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {2 * GIB, 2 * GIB};
+    setup(&r, 2, sizes, 4 * GIB + 300 * MIB);
+    r.g[1].hurt_known = true; /* at its working set */
+    r.g[1].hurt_bytes = 2 * GIB;
+    r.g[1].hurt_at = r.now;
+    r.g[0].weight = 100;
+    r.g[1].weight = 10000; /* its share is all of it: no squeeze */
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 300 * MIB);
+    assert_int_equal(r.d[0].wanted_bytes, 3 * GIB);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+}
+
+/* Guests holding more than a budget lowered under them: host rounds take the excess from
+ * guests above their working set, one host step each per round. */
+static void test_over_budget_host_round(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {3 * GIB, 3 * GIB};
+    setup(&r, 2, sizes, 6 * GIB - 100 * MIB);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_INFLATE, POLICY_R_HOST_PRESSURE, 3 * GIB - 100 * MIB);
+    expect(&r, 1, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
+    rig_commit(&r, true);
+    r.now += SEC;
+    rig_decide(&r); /* within the budget now */
+    assert_int_equal(r.d[0].action, POLICY_HOLD);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+}
+
+/* The issue's case: host pressure (PSI only) for 30 minutes, the lowest-weight guest's
+ * balloon refuses every page. It is tried, found stuck, and skipped with a doubling
+ * backoff; the honest guest gives instead. */
+static void test_stuck_balloon_is_skipped_by_host_rounds(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 2, 256 * MIB, 4 * GIB, 4 * GIB);
+    r.g[0].weight = 10; /* first in line, and its balloon never moves */
+    r.g[1].weight = 100;
+    int64_t end = 30 * MIN;
+    for (r.now = 0; r.now < end; r.now += SEC) {
+        if (r.now % (5 * SEC) == 0)
+            for (size_t i = 0; i < 2; i++)
+                rig_report(&r, i, 0, 768 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
+        policy_host_input(&r.host, 30, 64 * GIB, 32 * GIB);
+        rig_decide(&r);
+        for (size_t i = 0; i < 2; i++) {
+            if (r.d[i].action == POLICY_HOLD)
+                continue;
+            policy_commit(&r.cfg, &r.g[i], &r.d[i], r.now);
+            r.moves[i]++;
+            if (i == 1)
+                policy_note_actual(&r.cfg, &r.g[i], r.d[i].to_bytes, r.now);
+        }
+        if (r.d[0].action != POLICY_HOLD || r.d[1].action != POLICY_HOLD)
+            policy_host_commit(&r.host, r.now);
+    }
+    print_message("stuck balloon, 30 min of host pressure: %llu moves to the stuck guest, %llu "
+                  "to the honest one, which ended at %llu MiB\n",
+                  (unsigned long long)r.moves[0], (unsigned long long)r.moves[1],
+                  (unsigned long long)(r.g[1].actual_bytes / MIB));
+    /* Tried at 0, 5, 15 min (5 and 10 min backoffs), then 20 min: 3 tries. */
+    assert_true(r.moves[0] <= 3);
+    assert_true(r.g[0].stuck_total >= 2);
+    assert_true(r.moves[1] >= 5);
+    assert_true(r.g[1].actual_bytes <= policy_guest_working_set(&r.cfg, &r.g[1], r.now) +
+                                          r.cfg.min_change_bytes);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deflate_that_fits_is_untouched),
+        cmocka_unit_test(test_deflate_funded_from_guests_above_their_working_set),
+        cmocka_unit_test(test_funding_skips_guests_that_may_not_give),
+        cmocka_unit_test(test_contention_shares_by_weight),
+        cmocka_unit_test(test_deflate_cut_to_what_fits),
+        cmocka_unit_test(test_over_budget_host_round),
+        cmocka_unit_test(test_stuck_balloon_is_skipped_by_host_rounds),
+    };
+    return cmocka_run_group_tests_name("policy-budget", tests, NULL, NULL);
+}

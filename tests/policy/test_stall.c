@@ -1,0 +1,326 @@
+/* The policy's stall-driven right-sizing, rule by rule: the stall measure per interval,
+ * backing off by a step growing with the excess, the stall that does not respond to size,
+ * probes shrinking near the target, an inflate that raised the stall undone, medium
+ * events weighed against the stall, reports repeating a level. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "host-daemon/policy/policy.h"
+#include "tests/policy/rig.h"
+
+#define MIB RIG_MIB
+#define GIB RIG_GIB
+#define SEC 1000
+
+/* Default steps for a 4 GiB ceiling. */
+#define INFLATE_STEP UINT64_C(85899345)  /* 2 % */
+#define BACKOFF_MAX UINT64_C(429496729)  /* 10 % */
+#define MEDIUM_STEP UINT64_C(429496729)  /* 10 % */
+
+/* One guest, reporting every 5 s with this stall from t0 to t1 (inclusive), no move. */
+static void reports(struct rig *r, int64_t t0, int64_t t1, double pct, uint64_t used)
+{
+    for (int64_t t = t0; t <= t1; t += 5 * SEC) {
+        int64_t since = r->now;
+        r->now = t;
+        rig_report(r, 0, pct, used, BP_LEVEL_NONE, since);
+    }
+}
+
+static void expect(const struct rig *r, enum policy_action action, enum policy_reason reason)
+{
+    const struct policy_decision *d = &r->d[0];
+    if (d->action != action || d->reason != reason)
+        fail_msg("t=%lld: expected %s/%s, got %s/%s %llu -> %llu", (long long)r->now,
+                 policy_action_name(action), policy_reason_name(reason),
+                 policy_action_name(d->action), policy_reason_name(d->reason),
+                 (unsigned long long)d->from_bytes, (unsigned long long)d->to_bytes);
+}
+
+/* The measure: one value per interval of at least stall_interval_ms, from the PSI some
+ * total (faults when they say more), clamped, restarted when the counters go back, and
+ * dropped when the interval overlaps a move. */
+static void test_stall_measure(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
+    struct policy_stall *s = &r.g[0].stall;
+
+    reports(&r, 0, 0, 0, 512 * MIB); /* the first only marks the counters */
+    assert_false(s->known);
+    r.now = 3 * SEC;
+    rig_report(&r, 0, 50, 512 * MIB, BP_LEVEL_NONE, 0); /* too short an interval */
+    assert_false(s->known);
+    r.now = 5 * SEC;
+    rig_report(&r, 0, 0, 512 * MIB, BP_LEVEL_NONE, 3 * SEC);
+    assert_true(s->known);
+    assert_true(s->psi_seen);
+    assert_true(fabs(s->last_pct - 30.0) < 0.01); /* 1.5 s of stall in 5 s */
+
+    /* 100 major faults in 5 s at 1 ms each: 2 %, more than PSI's 1 %. */
+    r.faults[0] += 100;
+    r.now = 10 * SEC;
+    rig_report(&r, 0, 1, 512 * MIB, BP_LEVEL_NONE, 5 * SEC);
+    assert_true(fabs(s->last_pct - 2.0) < 0.01);
+
+    /* A lying guest is clamped. */
+    r.psi_us[0] += UINT64_C(1) << 50;
+    r.now = 15 * SEC;
+    rig_report(&r, 0, 0, 512 * MIB, BP_LEVEL_NONE, 10 * SEC);
+    assert_true(s->last_pct == 100.0);
+
+    /* Counters back to zero (the guest rebooted): a new start, no measure. */
+    r.psi_us[0] = 0;
+    r.faults[0] = 0;
+    r.now = 20 * SEC;
+    rig_report(&r, 0, 0, 512 * MIB, BP_LEVEL_NONE, 15 * SEC);
+    assert_int_equal(s->last_at, 15 * SEC);
+    r.now = 25 * SEC;
+    rig_report(&r, 0, 4, 512 * MIB, BP_LEVEL_NONE, 20 * SEC);
+    assert_int_equal(s->last_at, 25 * SEC);
+    assert_true(fabs(s->last_pct - 4.0) < 0.01);
+
+    /* A move on its way: the interval it overlaps is dropped, and the next one starts at
+     * the first report after it is over. */
+    struct policy_decision d = {POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB, 3 * GIB, 0};
+    policy_commit(&r.cfg, &r.g[0], &d, 26 * SEC);
+    r.now = 30 * SEC;
+    rig_report(&r, 0, 50, 512 * MIB, BP_LEVEL_NONE, 25 * SEC);
+    assert_int_equal(s->last_at, 25 * SEC);
+    policy_note_actual(&r.cfg, &r.g[0], 3 * GIB, 31 * SEC);
+    r.now = 32 * SEC;
+    rig_report(&r, 0, 50, 512 * MIB, BP_LEVEL_NONE, 30 * SEC); /* began before: dropped */
+    assert_int_equal(s->last_at, 25 * SEC);
+    r.now = 37 * SEC;
+    rig_report(&r, 0, 0.5, 512 * MIB, BP_LEVEL_NONE, 32 * SEC);
+    assert_int_equal(s->last_at, 37 * SEC);
+    assert_true(fabs(s->last_pct - 0.5) < 0.01);
+}
+
+/* Stall over the target: a deflate at once, by a step growing with the square of the
+ * excess (Senpai: whole at backoff_coeff times the margin), at least min_change; then no
+ * second one until the first one's effect is measured. */
+static void test_stall_backoff_grows_with_the_excess(void **state)
+{
+    (void)state;
+    const struct {
+        double pct;
+        uint64_t step;
+    } cases[] = {
+        {0.15, 0}, /* under the 0.17 % target: nothing */
+        {1.0, (uint64_t)((double)BACKOFF_MAX * pow(1.0 / 0.17 / 20, 2))},
+        {2.0, (uint64_t)((double)BACKOFF_MAX * pow(2.0 / 0.17 / 20, 2))},
+        {0.3, 16 * MIB}, /* a small excess: min_change */
+        {5.0, BACKOFF_MAX},
+        {90.0, BACKOFF_MAX},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct rig r;
+        rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
+        reports(&r, 0, 5 * SEC, 0.01, 512 * MIB); /* PSI seen, quiet */
+        reports(&r, 10 * SEC, 10 * SEC, cases[k].pct, 512 * MIB);
+        rig_decide(&r);
+        if (cases[k].step == 0) {
+            assert_int_not_equal(r.d[0].action, POLICY_DEFLATE);
+            continue;
+        }
+        expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
+        uint64_t got = r.d[0].to_bytes - 2 * GIB;
+        if (got + 1 < cases[k].step || got > cases[k].step + 1)
+            fail_msg("stall %.2f %%: step %llu, expected %llu", cases[k].pct,
+                     (unsigned long long)got, (unsigned long long)cases[k].step);
+        rig_commit(&r, true);
+        /* The next interval (the first after the move) is dropped; the one after starts
+         * the measure of its effect: still over, but it is not judged yet. */
+        reports(&r, 15 * SEC, 20 * SEC, cases[k].pct, 512 * MIB);
+        rig_decide(&r);
+        assert_int_equal(r.d[0].action, POLICY_HOLD);
+        /* Both measured: the stall fell by less than half, so it does not respond to size:
+         * it becomes the base, and no more is given. */
+        reports(&r, 25 * SEC, 25 * SEC, cases[k].pct, 512 * MIB);
+        rig_decide(&r);
+        assert_int_equal(r.d[0].action, POLICY_HOLD);
+        assert_true(r.g[0].stall.base_pct > 0);
+    }
+}
+
+/* Memory given that cures the stall: it keeps counting as one that responds. */
+static void test_stall_that_responds_keeps_its_base(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
+    reports(&r, 0, 5 * SEC, 0.01, 512 * MIB);
+    reports(&r, 10 * SEC, 10 * SEC, 3.0, 512 * MIB);
+    rig_decide(&r);
+    expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
+    rig_commit(&r, true);
+    reports(&r, 15 * SEC, 25 * SEC, 0.05, 512 * MIB); /* cured */
+    assert_true(r.g[0].stall.base_pct == 0);
+    reports(&r, 30 * SEC, 30 * SEC, 3.0, 512 * MIB); /* back: give again at once */
+    rig_decide(&r);
+    expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
+}
+
+/* A guest stalling at its ceiling cannot be given more: that stall is its own, and the
+ * guest is probed below it (cache churn: the stall is the same at any size). */
+static void test_stall_at_the_ceiling_is_the_base(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 4 * GIB);
+    reports(&r, 0, 60 * SEC, 27, 512 * MIB);
+    assert_true(fabs(r.g[0].stall.base_pct - 27) < 0.5);
+    rig_decide(&r);
+    expect(&r, POLICY_INFLATE, POLICY_R_INSENSITIVE);
+    assert_int_equal(r.d[0].to_bytes, 4 * GIB - INFLATE_STEP);
+    rig_commit(&r, true);
+    /* The same stall after the step: measured over two intervals, then the next step. */
+    reports(&r, 65 * SEC, 65 * SEC, 28, 512 * MIB);
+    rig_decide(&r);
+    expect(&r, POLICY_HOLD, POLICY_R_INTERVAL);
+    r.g[0].last_inflate_at -= 5 * SEC; /* as if the interval were over: still measuring */
+    rig_decide(&r);
+    expect(&r, POLICY_HOLD, POLICY_R_MEASURING);
+    r.g[0].last_inflate_at += 5 * SEC;
+    reports(&r, 70 * SEC, 70 * SEC, 26, 512 * MIB);
+    rig_decide(&r);
+    expect(&r, POLICY_INFLATE, POLICY_R_INSENSITIVE);
+}
+
+/* An inflate after which the stall rose past its margin is undone at once (at least back
+ * to where it was), and the size it hurt at is remembered: the next walk stops a step
+ * above it. */
+static void test_probe_that_raised_the_stall_is_undone(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 4 * GIB);
+    reports(&r, 0, 60 * SEC, 0.01, 512 * MIB);
+    rig_decide(&r);
+    expect(&r, POLICY_INFLATE, POLICY_R_QUIET);
+    uint64_t probed = r.d[0].to_bytes;
+    rig_commit(&r, true);
+    reports(&r, 65 * SEC, 75 * SEC, 0.6, 512 * MIB); /* 0.6 % > 0.17 % */
+    assert_true(r.g[0].stall.responded);
+    rig_decide(&r);
+    expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
+    assert_true(r.d[0].to_bytes >= 4 * GIB);
+    rig_commit(&r, true);
+    assert_true(r.g[0].hurt_known);
+    assert_int_equal(r.g[0].hurt_bytes, probed);
+    /* Quiet again, after the cooldown: no inflate below the hurt size plus a step. */
+    reports(&r, 80 * SEC, 80 * SEC + r.cfg.deflate_cooldown_ms * 2, 0.01, 512 * MIB);
+    for (int k = 0; k < 10; k++) {
+        rig_decide(&r);
+        if (r.d[0].action == POLICY_INFLATE) {
+            assert_true(r.d[0].to_bytes >= probed + INFLATE_STEP);
+            rig_commit(&r, true);
+        }
+        reports(&r, r.now + 5 * SEC, r.now + 15 * SEC, 0.01, 512 * MIB);
+    }
+    assert_int_equal(r.g[0].actual_bytes, probed + INFLATE_STEP);
+}
+
+/* Probes are whole while the stall is under target / probe_coeff and shrink with the
+ * square of its closeness; too small a step is not made. */
+static void test_probe_steps_shrink_near_the_target(void **state)
+{
+    (void)state;
+    const struct {
+        double pct;
+        enum policy_reason reason;
+        uint64_t step;
+    } cases[] = {
+        {0.01, POLICY_R_QUIET, INFLATE_STEP},
+        {0.017, POLICY_R_QUIET, INFLATE_STEP},
+        {0.03, POLICY_R_QUIET, (uint64_t)((double)INFLATE_STEP * pow(0.17 / 0.3, 2))},
+        {0.05, POLICY_R_NEAR_TARGET, 0},
+        {0.16, POLICY_R_NEAR_TARGET, 0},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct rig r;
+        rig_init(&r, 1, 1 * GIB, 4 * GIB, 4 * GIB);
+        reports(&r, 0, 60 * SEC, cases[k].pct, 512 * MIB);
+        rig_decide(&r);
+        expect(&r, cases[k].step ? POLICY_INFLATE : POLICY_HOLD, cases[k].reason);
+        if (cases[k].step) {
+            uint64_t got = 4 * GIB - r.d[0].to_bytes;
+            if (got + 1 < cases[k].step || got > cases[k].step + 1)
+                fail_msg("stall %.3f %%: step %llu, expected %llu", cases[k].pct,
+                         (unsigned long long)got, (unsigned long long)cases[k].step);
+        }
+    }
+}
+
+/* Medium events while the stall is under its margin are the kernel reclaiming cache: no
+ * deflate, and they do not stop the walk. With the stall over it, medium deflates. */
+static void test_medium_is_weighed_against_the_stall(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 4 * GIB);
+    reports(&r, 0, 60 * SEC, 0.01, 512 * MIB);
+    for (int64_t t = 60 * SEC; t <= 70 * SEC; t += SEC) {
+        policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_MEDIUM, NULL, t);
+        r.now = t;
+        rig_decide(&r);
+        assert_int_not_equal(r.d[0].action, POLICY_DEFLATE);
+    }
+    expect(&r, POLICY_INFLATE, POLICY_R_QUIET);
+
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
+    reports(&r, 0, 60 * SEC, 0.01, 512 * MIB);
+    reports(&r, 65 * SEC, 65 * SEC, 5, 512 * MIB);
+    for (int64_t t = 65 * SEC; t <= 68 * SEC; t += SEC)
+        policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_MEDIUM, NULL, t);
+    r.now = 68 * SEC;
+    rig_decide(&r);
+    expect(&r, POLICY_DEFLATE, POLICY_R_MEDIUM);
+    assert_int_equal(r.d[0].to_bytes, 2 * GIB + MEDIUM_STEP);
+}
+
+/* A report repeating critical is an echo of the event already answered: at most medium,
+ * so one episode gets one critical step; a new critical event gets the next. */
+static void test_critical_report_is_an_echo(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 1 * GIB, 8 * GIB, 2 * GIB);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, 0);
+    rig_decide(&r);
+    expect(&r, POLICY_DEFLATE, POLICY_R_CRITICAL);
+    rig_commit(&r, true);
+    for (int64_t t = 2500; t <= 5000; t += 2500) {
+        r.now = t;
+        rig_report(&r, 0, 0, 512 * MIB, BP_LEVEL_CRITICAL, t - 2500);
+        rig_decide(&r);
+        assert_int_not_equal(r.d[0].reason, POLICY_R_CRITICAL);
+    }
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, 5000);
+    rig_decide(&r);
+    expect(&r, POLICY_DEFLATE, POLICY_R_CRITICAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stall_measure),
+        cmocka_unit_test(test_stall_backoff_grows_with_the_excess),
+        cmocka_unit_test(test_stall_that_responds_keeps_its_base),
+        cmocka_unit_test(test_stall_at_the_ceiling_is_the_base),
+        cmocka_unit_test(test_probe_that_raised_the_stall_is_undone),
+        cmocka_unit_test(test_probe_steps_shrink_near_the_target),
+        cmocka_unit_test(test_medium_is_weighed_against_the_stall),
+        cmocka_unit_test(test_critical_report_is_an_echo),
+    };
+    return cmocka_run_group_tests_name("policy-stall", tests, NULL, NULL);
+}

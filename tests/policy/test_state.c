@@ -1,0 +1,182 @@
+/* The policy state kept across a daemon restart: written, read back with the downtime
+ * counted as elapsed, expired parts dropped, junk refused without touching the guest. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "host-daemon/policy/policy.h"
+
+#define MIB POLICY_MIB
+#define GIB (1024 * MIB)
+#define SEC 1000
+#define MIN (60 * SEC)
+
+/* A guest that has lived a while: hurt, flipped, deflated, stuck once, a stall base. */
+static void lived(struct policy_guest *g, int64_t now)
+{
+    policy_guest_init(g, 1 * GIB, 4 * GIB, 100);
+    g->hurt_known = true;
+    g->hurt_bytes = 2 * GIB + 12345;
+    g->hurt_at = now - 10 * MIN;
+    g->flips = 3;
+    g->last_flip_at = now - 20 * MIN;
+    g->reversals = 7;
+    g->last_dir = POLICY_DEFLATE;
+    g->last_deflate_at = now - 10 * MIN;
+    g->stuck_count = 2;
+    g->stuck_total = 5;
+    g->stall.psi_seen = true;
+    g->stall.base_pct = 27.125;
+}
+
+static void test_state_round_trip(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_guest g, back;
+    char buf[POLICY_STATE_MAX];
+    policy_config_defaults(&cfg);
+    int64_t now = 5 * 3600 * SEC, wall = 1700000000000;
+    lived(&g, now);
+    int n = policy_state_format(&g, now, wall, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal((size_t)n, strlen(buf));
+    print_message("state: %s\n", buf);
+
+    /* Read back by a daemon whose clock restarted at 1000 s, 2 minutes later. */
+    int64_t now2 = 1000 * SEC, down = 2 * MIN;
+    policy_guest_init(&back, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, now2, wall + down), 0);
+    assert_true(back.hurt_known);
+    assert_int_equal(back.hurt_bytes, 2 * GIB + 12345);
+    assert_int_equal(back.hurt_at, now2 - 10 * MIN - down);
+    assert_int_equal(back.flips, 3);
+    assert_int_equal(back.last_flip_at, now2 - 20 * MIN - down);
+    assert_int_equal(back.reversals, 7);
+    assert_int_equal(back.last_dir, POLICY_DEFLATE);
+    assert_int_equal(back.last_deflate_at, now2 - 10 * MIN - down);
+    assert_int_equal(back.stuck_count, 2);
+    assert_int_equal(back.stuck_total, 5);
+    assert_true(back.stall.psi_seen);
+    assert_true(back.stall.base_pct > 27.12 && back.stall.base_pct < 27.13);
+    /* What it does not keep: the balloon, levels, snapshots. */
+    assert_false(back.actual_known);
+    assert_false(back.mem_known);
+
+    /* A fresh guest writes little and reads back as fresh. */
+    struct policy_guest fresh, fresh2;
+    policy_guest_init(&fresh, 1 * GIB, 4 * GIB, 100);
+    n = policy_state_format(&fresh, now, wall, buf, sizeof(buf));
+    assert_true(n > 0);
+    policy_guest_init(&fresh2, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_state_parse(&cfg, &fresh2, buf, (size_t)n, now2, wall), 0);
+    assert_memory_equal(&fresh, &fresh2, sizeof(fresh));
+}
+
+/* Downtime counts: what would have expired while the daemon was down is dropped. */
+static void test_state_expires_over_the_downtime(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_guest g, back;
+    char buf[POLICY_STATE_MAX];
+    policy_config_defaults(&cfg);
+    int64_t now = 3600 * SEC, wall = 1700000000000;
+    lived(&g, now);
+    int n = policy_state_format(&g, now, wall, buf, sizeof(buf));
+    policy_guest_init(&back, 1 * GIB, 4 * GIB, 100);
+    /* 25 minutes down: the hurt size (10 min old, kept 30 min) is forgotten, the flips
+     * (20 min old, kept 60 min) are not. */
+    assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, 0, wall + 25 * MIN), 0);
+    assert_false(back.hurt_known);
+    assert_int_equal(back.flips, 3);
+    /* 45 minutes down: the flips too; reversals (a counter) stay. */
+    policy_guest_init(&back, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, 0, wall + 45 * MIN), 0);
+    assert_int_equal(back.flips, 0);
+    assert_int_equal(back.reversals, 7);
+    /* A wall clock set back counts as no downtime. */
+    policy_guest_init(&back, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, 0, wall - 3600 * SEC), 0);
+    assert_true(back.hurt_known);
+    assert_int_equal(back.hurt_at, -10 * MIN);
+}
+
+static void test_state_junk_is_refused(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_guest g, before;
+    policy_config_defaults(&cfg);
+    const char *junk[] = {
+        "",
+        "bellows-policy-state=2 wall=1",
+        "bellows-policy-state=1",               /* no wall clock */
+        "bellows-policy-state=1 wall=x",
+        "bellows-policy-state=1 wall=1 hurt=5", /* no age */
+        "bellows-policy-state=1 wall=1 hurt=5@99999999999999",
+        "bellows-policy-state=1 wall=1 flips=65@1",
+        "bellows-policy-state=1 wall=1 dir=sideways",
+        "bellows-policy-state=1 wall=1 base=101",
+        "bellows-policy-state=1 wall=1 base=nan",
+        "bellows-policy-state=1 wall=1 stuck=1",
+        "bellows-policy-state=1 wall=1 reversals=99999999999999999999999",
+        "bellows-policy-state=1 wall=1 unknown=1",
+        "bellows-policy-state=1 wall=1  reversals=1",
+        "bellows-policy-state=1 wall=1 reversals=1x",
+        "bellows-policy-state=1wall=1",
+    };
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        lived(&g, 0);
+        before = g;
+        if (policy_state_parse(&cfg, &g, junk[i], strlen(junk[i]), 0, 0) != -EINVAL)
+            fail_msg("accepted: '%s'", junk[i]);
+        assert_memory_equal(&g, &before, sizeof(g));
+    }
+    /* Too long for a state line, or with a NUL inside. */
+    char big[POLICY_STATE_MAX + 10];
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(policy_state_parse(&cfg, &g, big, sizeof(big), 0, 0), -EINVAL);
+    const char nul[] = "bellows-policy-state=1 wall=1\0 reversals=3";
+    assert_int_equal(policy_state_parse(&cfg, &g, nul, sizeof(nul) - 1, 0, 0), -EINVAL);
+    /* A trailing newline is fine. */
+    const char ok[] = "bellows-policy-state=1 wall=1 reversals=3\n";
+    assert_int_equal(policy_state_parse(&cfg, &g, ok, sizeof(ok) - 1, 0, 0), 0);
+    assert_int_equal(g.reversals, 3);
+}
+
+static void test_state_format_needs_room(void **state)
+{
+    (void)state;
+    struct policy_guest g;
+    char buf[POLICY_STATE_MAX];
+    lived(&g, 0);
+    assert_int_equal(policy_state_format(&g, 0, 0, buf, 20), -ENOSPC);
+    assert_string_equal(buf, "");
+    assert_int_equal(policy_state_format(&g, 0, 0, buf, 0), -ENOSPC);
+    /* The longest line fits in POLICY_STATE_MAX. */
+    g.hurt_bytes = UINT64_MAX;
+    g.reversals = UINT64_MAX;
+    g.stuck_total = UINT64_MAX;
+    g.flips = 64;
+    g.stuck_count = 64;
+    g.stall.base_pct = 100;
+    assert_true(policy_state_format(&g, INT64_MAX / 8, -INT64_MAX / 4, buf, sizeof(buf)) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_state_round_trip),
+        cmocka_unit_test(test_state_expires_over_the_downtime),
+        cmocka_unit_test(test_state_junk_is_refused),
+        cmocka_unit_test(test_state_format_needs_room),
+    };
+    return cmocka_run_group_tests_name("policy-state", tests, NULL, NULL);
+}
