@@ -21,9 +21,9 @@ struct daemon_observer {
 
 struct daemon {
     uv_loop_t *loop;
-    struct config cfg;      /* in force; guests[] here is the file's list */
-    char config_path[4096]; /* for reloads; "" when none */
-    bool dry_run_forced;    /* --dry-run: advisory whatever the file says */
+    struct config cfg;                     /* in force; guests[] here is the file's list */
+    char config_path[4096];                /* for reloads; "" when none */
+    bool dry_run_forced;                   /* --dry-run: advisory whatever the file says */
     const struct balloon_factory *factory; /* balloons of file and control guests */
     struct registry reg;
     struct policy_host host;

@@ -162,7 +162,8 @@ int daemon_add_guest(struct daemon *d, const struct daemon_guest_spec *spec,
         log_info("guest %s: added (qmp %s, channel %s, floor %.1f MiB, ceiling %.1f MiB, weight "
                  "%" PRIu32 "%s)",
                  g->name, cfg->qmp_path, cfg->channel_path, daemon_mib(cfg->floor_bytes),
-                 daemon_mib(cfg->ceiling_bytes), cfg->weight, spec->from_file ? "" : ", at run time");
+                 daemon_mib(cfg->ceiling_bytes), cfg->weight,
+                 spec->from_file ? "" : ", at run time");
     observers_guest_added(d, g);
     if (ret_guest)
         *ret_guest = g;
@@ -237,8 +238,8 @@ static void relink(struct daemon *d, struct guest *g, const struct config_guest 
         if (r == 0)
             r = links_start_balloon(d, g);
         if (r < 0)
-            log_error("guest %s: cannot open %s %s: %s", g->name, d->factory->kind,
-                      cfg->qmp_path, strerror(-r));
+            log_error("guest %s: cannot open %s %s: %s", g->name, d->factory->kind, cfg->qmp_path,
+                      strerror(-r));
     }
 }
 

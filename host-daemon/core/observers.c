@@ -13,8 +13,7 @@ int daemon_add_observer(struct daemon *d, const struct daemon_observer_ops *ops,
 }
 
 /* See daemon.h. */
-void daemon_remove_observer(struct daemon *d, const struct daemon_observer_ops *ops,
-                            void *opaque)
+void daemon_remove_observer(struct daemon *d, const struct daemon_observer_ops *ops, void *opaque)
 {
     for (size_t i = 0; i < d->n_observers; i++) {
         if (d->observers[i].ops == ops && d->observers[i].opaque == opaque) {

@@ -11,7 +11,7 @@
 #define DOMAIN_MAX 255
 
 struct libvirt_balloon {
-    struct balloon base; /* first: a struct balloon * is a struct libvirt_balloon * */
+    struct balloon base;            /* first: a struct balloon * is a struct libvirt_balloon * */
     struct libvirt_backend *client; /* NULL once detached */
     struct libvirt_balloons *set;   /* NULL once detached */
     struct libvirt_balloon *next;
@@ -199,9 +199,9 @@ static void lb_describe(const struct balloon *b, char *buf, size_t cap)
 static void lb_view(const struct balloon *b, json_t *guest)
 {
     const struct libvirt_balloon *lb = (const struct libvirt_balloon *)b;
-    json_object_set_new(guest, "libvirt",
-                        json_pack("{sssssb}", "domain", lb->domain, "uuid", lb->uuid,
-                                  "connected", lb->connected));
+    json_object_set_new(
+        guest, "libvirt",
+        json_pack("{sssssb}", "domain", lb->domain, "uuid", lb->uuid, "connected", lb->connected));
 }
 
 static const struct balloon_ops libvirt_balloon_ops = {
@@ -273,8 +273,7 @@ void libvirt_balloon_note_actual(struct balloon *b, uint64_t actual_bytes)
 }
 
 /* See libvirt_balloon.h. */
-void libvirt_balloons_set_connected(struct libvirt_balloons *set, bool connected,
-                                    const char *why)
+void libvirt_balloons_set_connected(struct libvirt_balloons *set, bool connected, const char *why)
 {
     for (struct libvirt_balloon *lb = set->head; lb; lb = lb->next) {
         lb->connected = connected;

@@ -40,8 +40,7 @@ void libvirt_balloon_note_actual(struct balloon *b, uint64_t actual_bytes);
 
 /* The connection to libvirtd came back (sizes follow with the rescan) or was lost (every
  * size unknown: `lost`). */
-void libvirt_balloons_set_connected(struct libvirt_balloons *set, bool connected,
-                                    const char *why);
+void libvirt_balloons_set_connected(struct libvirt_balloons *set, bool connected, const char *why);
 
 /* The client is closing: every balloon of set forgets it (moves are refused) and leaves set. */
 void libvirt_balloons_detach(struct libvirt_balloons *set);

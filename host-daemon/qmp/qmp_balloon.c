@@ -126,7 +126,8 @@ static void on_query_done(struct qmp_client *c, const struct qmp_result *res, vo
     if (status == 0 && res->actual_bytes < 0)
         status = -EPROTO;
     if (status != 0)
-        error_text(&(struct qmp_result){.status = status, .error_class = res->error_class,
+        error_text(&(struct qmp_result){.status = status,
+                                        .error_class = res->error_class,
                                         .error_desc = res->error_desc},
                    text, sizeof(text));
     q->done(q->opaque, status, status == 0 ? (uint64_t)res->actual_bytes : 0,
@@ -172,9 +173,9 @@ static void qb_describe(const struct balloon *b, char *buf, size_t cap)
 static void qb_view(const struct balloon *b, json_t *guest)
 {
     const struct qmp_balloon *q = (const struct qmp_balloon *)b;
-    json_object_set_new(guest, "qmp",
-                        json_pack("{sssb}", "path", q->path, "ready",
-                                  qmp_client_is_ready(q->client)));
+    json_object_set_new(
+        guest, "qmp",
+        json_pack("{sssb}", "path", q->path, "ready", qmp_client_is_ready(q->client)));
 }
 
 static const struct balloon_ops qmp_balloon_ops = {

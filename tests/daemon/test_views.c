@@ -170,8 +170,8 @@ static void backend_part_and_source(void **state)
     j = view_guest(&w->view, g, false);
     assert_string_equal(json_string_value(json_object_get(j, "source")), "libvirt");
     assert_true(json_is_null(json_object_get(j, "qmp")));
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(j, "libvirt"), "domain")), "web-1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "libvirt"), "domain")),
+                        "web-1");
     json_decref(j);
     g->balloon = NULL;
 }
