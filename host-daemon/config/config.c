@@ -49,6 +49,10 @@ static const struct key_spec daemon_keys[] = {
     DKEY("reconnect_min", KEY_MS, reconnect_min_ms, 10, 600000),
     DKEY("reconnect_max", KEY_MS, reconnect_max_ms, 10, 3600000),
     DKEY("control_max_clients", KEY_U32, control_max_clients, 1, 1024),
+    DKEY("budget", KEY_BOOL, budget, 0, 0),
+    DKEY("budget_cgroup", KEY_PATH, budget_cgroup, 0, 0),
+    DKEY("budget_reserve", KEY_SIZE, budget_reserve_bytes, 0, UINT64_C(1) << 50),
+    DKEY("budget_reserve_pct", KEY_U32, budget_reserve_pct, 0, 90),
 };
 #define N_DAEMON_KEYS (sizeof(daemon_keys) / sizeof(daemon_keys[0]))
 
@@ -98,6 +102,12 @@ void config_init(struct config *cfg)
     d->reconnect_min_ms = 100;
     d->reconnect_max_ms = 5000;
     d->control_max_clients = 8;
+    d->budget = true;
+    d->budget_cgroup[0] = '\0';
+    /* Guests fill the host up to the policy's host_avail_exit_pct (10 %) and no further, so
+     * the budget never hands out what a host round would then take back. */
+    d->budget_reserve_bytes = 256 * (UINT64_C(1) << 20);
+    d->budget_reserve_pct = 10;
     struct config_libvirt *l = &cfg->libvirt;
     l->enabled = false;
     snprintf(l->uri, sizeof(l->uri), "%s", CONFIG_DEFAULT_LIBVIRT_URI);

@@ -48,6 +48,11 @@ struct config_daemon {
     uint64_t reconnect_min_ms;    /* first backoff after a channel or QMP socket fails */
     uint64_t reconnect_max_ms;    /* backoff doubles up to this */
     uint32_t control_max_clients; /* concurrent control socket connections */
+    /* The host budget: all balloons together never hold more (docs/policy.md). */
+    bool budget;                         /* on unless set false */
+    char budget_cgroup[CONFIG_PATH_MAX]; /* a memory cgroup whose limit it is; "": host */
+    uint64_t budget_reserve_bytes;       /* never handed to guests ... */
+    uint32_t budget_reserve_pct;         /* ... nor this % of the total, if larger */
 };
 
 /* The [libvirt] section: discover guests through libvirtd and balloon them through it

@@ -379,6 +379,32 @@ static void libvirt_section(void **state)
     expect_error("[libvrit]\nuri = a:///\n", 1, "known: [daemon], [policy], [libvirt]");
 }
 
+/* The host budget's keys: defaults, values, ranges. */
+static void budget_keys(void **state)
+{
+    (void)state;
+    struct config cfg;
+    struct config_errors errs;
+    assert_int_equal(parse("[daemon]\nlog_level = info\n", &cfg, &errs), 0);
+    assert_true(cfg.daemon.budget);
+    assert_string_equal(cfg.daemon.budget_cgroup, "");
+    assert_int_equal(cfg.daemon.budget_reserve_bytes, 256ull << 20);
+    assert_int_equal(cfg.daemon.budget_reserve_pct, 10);
+    config_free(&cfg);
+    assert_int_equal(parse("[daemon]\nbudget = off\nbudget_cgroup = /sys/fs/cgroup/memory/vms\n"
+                           "budget_reserve = 1G\nbudget_reserve_pct = 0\n",
+                           &cfg, &errs),
+                     0);
+    assert_false(cfg.daemon.budget);
+    assert_string_equal(cfg.daemon.budget_cgroup, "/sys/fs/cgroup/memory/vms");
+    assert_int_equal(cfg.daemon.budget_reserve_bytes, 1ull << 30);
+    assert_int_equal(cfg.daemon.budget_reserve_pct, 0);
+    config_free(&cfg);
+    expect_error("[daemon]\nbudget_reserve_pct = 91\n", 2, "out of range");
+    expect_error("[daemon]\nbudget_cgroup = machine.slice\n", 2, "absolute path");
+    expect_error("[daemon]\nbudget = maybe\n", 2, "boolean");
+}
+
 /* The commented example shipped in packaging/ is a valid configuration (tests run in the
  * source root). */
 static void shipped_example_is_valid(void **state)
@@ -399,6 +425,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(shipped_example_is_valid),
+        cmocka_unit_test(budget_keys),
         cmocka_unit_test(libvirt_section),
         cmocka_unit_test(valid_file),
         cmocka_unit_test(empty_file_gives_defaults),
