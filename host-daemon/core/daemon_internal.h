@@ -4,6 +4,7 @@
 #define BELLOWS_DAEMON_INTERNAL_H
 
 #include "host-daemon/core/daemon.h"
+#include "host-daemon/host/budget.h"
 
 #define DAEMON_MAX_MODULES 8
 #define DAEMON_MAX_OBSERVERS 8
@@ -30,6 +31,8 @@ struct daemon {
     bool host_known;
     struct hostmem_sample host_sample;
     bool host_warned;
+    struct budget_state budget; /* the host budget's memory between samples */
+    bool budget_warned;
 
     uv_timer_t decide_timer; /* next decision round: at once after an input, else deadline */
     uv_timer_t host_timer;   /* host PSI and MemAvailable sampling */

@@ -1,10 +1,53 @@
-/* The host's own pressure: PSI and MemAvailable read on a timer into the policy's host
- * state (and, on the same timer, the minute summary of frames dropped from agents). */
+/* The host's own pressure and budget: PSI and MemAvailable (or a memory cgroup's limit,
+ * usage and pressure) read on a timer into the policy's host state (and, on the same
+ * timer, the minute summary of frames dropped from agents). */
 #include <errno.h>
 #include <string.h>
 
 #include "host-daemon/core/daemon_internal.h"
 #include "host-daemon/util/log.h"
+
+/* What the guests' balloons hold now, by their last known size. */
+static uint64_t guests_actual(const struct daemon *d)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < d->reg.n; i++)
+        if (d->reg.policy[i].actual_known)
+            sum += d->reg.policy[i].actual_bytes;
+    return sum;
+}
+
+/* The budget from the configured cgroup: its limit and usage (and, for v2, its pressure)
+ * also stand for the host in the policy's host pressure. Returns false when unreadable. */
+static bool sample_cgroup(struct daemon *d, const struct budget_settings *bs, int64_t now)
+{
+    const char *dir = d->cfg.daemon.budget_cgroup;
+    struct budget_cgroup c;
+    int r = budget_read_cgroup(dir, &c);
+    if (r == 0 && c.limit_bytes >= BUDGET_UNLIMITED)
+        r = -ERANGE;
+    if (r < 0) {
+        if (!d->budget_warned)
+            log_warning("host budget: cannot read memory cgroup %s: %s; the last budget stays "
+                        "in force until it can",
+                        dir, r == -ERANGE ? "it has no limit" : strerror(-r));
+        d->budget_warned = true;
+        return false;
+    }
+    if (d->budget_warned)
+        log_info("host budget: memory cgroup %s readable again", dir);
+    d->budget_warned = false;
+    double psi = c.has_psi ? c.psi.some.avg10 : d->host_known ? d->host_sample.psi.some.avg10 : 0;
+    policy_host_input(&d->host, psi, c.limit_bytes,
+                      c.usage_bytes < c.limit_bytes ? c.limit_bytes - c.usage_bytes : 0);
+    struct budget_inputs in = {
+        .total_bytes = c.limit_bytes,
+        .used_bytes = c.usage_bytes,
+        .guest_bytes = guests_actual(d),
+    };
+    policy_host_budget(&d->host, budget_compute(bs, &d->budget, &in, now));
+    return true;
+}
 
 static void on_host_sample(uv_timer_t *timer)
 {
@@ -15,22 +58,43 @@ static void on_host_sample(uv_timer_t *timer)
         links_summarise_rejects(d);
         d->last_summary_at = now;
     }
-    int r = hostmem_read(d->cfg.daemon.proc_dir, &s);
+    const struct config_daemon *cd = &d->cfg.daemon;
+    struct budget_settings bs = {
+        .reserve_bytes = cd->budget_reserve_bytes,
+        .reserve_pct = cd->budget_reserve_pct,
+    };
+    bool cgroup = cd->budget && cd->budget_cgroup[0];
+    int r = hostmem_read(cd->proc_dir, &s);
     if (r < 0) {
         if (!d->host_warned)
             log_warning("host pressure: cannot read %s/pressure/memory and %s/meminfo: %s; "
                         "host reclaim is off until it can",
-                        d->cfg.daemon.proc_dir, d->cfg.daemon.proc_dir, strerror(-r));
+                        cd->proc_dir, cd->proc_dir, strerror(-r));
         d->host_warned = true;
-        return;
+    } else {
+        if (d->host_warned)
+            log_info("host pressure: readable again");
+        d->host_warned = false;
+        d->host_sample = s;
+        d->host_known = true;
+        if (!cgroup) {
+            uint64_t total = s.meminfo.mem_total_kb * 1024;
+            uint64_t avail = s.meminfo.mem_available_kb * 1024;
+            policy_host_input(&d->host, s.psi.some.avg10, total, avail);
+            if (cd->budget) {
+                struct budget_inputs in = {
+                    .total_bytes = total,
+                    .used_bytes = total > avail ? total - avail : 0,
+                    .guest_bytes = guests_actual(d),
+                };
+                policy_host_budget(&d->host, budget_compute(&bs, &d->budget, &in, now));
+            }
+        }
     }
-    if (d->host_warned)
-        log_info("host pressure: readable again");
-    d->host_warned = false;
-    d->host_sample = s;
-    d->host_known = true;
-    policy_host_input(&d->host, s.psi.some.avg10, s.meminfo.mem_total_kb * 1024,
-                      s.meminfo.mem_available_kb * 1024);
+    if (cgroup)
+        sample_cgroup(d, &bs, now);
+    if (!cd->budget)
+        policy_host_no_budget(&d->host);
     daemon_kick(d);
 }
 

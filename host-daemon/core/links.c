@@ -102,7 +102,11 @@ static void on_guest_message(struct guest_channel *gc, const struct bp_msg *msg,
     g->mem = *s.mem;
     g->mem_known = true;
     g->last_msg_level = s.level;
-    policy_note_event(&d->cfg.policy, registry_policy(&d->reg, g), s.level, s.mem, s.now);
+    /* A report repeats the agent's level: an echo, not a new event (policy.h). */
+    if (msg->type == BP_MSG_REPORT)
+        policy_note_report(&d->cfg.policy, registry_policy(&d->reg, g), s.level, s.mem, s.now);
+    else
+        policy_note_event(&d->cfg.policy, registry_policy(&d->reg, g), s.level, s.mem, s.now);
     observers_sample(d, g, &s);
     daemon_kick(d);
 }

@@ -61,6 +61,17 @@ static bool advise(struct daemon *d, struct guest *g, const struct policy_decisi
     return true;
 }
 
+/* A deflate the host budget cut says so in its log line. */
+static const char *budget_note(const struct policy_decision *dec)
+{
+    static char note[80];
+    if (!dec->wanted_bytes)
+        return "";
+    snprintf(note, sizeof(note), " [cut by the host budget from %.1f MiB]",
+             daemon_mib(dec->wanted_bytes));
+    return note;
+}
+
 /* Carry out one non-HOLD decision. Returns true when the move was issued (or advised). */
 static bool act(struct daemon *d, struct guest *g, const struct policy_decision *dec, int64_t now)
 {
@@ -93,9 +104,9 @@ static bool act(struct daemon *d, struct guest *g, const struct policy_decision 
     g->move_in_flight = true;
     const struct decision_entry *e = guest_record_move(g, dec, daemon_wall_ms(), MOVE_PENDING);
     g->moves++;
-    log_info("guest %s: %s %.1f MiB -> %.1f MiB (%s)%s", g->name, action,
+    log_info("guest %s: %s %.1f MiB -> %.1f MiB (%s)%s%s", g->name, action,
              daemon_mib(dec->from_bytes), daemon_mib(dec->to_bytes), reason,
-             g->balloon->ops->move_note);
+             g->balloon->ops->move_note, budget_note(dec));
     observers_move(d, g, e);
     return true;
 }
@@ -111,15 +122,27 @@ static void on_decide(uv_timer_t *timer)
         return;
     policy_decide(&d->cfg.policy, &d->host, d->reg.policy, n, now, d->reg.decisions);
     d->rounds++;
-    for (size_t i = 0; i < n; i++) {
-        struct guest *g = d->reg.guests[i];
-        const struct policy_decision *dec = &d->reg.decisions[i];
-        g->last_decision = *dec;
-        g->last_decision_at = now;
-        if (dec->action == POLICY_HOLD)
-            continue;
-        if (act(d, g, dec, now) && dec->reason == POLICY_R_HOST_PRESSURE)
-            host_round = true;
+    /* Inflates first: a deflate the budget funded from other guests goes out only when
+     * every funding move did (else the next round decides again). */
+    bool funding_failed = false;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            struct guest *g = d->reg.guests[i];
+            const struct policy_decision *dec = &d->reg.decisions[i];
+            if (pass == 0) {
+                g->last_decision = *dec;
+                g->last_decision_at = now;
+            }
+            if (dec->action == POLICY_HOLD || (dec->action == POLICY_DEFLATE) != (pass == 1))
+                continue;
+            if (pass == 1 && funding_failed)
+                continue;
+            bool sent = act(d, g, dec, now);
+            if (sent && policy_reason_is_host_round(dec->reason))
+                host_round = true;
+            if (!sent && (dec->reason == POLICY_R_FUND || dec->reason == POLICY_R_SHARE))
+                funding_failed = true;
+        }
     }
     /* The host's reclaim interval starts only when a host round really moved something. */
     if (host_round)
