@@ -23,8 +23,8 @@ struct rig {
     struct policy_decision d[RIG_MAX];
     size_t n;
     int64_t now;
-    uint64_t psi_us[RIG_MAX];  /* the guest's PSI some total */
-    uint64_t faults[RIG_MAX];  /* its major faults + swap-ins */
+    uint64_t psi_us[RIG_MAX]; /* the guest's PSI some total */
+    uint64_t faults[RIG_MAX]; /* its major faults + swap-ins */
     uint64_t swap_used[RIG_MAX];
     uint64_t moves[RIG_MAX], inflates[RIG_MAX], deflates[RIG_MAX];
 };

@@ -82,8 +82,8 @@ static void test_deflate_funded_from_guests_above_their_working_set(void **state
     struct rig r;
     const uint64_t sizes[] = {2 * GIB, 3 * GIB, 3 * GIB, 1 * GIB};
     setup(&r, 4, sizes, 9 * GIB + 256 * MIB); /* room for 256 MiB */
-    r.g[1].weight = 50;                        /* lower weight: gives first */
-    r.g[3].weight = 10;                        /* lowest, but at its working set: cannot */
+    r.g[1].weight = 50;                       /* lower weight: gives first */
+    r.g[3].weight = 10;                       /* lowest, but at its working set: cannot */
     r.g[3].floor_bytes = 1 * GIB;
     uint64_t ws = policy_guest_working_set(&r.cfg, &r.g[1], r.now);
     assert_true(ws < 1 * GIB);
@@ -269,8 +269,8 @@ static void test_stuck_balloon_is_skipped_by_host_rounds(void **state)
     assert_true(r.moves[0] <= 3);
     assert_true(r.g[0].stuck_total >= 2);
     assert_true(r.moves[1] >= 5);
-    assert_true(r.g[1].actual_bytes <= policy_guest_working_set(&r.cfg, &r.g[1], r.now) +
-                                          r.cfg.min_change_bytes);
+    assert_true(r.g[1].actual_bytes <=
+                policy_guest_working_set(&r.cfg, &r.g[1], r.now) + r.cfg.min_change_bytes);
 }
 
 int main(void)

@@ -37,14 +37,14 @@ static double noise(void)
 struct model {
     const char *name;
     uint64_t ceiling, floor;
-    uint64_t used;       /* MemTotal - MemAvailable */
-    uint64_t ws;         /* the working set in balloon terms (used + hot cache + overhead) */
-    double base;         /* stall at any size above the working set (percent) */
-    double jitter;       /* +- this much per interval */
-    double slope;        /* extra stall per MiB below ws + knee */
-    uint64_t knee;       /* the stall starts to rise this far above ws */
-    bool medium_events;  /* the agent sends medium (and low) all along */
-    bool refuses;        /* the balloon never takes pages */
+    uint64_t used;      /* MemTotal - MemAvailable */
+    uint64_t ws;        /* the working set in balloon terms (used + hot cache + overhead) */
+    double base;        /* stall at any size above the working set (percent) */
+    double jitter;      /* +- this much per interval */
+    double slope;       /* extra stall per MiB below ws + knee */
+    uint64_t knee;      /* the stall starts to rise this far above ws */
+    bool medium_events; /* the agent sends medium (and low) all along */
+    bool refuses;       /* the balloon never takes pages */
     int minutes;
     /* results */
     unsigned moves, reversals, inflates;

@@ -20,9 +20,9 @@
 #define SEC 1000
 
 /* Default steps for a 4 GiB ceiling. */
-#define INFLATE_STEP UINT64_C(85899345)  /* 2 % */
-#define BACKOFF_MAX UINT64_C(429496729)  /* 10 % */
-#define MEDIUM_STEP UINT64_C(429496729)  /* 10 % */
+#define INFLATE_STEP UINT64_C(85899345) /* 2 % */
+#define BACKOFF_MAX UINT64_C(429496729) /* 10 % */
+#define MEDIUM_STEP UINT64_C(429496729) /* 10 % */
 
 /* One guest, reporting every 5 s with this stall from t0 to t1 (inclusive), no move. */
 static void reports(struct rig *r, int64_t t0, int64_t t1, double pct, uint64_t used)

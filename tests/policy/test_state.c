@@ -117,7 +117,7 @@ static void test_state_junk_is_refused(void **state)
     const char *junk[] = {
         "",
         "bellows-policy-state=2 wall=1",
-        "bellows-policy-state=1",               /* no wall clock */
+        "bellows-policy-state=1", /* no wall clock */
         "bellows-policy-state=1 wall=x",
         "bellows-policy-state=1 wall=1 hurt=5", /* no age */
         "bellows-policy-state=1 wall=1 hurt=5@99999999999999",
