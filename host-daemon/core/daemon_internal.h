@@ -31,7 +31,8 @@ struct daemon {
     bool host_known;
     struct hostmem_sample host_sample;
     bool host_warned;
-    struct budget_state budget; /* the host budget's memory between samples */
+    struct budget_state budget;   /* the host budget's memory between samples */
+    uint64_t budget_guests_known; /* guests of known size at the last sample */
     bool budget_warned;
 
     uv_timer_t decide_timer; /* next decision round: at once after an input, else deadline */

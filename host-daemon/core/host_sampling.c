@@ -7,13 +7,20 @@
 #include "host-daemon/core/daemon_internal.h"
 #include "host-daemon/util/log.h"
 
-/* What the guests' balloons hold now, by their last known size. */
-static uint64_t guests_actual(const struct daemon *d)
+/* What the guests' balloons hold now, by their known sizes (a guest of unknown size is in
+ * the host's "used" and counts as not the guests'), and whether the set of guests with a
+ * known size changed since the last sample. */
+static uint64_t guests_actual(struct daemon *d, bool *ret_changed)
 {
-    uint64_t sum = 0;
-    for (size_t i = 0; i < d->reg.n; i++)
-        if (d->reg.policy[i].actual_known)
+    uint64_t sum = 0, known = 0;
+    for (size_t i = 0; i < d->reg.n; i++) {
+        if (d->reg.policy[i].actual_known) {
             sum += d->reg.policy[i].actual_bytes;
+            known++;
+        }
+    }
+    *ret_changed = known != d->budget_guests_known;
+    d->budget_guests_known = known;
     return sum;
 }
 
@@ -40,11 +47,8 @@ static bool sample_cgroup(struct daemon *d, const struct budget_settings *bs, in
     double psi = c.has_psi ? c.psi.some.avg10 : d->host_known ? d->host_sample.psi.some.avg10 : 0;
     policy_host_input(&d->host, psi, c.limit_bytes,
                       c.usage_bytes < c.limit_bytes ? c.limit_bytes - c.usage_bytes : 0);
-    struct budget_inputs in = {
-        .total_bytes = c.limit_bytes,
-        .used_bytes = c.usage_bytes,
-        .guest_bytes = guests_actual(d),
-    };
+    struct budget_inputs in = {.total_bytes = c.limit_bytes, .used_bytes = c.usage_bytes};
+    in.guest_bytes = guests_actual(d, &in.guests_changed);
     policy_host_budget(&d->host, budget_compute(bs, &d->budget, &in, now));
     return true;
 }
@@ -82,11 +86,9 @@ static void on_host_sample(uv_timer_t *timer)
             uint64_t avail = s.meminfo.mem_available_kb * 1024;
             policy_host_input(&d->host, s.psi.some.avg10, total, avail);
             if (cd->budget) {
-                struct budget_inputs in = {
-                    .total_bytes = total,
-                    .used_bytes = total > avail ? total - avail : 0,
-                    .guest_bytes = guests_actual(d),
-                };
+                struct budget_inputs in = {.total_bytes = total,
+                                           .used_bytes = total > avail ? total - avail : 0};
+                in.guest_bytes = guests_actual(d, &in.guests_changed);
                 policy_host_budget(&d->host, budget_compute(&bs, &d->budget, &in, now));
             }
         }

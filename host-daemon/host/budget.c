@@ -113,14 +113,14 @@ uint64_t budget_compute(const struct budget_settings *s, struct budget_state *st
      * guest given memory it has not touched yet makes this look smaller than it is, so the
      * largest figure of the last window counts. */
     uint64_t nonguest = sub_sat(in->used_bytes, in->guest_bytes);
-    if (!st->known || nonguest >= st->nonguest_bytes ||
+    if (!st->known || in->guests_changed || nonguest >= st->nonguest_bytes ||
         now - st->nonguest_at >= BUDGET_NONGUEST_WINDOW_MS) {
         st->known = true;
         st->nonguest_bytes = nonguest;
         st->nonguest_at = now;
     }
     uint64_t reserve = budget_reserve(s, in->total_bytes);
-    uint64_t kept = reserve + st->nonguest_bytes < reserve ? UINT64_MAX
-                                                           : reserve + st->nonguest_bytes;
+    uint64_t kept =
+        reserve + st->nonguest_bytes < reserve ? UINT64_MAX : reserve + st->nonguest_bytes;
     return sub_sat(in->total_bytes, kept);
 }

@@ -45,9 +45,12 @@ struct budget_state {
 
 /* What a budget is computed from. */
 struct budget_inputs {
-    uint64_t total_bytes;  /* MemTotal, or the cgroup's limit */
-    uint64_t used_bytes;   /* MemTotal - MemAvailable, or the cgroup's usage */
-    uint64_t guest_bytes;  /* what the guests' balloons hold now (their actual sizes) */
+    uint64_t total_bytes; /* MemTotal, or the cgroup's limit */
+    uint64_t used_bytes;  /* MemTotal - MemAvailable, or the cgroup's usage */
+    uint64_t guest_bytes; /* what the guests' balloons hold now (their actual sizes) */
+    bool guests_changed;  /* a guest's size became known or unknown since the last call:
+                           * its memory moved between the guests' and the rest, so the
+                           * largest non-guest use seen before no longer applies */
 };
 
 /* Parse a cgroup number file: digits and a newline, or "max" (v2) for no limit.
@@ -60,7 +63,8 @@ int budget_parse_number(const char *text, size_t len, uint64_t *ret);
 int budget_read_cgroup(const char *dir, struct budget_cgroup *ret);
 
 /* The budget at now: total, less the reserve, less the largest non-guest use (used minus
- * what the guests hold) seen within BUDGET_NONGUEST_WINDOW_MS. Updates st. */
+ * what the guests hold) seen within BUDGET_NONGUEST_WINDOW_MS (or since the set of guests
+ * with a known size last changed). Updates st. */
 uint64_t budget_compute(const struct budget_settings *s, struct budget_state *st,
                         const struct budget_inputs *in, int64_t now);
 

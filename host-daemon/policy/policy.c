@@ -168,8 +168,12 @@ int64_t policy__stuck_until(const struct policy_config *cfg, const struct policy
 uint64_t policy__committed(const struct policy_config *cfg, const struct policy_guest *g,
                            int64_t now)
 {
-    uint64_t actual = g->actual_known ? g->actual_bytes : g->ceiling_bytes;
-    if (!g->target_set || g->target_done || !g->actual_known)
+    /* A guest whose size is not known holds nothing here: whatever it uses is in the
+     * host's numbers, which the daemon counts as not the guests' (host/budget.h). */
+    if (!g->actual_known)
+        return 0;
+    uint64_t actual = g->actual_bytes;
+    if (!g->target_set || g->target_done)
         return actual;
     /* Memory given may still be taken up by the guest: count it. Memory asked back counts
      * as coming only from a balloon that follows. */

@@ -93,7 +93,8 @@ int64_t policy__stuck_until(const struct policy_config *cfg, const struct policy
                             int64_t now);
 
 /* What the guest holds toward the budget: the target of a move on its way from a balloon
- * that follows, else the actual (a balloon that does not follow gives nothing back). */
+ * that follows, else the actual (a balloon that does not follow gives nothing back); 0
+ * while its size is not known. */
 uint64_t policy__committed(const struct policy_config *cfg, const struct policy_guest *g,
                            int64_t now);
 

@@ -70,8 +70,8 @@ static void test_compute(void **state)
     assert_int_equal(budget_reserve(&s, 10 * GIB), GIB);
 
     /* A cgroup of 10 GiB using 6 GiB, the guests' balloons 5.5 GiB: 512 MiB not theirs. */
-    struct budget_inputs in = {.total_bytes = 10 * GIB, .used_bytes = 6 * GIB,
-                               .guest_bytes = 5 * GIB + 512 * MIB};
+    struct budget_inputs in = {
+        .total_bytes = 10 * GIB, .used_bytes = 6 * GIB, .guest_bytes = 5 * GIB + 512 * MIB};
     assert_int_equal(budget_compute(&s, &st, &in, 0), 10 * GIB - GIB - 512 * MIB);
     /* A guest given 1 GiB it has not touched: non-guest looks like 0, the 512 MiB stay. */
     in.guest_bytes = 6 * GIB + 512 * MIB;
@@ -85,6 +85,17 @@ static void test_compute(void **state)
                      10 * GIB - GIB - GIB);
     assert_int_equal(budget_compute(&s, &st, &in, 120000 + BUDGET_NONGUEST_WINDOW_MS),
                      10 * GIB - GIB);
+    /* A guest whose size becomes known takes its memory out of "not the guests'" at once:
+     * the largest figure from before does not count twice. */
+    in.used_bytes = 7 * GIB; /* 1 GiB of it a guest of unknown size */
+    in.guest_bytes = 5 * GIB + 512 * MIB;
+    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000), 10 * GIB - GIB - GIB - 512 * MIB);
+    in.guest_bytes = 6 * GIB + 512 * MIB; /* now known */
+    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000 + 1000),
+                     10 * GIB - GIB - GIB - 512 * MIB);
+    in.guests_changed = true;
+    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000 + 2000), 10 * GIB - GIB - 512 * MIB);
+    in.guests_changed = false;
     /* Nothing left: 0, never a wrap. */
     s.reserve_pct = 100;
     assert_int_equal(budget_compute(&s, &st, &in, 10 * BUDGET_NONGUEST_WINDOW_MS), 0);
