@@ -1,8 +1,11 @@
 /* workload: a memory demand of known shape, run inside test guests.
  *
  *   workload alloc --mib N [--rate MIB_PER_S] [--hold SECONDS] [--repeat K] [--pause SECONDS]
+ *                  [--touch SECONDS]
  *       Map N MiB and touch every page, at most RATE MiB per second (0: as fast as possible),
  *       hold it for HOLD seconds, free it; do that K times with PAUSE seconds between.
+ *       With --touch, every page mapped so far is written again every SECONDS while growing
+ *       and holding: a working set in use, not a hoard the kernel may swap out for free.
  *   workload read --file PATH [--passes K] [--pause SECONDS]
  *       Read PATH from start to end K times (file-cache pressure).
  *
@@ -32,6 +35,7 @@ struct options {
     double hold; /* seconds */
     unsigned long repeat;
     double pause; /* seconds */
+    double touch; /* seconds between re-touches of everything mapped; 0: never */
     const char *file;
 };
 
@@ -56,6 +60,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: workload alloc --mib N [--rate MIB_PER_S] [--hold S] [--repeat K] [--pause S]\n"
+            "                      [--touch S]\n"
             "       workload read --file PATH [--passes K] [--pause S]\n");
     exit(2);
 }
@@ -74,10 +79,15 @@ static bool parse_number(const char *text, double *ret)
 static void parse(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"mib", required_argument, NULL, 'm'},    {"rate", required_argument, NULL, 'r'},
-        {"hold", required_argument, NULL, 'h'},   {"repeat", required_argument, NULL, 'k'},
-        {"passes", required_argument, NULL, 'k'}, {"pause", required_argument, NULL, 'p'},
-        {"file", required_argument, NULL, 'f'},   {NULL, 0, NULL, 0},
+        {"mib", required_argument, NULL, 'm'},
+        {"rate", required_argument, NULL, 'r'},
+        {"hold", required_argument, NULL, 'h'},
+        {"repeat", required_argument, NULL, 'k'},
+        {"passes", required_argument, NULL, 'k'},
+        {"pause", required_argument, NULL, 'p'},
+        {"file", required_argument, NULL, 'f'},
+        {"touch", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
     };
     if (argc < 2)
         usage();
@@ -108,6 +118,9 @@ static void parse(int argc, char **argv, struct options *o)
         case 'p':
             o->pause = v;
             break;
+        case 't':
+            o->touch = v;
+            break;
         }
     }
     if (optind != argc)
@@ -119,6 +132,32 @@ static void free_chunks(unsigned char **chunks, unsigned long n)
 {
     for (unsigned long i = 0; i < n; i++)
         munmap(chunks[i], MIB);
+}
+
+/* Write every page of the first n chunks again (a new value each time). */
+static void retouch(unsigned char **chunks, unsigned long n, long page, unsigned char value)
+{
+    for (unsigned long i = 0; i < n; i++)
+        for (size_t off = 0; off < MIB; off += (size_t)page)
+            chunks[i][off] = value;
+}
+
+/* Sleep until `until`, re-touching the first n chunks every o->touch seconds on the way. */
+static void hold_until(const struct options *o, unsigned char **chunks, unsigned long n, long page,
+                       double until, double *next_touch)
+{
+    for (;;) {
+        double now = now_s();
+        if (o->touch > 0 && now >= *next_touch) {
+            retouch(chunks, n, page, (unsigned char)((unsigned long)now | 1));
+            *next_touch = now_s() + o->touch;
+            continue;
+        }
+        if (now >= until)
+            return;
+        double wake = o->touch > 0 && *next_touch < until ? *next_touch : until;
+        sleep_s(wake - now);
+    }
 }
 
 /* One allocate-touch-hold-free cycle, one MiB mapping at a time as a growing program does
@@ -134,6 +173,7 @@ static double alloc_cycle(const struct options *o, unsigned long cycle)
         return -1;
     }
     double start = now_s(), worst = 0, last_print = start;
+    double next_touch = start + o->touch;
     for (unsigned long i = 0; i < o->mib; i++) {
         double t0 = now_s();
         chunks[i] = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -156,10 +196,10 @@ static double alloc_cycle(const struct options *o, unsigned long cycle)
                    i + 1, o->mib, last_print - start, worst * 1e3);
         }
         if (o->rate > 0)
-            sleep_s(start + (double)(i + 1) / o->rate - now_s());
+            hold_until(o, chunks, i + 1, page, start + (double)(i + 1) / o->rate, &next_touch);
     }
     printf("workload: cycle %lu holding %lu MiB for %.1fs\n", cycle, o->mib, o->hold);
-    sleep_s(o->hold);
+    hold_until(o, chunks, o->mib, page, now_s() + o->hold, &next_touch);
     free_chunks(chunks, o->mib);
     free(chunks);
     printf("workload: cycle %lu freed\n", cycle);
