@@ -395,7 +395,7 @@ static enum stall_says stall_says(const struct policy_config *cfg, const struct 
 }
 
 /* Stall over its margin: give at once, by a step that grows with the excess (Senpai's
- * backoff); after an inflate that raised the stall, at least undo that inflate. */
+ * backoff); after an inflate that raised the stall, undo that inflate. */
 static void stall_backoff(const struct policy_config *cfg, const struct policy_guest *g,
                           struct policy_decision *d)
 {
@@ -407,8 +407,9 @@ static void stall_backoff(const struct policy_config *cfg, const struct policy_g
         frac = 1;
     uint64_t max_step = step_of(g, cfg->backoff_step_bytes, cfg->backoff_step_pct);
     uint64_t step = max_u64(scale_u64(max_step, frac), cfg->min_change_bytes);
+    /* The last inflate raised it: the cause is known, undo just that step. */
     if (s->responded && s->eval_from > g->actual_bytes)
-        step = max_u64(step, s->eval_from - g->actual_bytes);
+        step = max_u64(s->eval_from - g->actual_bytes, cfg->min_change_bytes);
     deflate_by(cfg, g, g->actual_bytes, step, POLICY_R_STALL, d);
 }
 

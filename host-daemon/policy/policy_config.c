@@ -39,7 +39,7 @@ void policy_config_defaults(struct policy_config *cfg)
         .min_change_bytes = 16 * POLICY_MIB,
         .flip_forget_ms = 3600000,
         .flip_max_shift = 4,
-        .hurt_memory_ms = 1800000,
+        .hurt_memory_ms = 600000,
         .stall_target_pct = 0.17,
         .stall_interval_ms = 5000,
         .stall_response_pct = 50.0,

@@ -65,8 +65,12 @@ static void evaluate(const struct policy_config *cfg, struct policy_guest *g)
      * does not respond to size; it becomes the base the margin is counted from. */
     double before = s->eval_before_pct;
     if (policy__stall_excess(g, before) > margin && policy__stall_excess(g, after) > margin &&
-        after >= before * (1.0 - cfg->stall_response_pct / 100.0))
+        after >= before * (1.0 - cfg->stall_response_pct / 100.0)) {
         s->base_pct = after;
+        /* The size it was given memory at was no hurt size after all. */
+        if (g->hurt_known && g->hurt_bytes == s->eval_from)
+            g->hurt_known = false;
+    }
 }
 
 void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,

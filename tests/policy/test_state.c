@@ -23,7 +23,7 @@ static void lived(struct policy_guest *g, int64_t now)
     policy_guest_init(g, 1 * GIB, 4 * GIB, 100);
     g->hurt_known = true;
     g->hurt_bytes = 2 * GIB + 12345;
-    g->hurt_at = now - 10 * MIN;
+    g->hurt_at = now - 5 * MIN;
     g->flips = 3;
     g->last_flip_at = now - 20 * MIN;
     g->reversals = 7;
@@ -55,7 +55,7 @@ static void test_state_round_trip(void **state)
     assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, now2, wall + down), 0);
     assert_true(back.hurt_known);
     assert_int_equal(back.hurt_bytes, 2 * GIB + 12345);
-    assert_int_equal(back.hurt_at, now2 - 10 * MIN - down);
+    assert_int_equal(back.hurt_at, now2 - 5 * MIN - down);
     assert_int_equal(back.flips, 3);
     assert_int_equal(back.last_flip_at, now2 - 20 * MIN - down);
     assert_int_equal(back.reversals, 7);
@@ -91,9 +91,9 @@ static void test_state_expires_over_the_downtime(void **state)
     lived(&g, now);
     int n = policy_state_format(&g, now, wall, buf, sizeof(buf));
     policy_guest_init(&back, 1 * GIB, 4 * GIB, 100);
-    /* 25 minutes down: the hurt size (10 min old, kept 30 min) is forgotten, the flips
-     * (20 min old, kept 60 min) are not. */
-    assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, 0, wall + 25 * MIN), 0);
+    /* 6 minutes down: the hurt size (5 min old, kept 10 min) is forgotten, the flips (20 min
+     * old, kept 60 min) are not. */
+    assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, 0, wall + 6 * MIN), 0);
     assert_false(back.hurt_known);
     assert_int_equal(back.flips, 3);
     /* 45 minutes down: the flips too; reversals (a counter) stay. */
@@ -105,7 +105,7 @@ static void test_state_expires_over_the_downtime(void **state)
     policy_guest_init(&back, 1 * GIB, 4 * GIB, 100);
     assert_int_equal(policy_state_parse(&cfg, &back, buf, (size_t)n, 0, wall - 3600 * SEC), 0);
     assert_true(back.hurt_known);
-    assert_int_equal(back.hurt_at, -10 * MIN);
+    assert_int_equal(back.hurt_at, -5 * MIN);
 }
 
 static void test_state_junk_is_refused(void **state)
