@@ -511,6 +511,14 @@ void policy_decide_guest(const struct policy_config *cfg, const struct policy_ho
                 hold(d, POLICY_R_SETTLING);
                 return;
             }
+            /* With PSI, medium waits for the stall to say whether memory helps, and for
+             * the last move's effect to be measured: one step per measure, not one per
+             * dwell (a churning guest's medium events would walk it to its ceiling). */
+            if (level == BP_LEVEL_MEDIUM && g->stall.psi_seen &&
+                (stall == STALL_UNKNOWN || g->stall.eval_pending)) {
+                hold(d, POLICY_R_MEASURING);
+                return;
+            }
             deflate_by(cfg, g, deflate_base,
                        step_of(g, cfg->medium_step_bytes, cfg->medium_step_pct), POLICY_R_MEDIUM,
                        d);

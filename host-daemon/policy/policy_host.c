@@ -90,6 +90,11 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
         (g->stall.psi_seen && policy__stall_fresh(cfg, g, now) &&
          policy__stall_excess(g, g->stall.last_pct) > policy__stall_margin(cfg, g)))
         return false;
+    /* A guest that has never sent a snapshot gives only once it has had quiet_ms to send
+     * one: an agent says hello within seconds of boot, and without a snapshot its working
+     * set is only its floor. */
+    if (!g->mem_known && now - g->known_since < cfg->quiet_ms)
+        return false;
     uint64_t limit = policy_guest_working_set(cfg, g, now);
     if (g->actual_bytes <= add_sat(limit, cfg->min_change_bytes))
         return false;

@@ -80,6 +80,9 @@ void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
     uint64_t some = mem->psi_some_total_us;
     uint64_t faults = add_sat(mem->pgmajfault, mem->pswpin);
 
+    /* A guest whose kernel counts PSI at all: its stall can be measured. */
+    if (some > 0)
+        s->psi_seen = true;
     if (s->mark_known && now <= s->mark_at)
         return;
     if (!s->mark_known || some < s->mark_some_us || faults < s->mark_faults) {
@@ -101,8 +104,6 @@ void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
     s->mark_some_us = some;
     s->mark_faults = faults;
     s->mark_at = now;
-    if (dsome > 0)
-        s->psi_seen = true;
 
     /* Percent of the interval: us / (ms * 10). Faults count when they say more. */
     double pct = (double)dsome / ((double)dt * 10.0);

@@ -135,6 +135,22 @@ static void test_funding_skips_guests_that_may_not_give(void **state)
     assert_int_not_equal(r.d[3].action, POLICY_INFLATE);
     expect(&r, 4, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
 
+    /* A guest whose size is known but which has sent no snapshot yet (booting, its agent
+     * not up) does not fund anything for quiet_ms: its working set is not known. */
+    const uint64_t boot[] = {2 * GIB, 3 * GIB};
+    setup(&r, 2, boot, 5 * GIB + 256 * MIB);
+    r.g[0].weight = 1; /* its share is small: nothing to squeeze by weight */
+    r.g[1].weight = 10000;
+    r.g[1].mem_known = false;
+    r.g[1].known_since = r.now - 10 * SEC;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB); /* cut to the room */
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+    r.g[1].known_since = r.now - r.cfg.quiet_ms;
+    rig_decide(&r);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
+
     /* Of two equal donors the one with less stall gives. */
     const uint64_t two[] = {2 * GIB, 3 * GIB, 3 * GIB};
     setup(&r, 3, two, 8 * GIB + 256 * MIB);

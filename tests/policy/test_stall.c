@@ -288,6 +288,38 @@ static void test_medium_is_weighed_against_the_stall(void **state)
     assert_int_equal(r.d[0].to_bytes, 2 * GIB + MEDIUM_STEP);
 }
 
+/* With PSI, medium waits for a stall measure, and gives one step per measured effect:
+ * a guest whose medium events go on (cache churn) gets one step, then its stall, not
+ * lowered by the step, becomes its base and medium stops giving. */
+static void test_medium_gives_one_step_per_measure(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
+    r.psi_us[0] = 1000; /* a kernel with PSI: counted from the first snapshot */
+    reports(&r, 0, 0, 0, 512 * MIB);
+    int deflates = 0;
+    int64_t last_report = 0;
+    for (int64_t t = 0; t <= 60 * SEC; t += SEC) {
+        policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_MEDIUM, NULL, t);
+        if (t > 0 && t % (5 * SEC) == 0) {
+            r.now = t;
+            rig_report(&r, 0, 30, 512 * MIB, BP_LEVEL_MEDIUM, last_report);
+            last_report = t;
+        }
+        r.now = t;
+        rig_decide(&r);
+        if (t == 4 * SEC) /* dwell over, no measure yet */
+            expect(&r, POLICY_HOLD, POLICY_R_MEASURING);
+        if (r.d[0].action == POLICY_DEFLATE) {
+            deflates++;
+            rig_commit(&r, true);
+        }
+    }
+    assert_int_equal(deflates, 1);
+    assert_true(r.g[0].stall.base_pct > 25);
+}
+
 /* A report repeating critical is an echo of the event already answered: at most medium,
  * so one episode gets one critical step; a new critical event gets the next. */
 static void test_critical_report_is_an_echo(void **state)
@@ -320,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_probe_that_raised_the_stall_is_undone),
         cmocka_unit_test(test_probe_steps_shrink_near_the_target),
         cmocka_unit_test(test_medium_is_weighed_against_the_stall),
+        cmocka_unit_test(test_medium_gives_one_step_per_measure),
         cmocka_unit_test(test_critical_report_is_an_echo),
     };
     return cmocka_run_group_tests_name("policy-stall", tests, NULL, NULL);
