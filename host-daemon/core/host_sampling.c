@@ -24,6 +24,18 @@ static uint64_t guests_actual(struct daemon *d, bool *ret_changed)
     return sum;
 }
 
+/* Set the budget from this sample, unless the set of guests of known size just changed: a
+ * guest whose size is being read (at start, at a QEMU restart) has its memory in the
+ * host's "used" but not yet in the guests': the last budget stays one more sample. */
+static void set_budget(struct daemon *d, const struct budget_settings *bs, struct budget_inputs *in,
+                       int64_t now)
+{
+    in->guest_bytes = guests_actual(d, &in->guests_changed);
+    if (in->guests_changed)
+        return;
+    policy_host_budget(&d->host, budget_compute(bs, &d->budget, in, now));
+}
+
 /* The budget from the configured cgroup: its limit and usage (and, for v2, its pressure)
  * also stand for the host in the policy's host pressure. Returns false when unreadable. */
 static bool sample_cgroup(struct daemon *d, const struct budget_settings *bs, int64_t now)
@@ -48,8 +60,7 @@ static bool sample_cgroup(struct daemon *d, const struct budget_settings *bs, in
     policy_host_input(&d->host, psi, c.limit_bytes,
                       c.usage_bytes < c.limit_bytes ? c.limit_bytes - c.usage_bytes : 0);
     struct budget_inputs in = {.total_bytes = c.limit_bytes, .used_bytes = c.usage_bytes};
-    in.guest_bytes = guests_actual(d, &in.guests_changed);
-    policy_host_budget(&d->host, budget_compute(bs, &d->budget, &in, now));
+    set_budget(d, bs, &in, now);
     return true;
 }
 
@@ -88,8 +99,7 @@ static void on_host_sample(uv_timer_t *timer)
             if (cd->budget) {
                 struct budget_inputs in = {.total_bytes = total,
                                            .used_bytes = total > avail ? total - avail : 0};
-                in.guest_bytes = guests_actual(d, &in.guests_changed);
-                policy_host_budget(&d->host, budget_compute(&bs, &d->budget, &in, now));
+                set_budget(d, &bs, &in, now);
             }
         }
     }
@@ -105,6 +115,7 @@ void host_sampling_init(struct daemon *d)
 {
     uv_timer_init(d->loop, &d->host_timer);
     d->host_timer.data = d;
+    d->budget_guests_known = UINT64_MAX; /* the first sample is a change: no budget yet */
 }
 
 /* See daemon_internal.h. */

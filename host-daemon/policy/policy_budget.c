@@ -56,6 +56,10 @@ static bool squeezable(const struct policy_config *cfg, const struct policy_host
         return false;
     if (policy__settling(cfg, g, now) || policy__stuck_until(cfg, g, now) > now)
         return false;
+    /* Not a guest just given memory: taking it back now would be a reversal. */
+    if (g->last_deflate_at != POLICY_NEVER &&
+        now - g->last_deflate_at < policy__inflate_wait(cfg, g, now))
+        return false;
     uint64_t share = share_of(host, gs, g);
     if (g->actual_bytes <= add_sat(share, cfg->min_change_bytes))
         return false;
@@ -168,15 +172,17 @@ void policy__budget_round(const struct policy_config *cfg, const struct policy_h
             }
             /* How far it could go: funded by guests above their working set, idlest and
              * lowest weight first; then, under contention, by weight, up to its own share.
-             * Nobody gives unless the deflate then goes ahead, cut or not. */
+             * Nobody gives unless the deflate then goes ahead, cut or not; and nobody gives
+             * for a buffer refill, which is only a margin. */
+            bool urgent = d->reason != POLICY_R_BUFFER;
             uint64_t share = share_of(host, gs, g);
-            uint64_t fund_cap = policy__take_capacity(cfg, gs, now, decisions, i);
-            uint64_t share_cap = share_capacity(cfg, host, gs, now, decisions, i);
+            uint64_t fund_cap = urgent ? policy__take_capacity(cfg, gs, now, decisions, i) : 0;
+            uint64_t share_cap = urgent ? share_capacity(cfg, host, gs, now, decisions, i) : 0;
             uint64_t funded = add_sat(held, sub_sat(budget, sub_sat(use, fund_cap)));
             uint64_t squeezed =
                 add_sat(held, sub_sat(budget, sub_sat(use, add_sat(fund_cap, share_cap))));
             uint64_t to = min_u64(d->to_bytes, max_u64(funded, min_u64(share, squeezed)));
-            if (fits(cfg, d, held, to)) {
+            if (urgent && fits(cfg, d, held, to)) {
                 uint64_t need = sub_sat(add_sat(use, to - held), budget);
                 use = sub_sat(use, policy__take(cfg, gs, now, decisions, i, need, gs->n, false,
                                                 POLICY_R_FUND));

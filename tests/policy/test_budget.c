@@ -211,6 +211,35 @@ static void test_contention_shares_by_weight(void **state)
     assert_int_equal(r.d[1].action, POLICY_HOLD);
 }
 
+/* Nobody is squeezed by weight within its direction block (it was just given memory:
+ * taking it back now is a reversal), and nobody gives for a buffer refill, which is only a
+ * margin: both are cut to the room left. */
+static void test_no_squeeze_after_a_deflate_nor_for_a_buffer(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {1 * GIB, 3 * GIB};
+    setup(&r, 2, sizes, 4 * GIB);
+    r.g[1].hurt_known = true;
+    r.g[1].hurt_bytes = 3 * GIB;
+    r.g[1].hurt_at = r.now;
+    r.g[1].last_deflate_at = r.now - 10 * SEC;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_HOLD, POLICY_R_BUDGET, 0);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+
+    /* Guest 0 needs a buffer refill; guest 1 is far above its working set: no funding. */
+    const uint64_t two[] = {1 * GIB, 3 * GIB};
+    setup(&r, 2, two, 4 * GIB + 100 * MIB);
+    r.now += 5 * SEC;
+    rig_report(&r, 0, 0, 1 * GIB - 40 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC); /* buffer low */
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_BUFFER, 1 * GIB + 100 * MIB); /* cut to the room */
+    assert_true(r.d[0].wanted_bytes > 1 * GIB + 100 * MIB);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+}
+
 /* A deflate larger than the room and the funds is cut to what fits, and says what it
  * wanted. */
 static void test_deflate_cut_to_what_fits(void **state)
@@ -296,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_deflate_funded_from_guests_above_their_working_set),
         cmocka_unit_test(test_funding_skips_guests_that_may_not_give),
         cmocka_unit_test(test_contention_shares_by_weight),
+        cmocka_unit_test(test_no_squeeze_after_a_deflate_nor_for_a_buffer),
         cmocka_unit_test(test_deflate_cut_to_what_fits),
         cmocka_unit_test(test_over_budget_host_round),
         cmocka_unit_test(test_stuck_balloon_is_skipped_by_host_rounds),
