@@ -53,6 +53,7 @@ static const struct key_spec daemon_keys[] = {
     DKEY("budget_cgroup", KEY_PATH, budget_cgroup, 0, 0),
     DKEY("budget_reserve", KEY_SIZE, budget_reserve_bytes, 0, UINT64_C(1) << 50),
     DKEY("budget_reserve_pct", KEY_U32, budget_reserve_pct, 0, 90),
+    DKEY("budget_guest_overhead", KEY_SIZE, budget_guest_overhead, 0, UINT64_C(1) << 40),
 };
 #define N_DAEMON_KEYS (sizeof(daemon_keys) / sizeof(daemon_keys[0]))
 
@@ -108,6 +109,8 @@ void config_init(struct config *cfg)
      * the budget never hands out what a host round would then take back. */
     d->budget_reserve_bytes = 256 * (UINT64_C(1) << 20);
     d->budget_reserve_pct = 10;
+    /* QEMU's own memory beyond guest RAM (devices, buffers; under KVM tens of MiB). */
+    d->budget_guest_overhead = 64 * (UINT64_C(1) << 20);
     struct config_libvirt *l = &cfg->libvirt;
     l->enabled = false;
     snprintf(l->uri, sizeof(l->uri), "%s", CONFIG_DEFAULT_LIBVIRT_URI);

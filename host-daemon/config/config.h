@@ -53,6 +53,7 @@ struct config_daemon {
     char budget_cgroup[CONFIG_PATH_MAX]; /* a memory cgroup whose limit it is; "": host */
     uint64_t budget_reserve_bytes;       /* never handed to guests ... */
     uint32_t budget_reserve_pct;         /* ... nor this % of the total, if larger */
+    uint64_t budget_guest_overhead;      /* the hypervisor's own memory per guest */
 };
 
 /* The [libvirt] section: discover guests through libvirtd and balloon them through it

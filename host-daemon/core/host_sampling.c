@@ -7,10 +7,13 @@
 #include "host-daemon/core/daemon_internal.h"
 #include "host-daemon/util/log.h"
 
-/* What the guests' balloons hold now, by their known sizes (a guest of unknown size is in
- * the host's "used" and counts as not the guests'), and whether the set of guests with a
- * known size changed since the last sample. */
-static uint64_t guests_actual(struct daemon *d, bool *ret_changed)
+/* Set the budget from this sample: what the guests' balloons hold by their known sizes (a
+ * guest of unknown size is in the host's "used" and counts as not the guests'). While the
+ * set of guests of known size changes (at start, at a QEMU restart) the last budget stays
+ * one more sample: a guest whose size is being read has its memory in "used" but not yet
+ * in the guests'. */
+static void set_budget(struct daemon *d, const struct budget_settings *bs, struct budget_inputs *in,
+                       int64_t now)
 {
     uint64_t sum = 0, known = 0;
     for (size_t i = 0; i < d->reg.n; i++) {
@@ -19,20 +22,12 @@ static uint64_t guests_actual(struct daemon *d, bool *ret_changed)
             known++;
         }
     }
-    *ret_changed = known != d->budget_guests_known;
+    bool changed = known != d->budget_guests_known;
     d->budget_guests_known = known;
-    return sum;
-}
-
-/* Set the budget from this sample, unless the set of guests of known size just changed: a
- * guest whose size is being read (at start, at a QEMU restart) has its memory in the
- * host's "used" but not yet in the guests': the last budget stays one more sample. */
-static void set_budget(struct daemon *d, const struct budget_settings *bs, struct budget_inputs *in,
-                       int64_t now)
-{
-    in->guest_bytes = guests_actual(d, &in->guests_changed);
-    if (in->guests_changed)
+    if (changed)
         return;
+    in->guest_bytes = sum;
+    in->guests = known;
     policy_host_budget(&d->host, budget_compute(bs, &d->budget, in, now));
 }
 
@@ -77,6 +72,7 @@ static void on_host_sample(uv_timer_t *timer)
     struct budget_settings bs = {
         .reserve_bytes = cd->budget_reserve_bytes,
         .reserve_pct = cd->budget_reserve_pct,
+        .guest_overhead = cd->budget_guest_overhead,
     };
     bool cgroup = cd->budget && cd->budget_cgroup[0];
     int r = hostmem_read(cd->proc_dir, &s);

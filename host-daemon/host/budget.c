@@ -113,14 +113,19 @@ uint64_t budget_compute(const struct budget_settings *s, struct budget_state *st
      * guest given memory it has not touched yet makes this look smaller than it is, so the
      * largest figure of the last window counts. */
     uint64_t nonguest = sub_sat(in->used_bytes, in->guest_bytes);
-    if (!st->known || in->guests_changed || nonguest >= st->nonguest_bytes ||
+    if (!st->known || nonguest >= st->nonguest_bytes ||
         now - st->nonguest_at >= BUDGET_NONGUEST_WINDOW_MS) {
         st->known = true;
         st->nonguest_bytes = nonguest;
         st->nonguest_at = now;
     }
+    /* A guest that has not touched all its memory hides its hypervisor's overhead from
+     * that figure: at least guest_overhead per guest. */
+    uint64_t overheads = s->guest_overhead && in->guests > UINT64_MAX / s->guest_overhead
+                             ? UINT64_MAX
+                             : in->guests * s->guest_overhead;
+    uint64_t others = st->nonguest_bytes > overheads ? st->nonguest_bytes : overheads;
     uint64_t reserve = budget_reserve(s, in->total_bytes);
-    uint64_t kept =
-        reserve + st->nonguest_bytes < reserve ? UINT64_MAX : reserve + st->nonguest_bytes;
+    uint64_t kept = reserve + others < reserve ? UINT64_MAX : reserve + others;
     return sub_sat(in->total_bytes, kept);
 }

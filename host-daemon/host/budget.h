@@ -30,10 +30,12 @@ struct budget_cgroup {
     struct hostmem_psi psi;
 };
 
-/* Operator settings: [daemon] budget, budget_reserve, budget_reserve_pct. */
+/* Operator settings: [daemon] budget, budget_reserve, budget_reserve_pct,
+ * budget_guest_overhead. */
 struct budget_settings {
-    uint64_t reserve_bytes; /* never handed to guests ... */
-    double reserve_pct;     /* ... nor this % of the total, whichever is larger */
+    uint64_t reserve_bytes;  /* never handed to guests ... */
+    double reserve_pct;      /* ... nor this % of the total, whichever is larger */
+    uint64_t guest_overhead; /* the hypervisor's own memory per guest, at least */
 };
 
 /* The part of the budget the daemon keeps between readings. */
@@ -48,9 +50,7 @@ struct budget_inputs {
     uint64_t total_bytes; /* MemTotal, or the cgroup's limit */
     uint64_t used_bytes;  /* MemTotal - MemAvailable, or the cgroup's usage */
     uint64_t guest_bytes; /* what the guests' balloons hold now (their actual sizes) */
-    bool guests_changed;  /* a guest's size became known or unknown since the last call:
-                           * its memory moved between the guests' and the rest, so the
-                           * largest non-guest use seen before no longer applies */
+    uint64_t guests;      /* how many guests that is */
 };
 
 /* Parse a cgroup number file: digits and a newline, or "max" (v2) for no limit.
@@ -62,9 +62,10 @@ int budget_parse_number(const char *text, size_t len, uint64_t *ret);
  * untouched on failure). */
 int budget_read_cgroup(const char *dir, struct budget_cgroup *ret);
 
-/* The budget at now: total, less the reserve, less the largest non-guest use (used minus
- * what the guests hold) seen within BUDGET_NONGUEST_WINDOW_MS (or since the set of guests
- * with a known size last changed). Updates st. */
+/* The budget at now: total, less the reserve, less the non-guest use: the largest of
+ * used minus what the guests hold seen within BUDGET_NONGUEST_WINDOW_MS, and guests x
+ * guest_overhead (a guest that has not touched all its memory hides its hypervisor's
+ * overhead from the first figure). Updates st. */
 uint64_t budget_compute(const struct budget_settings *s, struct budget_state *st,
                         const struct budget_inputs *in, int64_t now);
 

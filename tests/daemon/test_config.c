@@ -390,15 +390,18 @@ static void budget_keys(void **state)
     assert_string_equal(cfg.daemon.budget_cgroup, "");
     assert_int_equal(cfg.daemon.budget_reserve_bytes, 256ull << 20);
     assert_int_equal(cfg.daemon.budget_reserve_pct, 10);
+    assert_int_equal(cfg.daemon.budget_guest_overhead, 64ull << 20);
     config_free(&cfg);
     assert_int_equal(parse("[daemon]\nbudget = off\nbudget_cgroup = /sys/fs/cgroup/memory/vms\n"
-                           "budget_reserve = 1G\nbudget_reserve_pct = 0\n",
+                           "budget_reserve = 1G\nbudget_reserve_pct = 0\n"
+                           "budget_guest_overhead = 96M\n",
                            &cfg, &errs),
                      0);
     assert_false(cfg.daemon.budget);
     assert_string_equal(cfg.daemon.budget_cgroup, "/sys/fs/cgroup/memory/vms");
     assert_int_equal(cfg.daemon.budget_reserve_bytes, 1ull << 30);
     assert_int_equal(cfg.daemon.budget_reserve_pct, 0);
+    assert_int_equal(cfg.daemon.budget_guest_overhead, 96ull << 20);
     config_free(&cfg);
     expect_error("[daemon]\nbudget_reserve_pct = 91\n", 2, "out of range");
     expect_error("[daemon]\nbudget_cgroup = machine.slice\n", 2, "absolute path");

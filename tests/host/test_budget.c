@@ -85,17 +85,14 @@ static void test_compute(void **state)
                      10 * GIB - GIB - GIB);
     assert_int_equal(budget_compute(&s, &st, &in, 120000 + BUDGET_NONGUEST_WINDOW_MS),
                      10 * GIB - GIB);
-    /* A guest whose size becomes known takes its memory out of "not the guests'" at once:
-     * the largest figure from before does not count twice. */
-    in.used_bytes = 7 * GIB; /* 1 GiB of it a guest of unknown size */
-    in.guest_bytes = 5 * GIB + 512 * MIB;
-    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000), 10 * GIB - GIB - GIB - 512 * MIB);
-    in.guest_bytes = 6 * GIB + 512 * MIB; /* now known */
-    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000 + 1000),
-                     10 * GIB - GIB - GIB - 512 * MIB);
-    in.guests_changed = true;
-    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000 + 2000), 10 * GIB - GIB - 512 * MIB);
-    in.guests_changed = false;
+    /* A guest that has not touched its memory hides its overhead: at least guest_overhead
+     * per guest counts as not the guests'. */
+    s.guest_overhead = 200 * MIB;
+    in.guests = 4;
+    in.used_bytes = 6 * GIB + 612 * MIB; /* 100 MiB more than the balloons hold */
+    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000), 10 * GIB - GIB - 800 * MIB);
+    s.guest_overhead = 0;
+    assert_int_equal(budget_compute(&s, &st, &in, 130 * 60000 + 1), 10 * GIB - GIB - 100 * MIB);
     /* Nothing left: 0, never a wrap. */
     s.reserve_pct = 100;
     assert_int_equal(budget_compute(&s, &st, &in, 10 * BUDGET_NONGUEST_WINDOW_MS), 0);
