@@ -149,10 +149,16 @@ json_t *view_host(const struct daemon_view *v)
 {
     if (!v->host_sample)
         return json_null();
-    return json_pack("{sfsIsIsb}", "psi_some_avg10", v->host_sample->psi.some.avg10, "mem_total",
-                     (json_int_t)(v->host_sample->meminfo.mem_total_kb * 1024), "mem_available",
-                     (json_int_t)(v->host_sample->meminfo.mem_available_kb * 1024), "pressure",
-                     v->host->pressure);
+    json_t *j =
+        json_pack("{sfsIsIsb}", "psi_some_avg10", v->host_sample->psi.some.avg10, "mem_total",
+                  (json_int_t)(v->host_sample->meminfo.mem_total_kb * 1024), "mem_available",
+                  (json_int_t)(v->host_sample->meminfo.mem_available_kb * 1024), "pressure",
+                  v->host->pressure);
+    if (j)
+        json_object_set_new(j, "budget",
+                            v->host->budget_known ? json_integer((json_int_t)v->host->budget_bytes)
+                                                  : json_null());
+    return j;
 }
 
 /* See views.h. */

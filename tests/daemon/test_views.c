@@ -85,6 +85,7 @@ static void list_shows_every_guest(void **state)
     assert_int_equal(json_integer_value(json_object_get(host, "mem_available")), 400 * 1024);
     assert_int_equal(json_integer_value(json_object_get(host, "mem_total")), 1000 * 1024);
     assert_true(json_is_false(json_object_get(host, "pressure")));
+    assert_true(json_is_null(json_object_get(host, "budget"))); /* none set */
     json_t *guests = json_object_get(reply, "guests");
     assert_int_equal(json_array_size(guests), 2);
     json_t *g = json_array_get(guests, 0);
