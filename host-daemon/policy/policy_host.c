@@ -169,7 +169,10 @@ uint64_t policy__take_capacity(const struct policy_config *cfg, const struct pol
             continue;
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
-        sum = add_sat(sum, sub_sat(counted, limit));
+        uint64_t can = sub_sat(counted, limit);
+        if (g->stall.psi_seen && g->stall.base_pct > 0) /* as in policy__take */
+            can = min_u64(can, step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
+        sum = add_sat(sum, can);
     }
     return sum;
 }
@@ -186,16 +189,18 @@ uint64_t policy__take(const struct policy_config *cfg, const struct policy__gues
         const struct policy_guest *g = policy__guest(gs, c.index);
         struct policy_decision *d = &decisions[c.index];
         uint64_t step = max_u64(want - got, cfg->min_change_bytes);
-        if (host_step)
+        /* A guest with a stall at any size (a base) has no known working set: the size its
+         * stall starts to respond at is found a step at a time, never in one jump. */
+        if (host_step || (g->stall.psi_seen && g->stall.base_pct > 0))
             step = min_u64(step, step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
-        uint64_t to = max_u64(c.limit, sub_sat(g->actual_bytes, step));
-        /* A quiet inflate already planned may go further. */
-        uint64_t counted = policy__committed(cfg, g, now);
-        if (d->action == POLICY_INFLATE) {
-            counted = d->to_bytes;
-            if (d->to_bytes < to)
-                to = d->to_bytes;
-        }
+        /* From what it holds after its own decision (a quiet inflate already planned goes
+         * further by the step). */
+        uint64_t counted =
+            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        uint64_t to = max_u64(c.limit, sub_sat(counted, step));
+        /* An inflate goes down from the actual (a deflate still counted as given may be
+         * taken back whole). */
+        to = min_u64(to, sub_sat(g->actual_bytes, cfg->min_change_bytes));
         *d = (struct policy_decision){POLICY_INFLATE, reason, g->actual_bytes, to, 0};
         got = add_sat(got, sub_sat(counted, to));
     }

@@ -109,6 +109,26 @@ static void test_deflate_funded_from_guests_above_their_working_set(void **state
     assert_true(targets(&r) <= r.host.budget_bytes);
 }
 
+/* A guest whose stall does not respond to size (a base: cache churn) has no known working
+ * set: it gives at most one host step per round, the next donor the rest. */
+static void test_guest_with_a_base_gives_a_step_at_a_time(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {2 * GIB, 3 * GIB, 3 * GIB};
+    setup(&r, 3, sizes, 8 * GIB + 256 * MIB);
+    r.g[1].weight = 50; /* first in line */
+    r.g[1].stall.psi_seen = true;
+    r.g[1].stall.base_pct = 27;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
+    uint64_t host_step = UINT64_C(214748364); /* 5 % of 4 GiB */
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - host_step);
+    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - (768 * MIB - host_step));
+    assert_true(targets(&r) <= r.host.budget_bytes);
+}
+
 /* Donors are never guests under pressure, just given memory, or whose balloon did not
  * follow; the idler of two equal-weight guests gives first. */
 static void test_funding_skips_guests_that_may_not_give(void **state)
@@ -323,6 +343,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deflate_that_fits_is_untouched),
         cmocka_unit_test(test_deflate_funded_from_guests_above_their_working_set),
+        cmocka_unit_test(test_guest_with_a_base_gives_a_step_at_a_time),
         cmocka_unit_test(test_funding_skips_guests_that_may_not_give),
         cmocka_unit_test(test_contention_shares_by_weight),
         cmocka_unit_test(test_no_squeeze_after_a_deflate_nor_for_a_buffer),
