@@ -527,7 +527,11 @@ class Arm:
                  if t - 60 <= ts <= t]
             return max(w) + oh if w else None
 
-        if g.quiet_at is not None:
+        killed = g.proc is not None and g.oom_kills() > 0
+        if g.quiet_at is not None and killed:
+            out["quiet_at_s"] = round(g.quiet_at, 1)
+            out["quiet_to_ws_s"] = "killed"  # its workload ended by an OOM kill
+        elif g.quiet_at is not None:
             out["quiet_at_s"] = round(g.quiet_at, 1)
             for (t, size) in g.actuals:
                 if t < g.quiet_at:
@@ -564,7 +568,7 @@ def table(results):
         vals = []
         for r in results:
             v = r["quiet_to_ws_s"].get(n)
-            vals.append("never" if v is None else "%.0f s" % v)
+            vals.append("never" if v is None else v if isinstance(v, str) else "%.0f s" % v)
         out.append("| %s: quiet to within 15 %% of its working set | %s |" % (n, " | ".join(vals)))
     out.append("| churn: balloon / working set at the end | %s |"
                % " | ".join(str(r.get("churn_ws_ratio")) for r in results))
@@ -584,7 +588,7 @@ def main():
     p.add_argument("--ceiling", type=int, default=512, help="guest size, MiB")
     p.add_argument("--start", type=int, default=256, help="balloon at the start, MiB")
     p.add_argument("--floor", type=int, default=64, help="floor for the controllers, MiB")
-    p.add_argument("--limit", type=int, default=2000, help="the arm cgroup's limit, MiB")
+    p.add_argument("--limit", type=int, default=2300, help="the arm cgroup's limit, MiB")
     p.add_argument("--swap", type=int, default=256, help="each guest's swap disk, MiB")
     p.add_argument("--guest-overhead", type=int, default=96,
                    help="bellows' budget_guest_overhead (QEMU's own memory per guest), MiB")
