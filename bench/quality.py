@@ -522,9 +522,10 @@ class Arm:
         if oh is None:
             return out
 
-        def ws_at(t):
+        def ws_at(t, since=None):
+            start = t - 60 if since is None else max(t - 60, since)
             w = [(used + actf) * 1024 for (ts, total, used, actf, _, _) in g.ws_seen
-                 if t - 60 <= ts <= t]
+                 if start <= ts <= t]
             return max(w) + oh if w else None
 
         killed = g.proc is not None and g.oom_kills() > 0
@@ -536,7 +537,7 @@ class Arm:
             for (t, size) in g.actuals:
                 if t < g.quiet_at:
                     continue
-                ws = ws_at(t)
+                ws = ws_at(t, since=g.quiet_at)  # the working set once quiet, not before
                 if ws and size <= 1.15 * ws:
                     out["quiet_to_ws_s"] = round(t - g.quiet_at, 1)
                     break

@@ -60,8 +60,10 @@ static bool squeezable(const struct policy_config *cfg, const struct policy_host
     if (g->last_deflate_at != POLICY_NEVER &&
         now - g->last_deflate_at < policy__inflate_wait(cfg, g, now))
         return false;
+    /* Above its share by more than the dead band, counting what it already gives. */
     uint64_t share = share_of(host, gs, g);
-    if (g->actual_bytes <= add_sat(share, cfg->min_change_bytes))
+    uint64_t counted = d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+    if (min_u64(counted, g->actual_bytes) <= add_sat(share, cfg->min_change_bytes))
         return false;
     *ret_share = share;
     return true;
@@ -117,13 +119,11 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
         const struct policy_guest *g = policy__guest(gs, best);
         struct policy_decision *d = &decisions[best];
         uint64_t step = max_u64(want - got, cfg->min_change_bytes);
-        uint64_t to = max_u64(best_share, sub_sat(g->actual_bytes, step));
-        uint64_t counted = policy__committed(cfg, g, now);
-        if (d->action == POLICY_INFLATE) {
-            counted = d->to_bytes;
-            if (d->to_bytes < to)
-                to = d->to_bytes;
-        }
+        /* From what it holds after this round's decision so far, as in policy__take. */
+        uint64_t counted =
+            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        uint64_t to = max_u64(best_share, sub_sat(counted, step));
+        to = min_u64(min_u64(to, counted), sub_sat(g->actual_bytes, cfg->min_change_bytes));
         *d = (struct policy_decision){POLICY_INFLATE, POLICY_R_SHARE, g->actual_bytes, to, 0};
         got = add_sat(got, sub_sat(counted, to));
     }

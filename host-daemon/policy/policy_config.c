@@ -23,7 +23,7 @@ void policy_config_defaults(struct policy_config *cfg)
         .inflate_interval_ms = 10000,
         .settle_timeout_ms = 30000,
         .snapshot_max_age_ms = 30000,
-        .critical_step_bytes = 256 * POLICY_MIB,
+        .critical_step_bytes = 128 * POLICY_MIB,
         .critical_step_pct = 25.0,
         .medium_step_bytes = 64 * POLICY_MIB,
         .medium_step_pct = 10.0,

@@ -197,7 +197,7 @@ uint64_t policy__take(const struct policy_config *cfg, const struct policy__gues
          * further by the step). */
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
-        uint64_t to = max_u64(c.limit, sub_sat(counted, step));
+        uint64_t to = min_u64(counted, max_u64(c.limit, sub_sat(counted, step)));
         /* An inflate goes down from the actual (a deflate still counted as given may be
          * taken back whole). */
         to = min_u64(to, sub_sat(g->actual_bytes, cfg->min_change_bytes));
