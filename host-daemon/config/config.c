@@ -41,6 +41,7 @@ static const struct key_spec daemon_keys[] = {
     DKEY("log_level", KEY_LOGLEVEL, log_level, 0, 0),
     DKEY("dry_run", KEY_BOOL, dry_run, 0, 0),
     DKEY("proc_dir", KEY_PATH, proc_dir, 0, 0),
+    DKEY("state_dir", KEY_PATH, state_dir, 0, 0),
     DKEY("host_sample_interval", KEY_MS, host_sample_ms, 100, 60000),
     DKEY("guest_frame_rate", KEY_U32, guest_frame_rate, 1, 10000),
     DKEY("guest_frame_burst", KEY_U32, guest_frame_burst, 1, 100000),
@@ -89,6 +90,7 @@ void config_init(struct config *cfg)
     d->log_level = LOG_LEVEL_INFO;
     d->dry_run = false;
     snprintf(d->proc_dir, sizeof(d->proc_dir), "/proc");
+    snprintf(d->state_dir, sizeof(d->state_dir), "%s", CONFIG_DEFAULT_STATE_DIR);
     d->host_sample_ms = 1000;
     /* docs/protocol.md: an agent sends at most 20 frames/s on average, 40 at once. */
     d->guest_frame_rate = 20;

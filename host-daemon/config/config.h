@@ -20,6 +20,7 @@
 
 /* Defaults, also documented in docs/configuration.md. */
 #define CONFIG_DEFAULT_CONTROL_SOCKET "/run/bellowsd/control.sock"
+#define CONFIG_DEFAULT_STATE_DIR "/var/lib/bellows"
 #define CONFIG_DEFAULT_WEIGHT 100
 #define CONFIG_MAX_WEIGHT 10000 /* policy_guest_check()'s limit */
 
@@ -39,11 +40,12 @@ struct config_daemon {
     char control_socket[CONFIG_PATH_MAX];
     enum log_level log_level;
     bool dry_run;
-    char proc_dir[CONFIG_PATH_MAX]; /* where pressure/memory and meminfo are read */
-    uint64_t host_sample_ms;        /* host PSI and MemAvailable sampling period */
-    uint32_t guest_frame_rate;      /* frames per second a guest may send on average */
-    uint32_t guest_frame_burst;     /* ... and at once */
-    uint64_t guest_byte_rate;       /* bytes per second read from one guest's channel */
+    char proc_dir[CONFIG_PATH_MAX];  /* where pressure/memory and meminfo are read */
+    char state_dir[CONFIG_PATH_MAX]; /* operator state (pause, set, add) kept across restarts */
+    uint64_t host_sample_ms;         /* host PSI and MemAvailable sampling period */
+    uint32_t guest_frame_rate;       /* frames per second a guest may send on average */
+    uint32_t guest_frame_burst;      /* ... and at once */
+    uint64_t guest_byte_rate;        /* bytes per second read from one guest's channel */
     uint64_t guest_byte_burst;
     uint64_t reconnect_min_ms;    /* first backoff after a channel or QMP socket fails */
     uint64_t reconnect_max_ms;    /* backoff doubles up to this */
