@@ -74,8 +74,8 @@ static bool act_libvirt(struct daemon *d, struct guest *g, const struct policy_d
     const char *reason = policy_reason_name(dec->reason);
     char err[200];
 
-    if (!g->libvirt_connected)
-        return false;
+    if (!g->libvirt_connected || g->move_in_flight)
+        return false; /* one move in flight per guest, as with QMP */
     int r = daemon_libvirt_set_balloon(d, g, dec->to_bytes, err, sizeof(err));
     if (r < 0) {
         struct decision_entry *e = guest_record_move(g, dec, wall_ms(), MOVE_FAILED);

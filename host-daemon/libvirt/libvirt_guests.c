@@ -152,6 +152,15 @@ static void on_domain_rejected(struct libvirt_backend *b, const char *name, cons
     log_warning("libvirt domain %s: not managed: %s", name, why);
 }
 
+static void on_domain_failed(struct libvirt_backend *b, const char *uuid, const char *name,
+                             const char *why, uint64_t retry_ms, void *opaque)
+{
+    (void)b;
+    (void)opaque;
+    log_warning("libvirt domain %s (%s): cannot be read: %s; retrying in %.1f s", name, uuid, why,
+                (double)retry_ms / 1000);
+}
+
 /* libvirt prints every error to stderr by default; the backend keeps the message for the
  * daemon, which logs it once with its context. */
 static void ignore_libvirt_error(void *opaque, virErrorPtr err)
@@ -172,6 +181,7 @@ int daemon_libvirt_start(struct daemon *d)
         .limits_changed = on_limits_changed,
         .connection_changed = on_connection_changed,
         .domain_rejected = on_domain_rejected,
+        .domain_failed = on_domain_failed,
     };
 
     struct daemon_libvirt *lv = calloc(1, sizeof(*lv));
@@ -196,10 +206,7 @@ int daemon_libvirt_start(struct daemon *d)
     }
     uv_timer_init(d->loop, &lv->rescan_timer);
     lv->rescan_timer.data = d;
-    if (libvirt_backend_start(lv->backend) < 0) {
-        log_warning("libvirt: cannot connect to %s: %s; retrying with backoff", c->uri,
-                    libvirt_backend_last_error(lv->backend));
-    }
+    libvirt_backend_start(lv->backend); /* connection_changed says how it went */
     return 0;
 }
 
@@ -220,6 +227,29 @@ void daemon_libvirt_stop(struct daemon *d)
     uv_close((uv_handle_t *)&lv->rescan_timer, on_rescan_timer_closed);
 }
 
+/* A move's answer from the worker: the guest is looked up again (it may be gone). */
+static void on_move_done(struct libvirt_backend *b, const char *uuid, int status, const char *error,
+                         void *opaque)
+{
+    (void)b;
+    struct daemon *d = opaque;
+    struct guest *g = registry_find_uuid(&d->reg, uuid);
+    if (!g)
+        return;
+    g->move_in_flight = false;
+    if (status == 0 || status == -ECANCELED)
+        return;
+    struct decision_entry *e = guest_ring_find(g, g->ring_seq);
+    if (e) {
+        e->result = MOVE_FAILED;
+        snprintf(e->error, sizeof(e->error), "%.*s", (int)sizeof(e->error) - 1, error);
+    }
+    g->move_errors++;
+    log_error("guest %s: balloon move through libvirt domain %s failed: %s", g->name, g->domain,
+              error);
+    daemon_kick(d);
+}
+
 /* See daemon_libvirt.h. */
 int daemon_libvirt_set_balloon(struct daemon *d, struct guest *g, uint64_t bytes, char *err,
                                size_t err_cap)
@@ -229,9 +259,10 @@ int daemon_libvirt_set_balloon(struct daemon *d, struct guest *g, uint64_t bytes
         snprintf(err, err_cap, "the libvirt backend is not running");
         return -ENOTCONN;
     }
-    int r = libvirt_backend_set_balloon(lv->backend, g->uuid, bytes);
+    int r = libvirt_backend_move(lv->backend, g->uuid, bytes, 0, on_move_done, d);
     switch (r) {
     case 0:
+        g->move_in_flight = true;
         break;
     case -ENOENT:
         snprintf(err, err_cap, "libvirt domain %s is gone", g->domain);
@@ -242,8 +273,11 @@ int daemon_libvirt_set_balloon(struct daemon *d, struct guest *g, uint64_t bytes
     case -ERANGE:
         snprintf(err, err_cap, "target outside 1 MiB..the domain's maximum memory");
         break;
+    case -EBUSY:
+        snprintf(err, err_cap, "a move is in flight");
+        break;
     default:
-        snprintf(err, err_cap, "%s", libvirt_backend_last_error(lv->backend));
+        snprintf(err, err_cap, "%s", strerror(-r));
         break;
     }
     return r;
@@ -273,6 +307,8 @@ void daemon_libvirt_rescan_soon(struct daemon *d, const char *event, const char 
         log_debug("libvirt hook: %s %s (%s) ignored: no [libvirt] backend", event, domain, uuid);
         return;
     }
-    log_debug("libvirt hook: %s %s (%s): rescanning", event, domain, uuid);
-    uv_timer_start(&d->libvirt->rescan_timer, on_rescan, 0, 0);
+    log_debug("libvirt hook: %s %s (%s): looking at it", event, domain, uuid);
+    /* One domain by UUID: a worker looks, the loop goes on (never a full rescan per hook). */
+    if (libvirt_backend_rescan_domain(d->libvirt->backend, uuid) == -EINVAL)
+        uv_timer_start(&d->libvirt->rescan_timer, on_rescan, 0, 0);
 }

@@ -26,8 +26,9 @@ int daemon_libvirt_start(struct daemon *d);
 /* Disconnect; the libvirt guests are left to daemon_stop (their balloons stay). */
 void daemon_libvirt_stop(struct daemon *d);
 
-/* Move a libvirt guest's balloon to bytes. Synchronous: 0 when libvirt accepted the
- * target, else a negative errno with the reason in err. */
+/* Move a libvirt guest's balloon to bytes, on a worker thread: 0 when the move was sent
+ * to the worker (g->move_in_flight until it answers; a failure is logged then), else a
+ * negative errno with the reason in err (-EBUSY: a move is in flight). */
 int daemon_libvirt_set_balloon(struct daemon *d, struct guest *g, uint64_t bytes, char *err,
                                size_t err_cap);
 
