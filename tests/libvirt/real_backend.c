@@ -452,6 +452,7 @@ int main(int argc, char **argv)
         check(rec.moves == moves + 1, "... and only once");
 
         int downs = rec.downs, ups = rec.ups, appeared = rec.appeared, gone = rec.disappeared;
+        int sizes = rec.balloon_changes;
         check(pid > 1 && kill(pid, SIGTERM) == 0, "libvirtd (pid %d) stopped", (int)pid);
         t0 = now_ms();
         run_until(&rec.downs, downs + 1, 10000);
@@ -470,10 +471,14 @@ int main(int argc, char **argv)
         run_until(&rec.ups, ups + 1, 20000);
         check(rec.ups == ups + 1, "backend reconnected %llu ms after libvirtd restarted",
               (unsigned long long)(rec.up_ms - t0));
+        /* The listing, then A looked at again on a worker: its size comes back. */
+        run_until(&rec.balloon_changes, sizes + 1, 10000);
         check(rec.appeared == appeared && rec.disappeared == gone,
               "A found again, neither reported gone nor new");
         check(libvirt_backend_actual(b, a_uuid, &actual) == 0,
-              "A's actual size read again: %llu MiB", (unsigned long long)(actual / MiB));
+              "A's actual size read again %llu ms after the reconnect: %llu MiB",
+              (unsigned long long)(rec.balloon_ms - rec.up_ms),
+              (unsigned long long)(actual / MiB));
         /* Our test connection died with libvirtd: open a fresh one to clean up. */
         virDomainFree(a);
         a = NULL;
