@@ -34,6 +34,7 @@ struct managed {
     uint64_t max_bytes; /* the domain's maximum, from its last read */
     bool seen;          /* scratch for rescan */
     bool moving;        /* a move job in flight: its done below is owed an answer */
+    uint64_t move_seq;  /* which job that is: an answer for another one is ignored */
     libvirt_move_cb move_done;
     void *move_opaque;
 };
@@ -80,6 +81,7 @@ struct libvirt_backend {
     uv_timer_t retry_timer; /* candidates waiting to be looked at again */
     bool closing;
     int timers_open;
+    uint64_t move_seq;
 
     struct managed *domains;
     struct candidate *candidates;
@@ -117,7 +119,7 @@ struct job {
     unsigned keepalive_count;
     char uuid[UUID_BUF];
     struct libvirt_domain_defaults defaults;
-    uint64_t target, expect;
+    uint64_t target, expect, move_seq;
     int lifecycle_id, balloon_id, metadata_id; /* CONNECT out, CLOSE in */
 
     /* results */
@@ -638,13 +640,14 @@ static void job_done(struct lv_job *base);
 /* A job for the current connection (a reference to it taken), made and queued; `target`
  * and `expect` are a move's (set before a worker can see the job). */
 static int submit_move(struct libvirt_backend *b, enum job_kind kind, const char *uuid,
-                       uint64_t target, uint64_t expect)
+                       uint64_t target, uint64_t expect, uint64_t move_seq)
 {
     struct job *j = calloc(1, sizeof(*j));
     if (!j)
         return -ENOMEM;
     j->target = target;
     j->expect = expect;
+    j->move_seq = move_seq;
     j->base.run = run_job;
     j->base.done = job_done;
     j->base.release = release_job;
@@ -673,7 +676,7 @@ static int submit_move(struct libvirt_backend *b, enum job_kind kind, const char
 
 static int submit(struct libvirt_backend *b, enum job_kind kind, const char *uuid)
 {
-    return submit_move(b, kind, uuid, 0, 0);
+    return submit_move(b, kind, uuid, 0, 0, 0);
 }
 
 static void schedule_retry_timer(struct libvirt_backend *b);
@@ -997,15 +1000,13 @@ static void consider_done(struct libvirt_backend *b, struct job *j)
 static void move_done(struct libvirt_backend *b, struct job *j)
 {
     struct managed *m = find(b, j->uuid);
-    if (!m || !m->moving)
-        return; /* answered already (lost, stopped) */
-    if (j->have_size) {
+    if (m && j->have_size) {
         m->max_bytes = j->max;
         set_actual(b, m, j->actual); /* before the answer: a stale move re-decides on it */
     }
     m = find(b, j->uuid);
-    if (!m || !m->moving)
-        return;
+    if (!m || !m->moving || m->move_seq != j->move_seq)
+        return; /* answered already (stopped, cancelled) */
     m->moving = false;
     if (j->status == -ENOENT)
         consider_soon(b, m->uuid, m->name); /* gone? the event may be late */
@@ -1152,13 +1153,24 @@ int libvirt_backend_move(struct libvirt_backend *b, const char *uuid, uint64_t t
         return -EBUSY;
     if (target_bytes < MIN_TARGET_BYTES || (m->max_bytes && target_bytes > m->max_bytes))
         return -ERANGE;
-    int r = submit_move(b, JOB_MOVE, uuid, target_bytes, expect_bytes);
+    int r = submit_move(b, JOB_MOVE, uuid, target_bytes, expect_bytes, ++b->move_seq);
     if (r < 0)
         return r;
     m->moving = true;
+    m->move_seq = b->move_seq;
     m->move_done = done;
     m->move_opaque = opaque;
     return 0;
+}
+
+/* See libvirt_client.h. */
+void libvirt_backend_cancel_move(struct libvirt_backend *b, const char *uuid)
+{
+    struct managed *m = find(b, uuid);
+    if (!m)
+        return;
+    m->moving = false; /* its answer, when the call returns, goes nowhere */
+    m->move_done = NULL;
 }
 
 /* See libvirt_client.h. */

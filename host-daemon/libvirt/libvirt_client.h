@@ -133,6 +133,10 @@ int libvirt_backend_rescan_domain(struct libvirt_backend *b, const char *uuid);
 int libvirt_backend_move(struct libvirt_backend *b, const char *uuid, uint64_t target_bytes,
                          uint64_t expect_bytes, libvirt_move_cb done, void *opaque);
 
+/* Forget the move in flight for uuid: its done will not run (the caller answers it
+ * itself). The call may still reach libvirt; a next move queues behind it. */
+void libvirt_backend_cancel_move(struct libvirt_backend *b, const char *uuid);
+
 /* The last actual size seen for a managed domain; -ENOENT, or -EAGAIN when unknown
  * (after a reconnect, until read again). */
 int libvirt_backend_actual(const struct libvirt_backend *b, const char *uuid, uint64_t *ret_bytes);

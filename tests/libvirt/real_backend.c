@@ -477,8 +477,7 @@ int main(int argc, char **argv)
               "A found again, neither reported gone nor new");
         check(libvirt_backend_actual(b, a_uuid, &actual) == 0,
               "A's actual size read again %llu ms after the reconnect: %llu MiB",
-              (unsigned long long)(rec.balloon_ms - rec.up_ms),
-              (unsigned long long)(actual / MiB));
+              (unsigned long long)(rec.balloon_ms - rec.up_ms), (unsigned long long)(actual / MiB));
         /* Our test connection died with libvirtd: open a fresh one to clean up. */
         virDomainFree(a);
         a = NULL;
