@@ -115,6 +115,11 @@ void policy_forget_actual(struct policy_guest *g)
     g->actual_known = false;
 }
 
+void policy_forget_target(struct policy_guest *g)
+{
+    g->target_set = false;
+}
+
 void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,
                        const struct bp_mem *mem, int64_t now)
 {

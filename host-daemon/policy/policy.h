@@ -216,6 +216,11 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
  * next policy_note_actual(). Pressure history is kept. */
 void policy_forget_actual(struct policy_guest *g);
 
+/* No move is on its way any more: the link that carried the last one was lost (a QEMU
+ * killed right after the command, say). The next decision starts from the size read
+ * again, not from that target; the move's history (cooldowns, reversals) stays. */
+void policy_forget_target(struct policy_guest *g);
+
 /* Record a message from the guest: a pressure event (level LOW..CRITICAL) or a periodic
  * report (its level, NONE when quiet). mem may be NULL when there is no snapshot.
  * Levels out of range are ignored (the snapshot is still kept). */
