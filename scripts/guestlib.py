@@ -449,8 +449,12 @@ def boot_all(guests, timeout=180):
 def write_config(path, guests, settings=None, daemon=None, policy=None):
     """Write a bellowsd configuration for these guests (docs/configuration.md).
     settings: {guest name: {key: value}} for floor, ceiling, weight and the like;
-    daemon, policy: {key: value} for the [daemon] and [policy] sections."""
+    daemon, policy: {key: value} for the [daemon] and [policy] sections. The operator
+    state goes next to the file (state_dir), never in the host's /var/lib/bellows, unless
+    daemon says otherwise: runs must not see each other's pauses."""
     settings = settings or {}
+    daemon = dict(daemon or {})
+    daemon.setdefault("state_dir", os.path.join(os.path.dirname(os.path.abspath(path)), "state"))
     lines = []
     for section, keys in (("daemon", daemon), ("policy", policy)):
         if keys:

@@ -164,6 +164,8 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     d->started = true;
 
+    opstate_start(d); /* before any guest: each is paused or limited as kept */
+
     /* Listeners first: if one cannot start, no guest link ever opens. */
     int r = start_modules(d, true);
     if (r < 0) {
@@ -177,6 +179,7 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
             log_error("guest %s: %s", d->cfg.guests[i].name, err);
     }
     size_t n_static = d->reg.n;
+    opstate_restore_added(d);
     /* Sources of guests after the file's: names in the file take precedence. */
     r = start_modules(d, false);
     if (r < 0) {
@@ -242,10 +245,13 @@ int daemon_reload(struct daemon *d)
         log_warning("reload: control_socket changed; it takes effect at the next restart");
     if (strcmp(nc.daemon.proc_dir, d->cfg.daemon.proc_dir) != 0)
         log_warning("reload: proc_dir changed; it takes effect at the next restart");
+    if (strcmp(nc.daemon.state_dir, d->cfg.daemon.state_dir) != 0)
+        log_warning("reload: state_dir changed; it takes effect at the next restart");
     if (!same_libvirt(&nc.libvirt, &d->cfg.libvirt))
         log_warning("reload: [libvirt] changed; it takes effect at the next restart");
     strcpy(nc.daemon.control_socket, d->cfg.daemon.control_socket);
     strcpy(nc.daemon.proc_dir, d->cfg.daemon.proc_dir);
+    strcpy(nc.daemon.state_dir, d->cfg.daemon.state_dir);
     nc.libvirt = d->cfg.libvirt;
     bool was_dry = daemon_dry_run(d);
     struct config old = d->cfg;
@@ -296,7 +302,7 @@ int daemon_reload(struct daemon *d)
     config_free(&old);
     log_info("reloaded %s: %zu guests (%zu added, %zu removed, %zu changed)", d->config_path,
              d->reg.n, added, removed, changed);
-    daemon_kick(d);
+    rounds_touch_all(d); /* the policy's settings may have changed: decide everyone */
     return 0;
 }
 
@@ -318,6 +324,7 @@ void daemon_stop(struct daemon *d)
         m->started = false;
     }
     guests_remove_all(d);
+    opstate_stop(d);
 }
 
 /* See daemon.h. */
@@ -329,6 +336,7 @@ void daemon_free(struct daemon *d)
         if (d->modules[i].ops->release)
             d->modules[i].ops->release(d->modules[i].opaque);
     registry_free(&d->reg);
+    opstate_free(d);
     config_free(&d->cfg);
     free(d);
 }

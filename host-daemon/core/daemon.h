@@ -108,6 +108,8 @@ struct daemon_guest_spec {
      * Else the module's own (e.g. a libvirt domain's), taken over: closed on failure. */
     struct balloon *balloon;
     const char *source; /* the module adding it (its name), NULL for file and control */
+    const char *vm_id;  /* the VM's stable id (a libvirt domain's UUID), NULL if none: the
+                           operator's state (pause, set) follows it across VM restarts */
     const char *detail; /* for the "added" log line instead of the paths; may be NULL */
 };
 
@@ -118,14 +120,22 @@ int daemon_add_guest(struct daemon *d, const struct daemon_guest_spec *spec,
 
 /* Remove a guest: its links close, its balloon stays where it is. `by`: the module asking
  * (its name), NULL for the operator or the config file. A guest added by a source is only
- * removed by that source (or when the daemon stops): -EPERM with err otherwise. */
+ * removed by that source (or when the daemon stops): -EPERM with err otherwise. Removed by
+ * the operator or the file, its operator state is forgotten; by its source (a domain that
+ * stopped), kept for when it comes back. */
 int daemon_remove_guest(struct daemon *d, struct guest *g, const char *by, char *err,
                         size_t err_cap);
 
-/* New floor/ceiling/weight (policy state kept), and a decision round. */
+/* New floor/ceiling/weight from the guest's source (the config file, a domain's metadata):
+ * policy state kept, a decision round. Limits the operator had set are replaced. */
 void daemon_set_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg);
 
-/* Pause or resume the management of one guest (paused: always HOLD). */
+/* The same, set by the operator at run time (control `set`): kept across restarts
+ * (state_dir) until the guest's source changes them. */
+void daemon_set_operator_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg);
+
+/* Pause or resume the management of one guest (paused: always HOLD). Kept across
+ * restarts (state_dir), for a libvirt guest across its domain's restarts too. */
 void daemon_set_paused(struct daemon *d, struct guest *g, bool paused);
 
 /* A hypervisor hook reported an event (control socket's libvirt-event): passed to every

@@ -4,6 +4,8 @@
 #define BELLOWS_DAEMON_INTERNAL_H
 
 #include "host-daemon/core/daemon.h"
+#include "host-daemon/state/state.h"
+#include "host-daemon/state/state_store.h"
 
 #define DAEMON_MAX_MODULES 8
 #define DAEMON_MAX_OBSERVERS 8
@@ -32,7 +34,21 @@ struct daemon {
     bool host_warned;
 
     uv_timer_t decide_timer; /* next decision round: at once after an input, else deadline */
-    uv_timer_t host_timer;   /* host PSI and MemAvailable sampling */
+    /* The scheduler (rounds.c): a round decides the guests whose inputs changed (dirty)
+     * and those whose deadline came (the heap), not every guest. */
+    struct guest **dirty;
+    size_t n_dirty, cap_dirty;
+    struct deadline_heap deadlines;
+    struct guest **scratch_guests;            /* a round's dirty guests */
+    const struct policy_guest **scratch_ptrs; /* ... their policy states */
+    struct policy_decision *scratch_dec;
+    size_t cap_scratch;
+    uint64_t full_rounds; /* rounds that decided every guest (host pressure) */
+    /* The operator's run-time state (opstate.c) */
+    struct state opstate;
+    struct state_store *opstate_store; /* NULL when it is not kept (no state_dir) */
+    bool opstate_warned;
+    uv_timer_t host_timer; /* host PSI and MemAvailable sampling */
     uv_signal_t sig_hup, sig_term, sig_int;
     struct daemon_module modules[DAEMON_MAX_MODULES];
     size_t n_modules;
@@ -55,6 +71,13 @@ int64_t daemon_wall_ms(void);
 /* rounds.c */
 void rounds_init(struct daemon *d);
 void rounds_close(struct daemon *d);
+/* Something of g changed (a message, a size, its limits, its link): decide it in the next
+ * round, which is scheduled. */
+void rounds_touch(struct daemon *d, struct guest *g);
+/* Everything changed (a reload, the policy's settings): decide every guest next round. */
+void rounds_touch_all(struct daemon *d);
+/* g leaves the registry: out of the scheduler's lists. */
+void rounds_forget(struct daemon *d, struct guest *g);
 /* Completion of a move (the backend's done callback; opaque is the guest). */
 void rounds_move_done(void *opaque, uint64_t token, int status, const char *error);
 /* Advisory mode just ended: the sizes were simulated, read the real ones. */
@@ -80,6 +103,21 @@ struct guest *guests_path_owner(struct daemon *d, const struct config_guest *cfg
                                 const struct guest *except);
 /* Remove every guest (daemon_stop). */
 void guests_remove_all(struct daemon *d);
+
+/* opstate.c: the operator's run-time state across restarts */
+/* Read <state_dir>/state.json (at start, before any guest). */
+void opstate_start(struct daemon *d);
+/* Add again the guests added at run time before the restart (after the file's). */
+void opstate_restore_added(struct daemon *d);
+/* A guest was added: pause it, give it its operator limits, as kept. */
+void opstate_apply(struct daemon *d, struct guest *g);
+/* The operator changed g (pause, set, add): keep what it is now. */
+void opstate_record(struct daemon *d, struct guest *g);
+/* The operator (or the config file) removed g: forget its state. */
+void opstate_forget(struct daemon *d, const struct guest *g);
+/* daemon_stop: the last write goes out; daemon_free: the memory. */
+void opstate_stop(struct daemon *d);
+void opstate_free(struct daemon *d);
 
 /* host_sampling.c */
 void host_sampling_init(struct daemon *d);

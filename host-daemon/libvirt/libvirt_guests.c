@@ -80,7 +80,7 @@ static void on_domain_appeared(struct libvirt_backend *b, const struct libvirt_d
              libvirt_limit_source_name(info->ceiling_from), cfg.weight,
              libvirt_limit_source_name(info->weight_from));
     struct daemon_guest_spec spec = {
-        .cfg = &cfg, .balloon = balloon, .source = SOURCE, .detail = detail};
+        .cfg = &cfg, .balloon = balloon, .source = SOURCE, .vm_id = info->uuid, .detail = detail};
     if (daemon_add_guest(lv->daemon, &spec, NULL, err, sizeof(err)) < 0)
         log_error("libvirt domain %s (%s): not managed: %s", info->name, info->uuid, err);
 }
