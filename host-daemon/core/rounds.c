@@ -362,6 +362,8 @@ void rounds_move_done(void *opaque, uint64_t token, int status, const char *erro
     }
     if (g->removing || d->stopping)
         return;
+    /* Refused or lost: that target is not on its way; the next decision starts afresh. */
+    policy_forget_target(registry_policy(&d->reg, g));
     if (status == -ESTALE) {
         /* Not sent: the balloon was not where the decision thought (its new size came
          * first). Not a failure of the link: decide again now. */
