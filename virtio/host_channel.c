@@ -2,23 +2,29 @@
 #include "virtio/host_channel.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
 #include "virtio/link_backoff.h"
+#include "virtio/link_gate.h"
 #include "virtio/sock_watch.h"
 
 #define NS_PER_MS UINT64_C(1000000)
 
 /* One connection attempt and, if it succeeds, the connection. A new one is made for each
  * attempt because a libuv handle can only be reused after its close callback. */
+/* Where an attempt stands in the process's link gate (link_gate.h). */
+enum gate_state { GATE_NONE, GATE_IN_FLIGHT, GATE_OPEN };
+
 struct conn {
     uv_pipe_t pipe;
     uv_connect_t req;
     struct host_channel *ch;
     size_t write_queued; /* bytes handed to uv_write and not yet done */
     bool reading;
+    enum gate_state gate;
 };
 
 struct host_channel {
@@ -36,6 +42,7 @@ struct host_channel {
     bool paused;
     bool started;
     bool closing;
+    struct link_gate_waiter gate_wait; /* waiting for the gate to let an attempt through */
     struct host_channel_stats stats;
     struct link_backoff backoff;
     uint64_t retry_ms;     /* the delay of the retry now scheduled */
@@ -67,6 +74,11 @@ static void on_conn_closed(uv_handle_t *handle)
 {
     struct conn *conn = handle->data;
     struct host_channel *ch = conn->ch;
+    /* Every attempt ends here once: its place in the gate is given back. */
+    if (conn->gate == GATE_IN_FLIGHT)
+        link_gate_failed(link_gate_shared());
+    else if (conn->gate == GATE_OPEN)
+        link_gate_closed(link_gate_shared());
     free(conn);
     ch->open_handles--;
     maybe_finish_close(ch);
@@ -176,6 +188,8 @@ static void on_connected(uv_connect_t *req, int status)
         drop_conn(ch, status);
         return;
     }
+    conn->gate = GATE_OPEN;
+    link_gate_connected(link_gate_shared());
     ch->connected = true;
     /* Up, but not yet healthy: the backoff starts over only once it has stayed up. */
     link_backoff_up(&ch->backoff, uv_now(ch->loop) * NS_PER_MS);
@@ -188,17 +202,40 @@ static void on_connected(uv_connect_t *req, int status)
         start_reading(ch);
 }
 
+static void connect_now(struct host_channel *ch);
+
+static void on_gate_admit(struct link_gate_waiter *w)
+{
+    struct host_channel *ch =
+        (struct host_channel *)((char *)w - offsetof(struct host_channel, gate_wait));
+    connect_now(ch);
+}
+
+/* An attempt, once the gate lets it through (at once, or when a place frees). */
 static void try_connect(struct host_channel *ch)
+{
+    if (ch->conn || ch->gate_wait.queued)
+        return; /* an attempt is in flight, or waiting for the gate already */
+    if (link_gate_enter(link_gate_shared(), &ch->gate_wait, on_gate_admit))
+        connect_now(ch);
+    else
+        ch->stats.gate_waits++;
+}
+
+static void connect_now(struct host_channel *ch)
 {
     struct conn *conn = calloc(1, sizeof(*conn));
     if (!conn) {
+        link_gate_failed(link_gate_shared());
         drop_conn(ch, -ENOMEM);
         return;
     }
+    conn->gate = GATE_IN_FLIGHT;
     conn->ch = ch;
     int r = uv_pipe_init(ch->loop, &conn->pipe, 0);
     if (r < 0) {
         free(conn);
+        link_gate_failed(link_gate_shared());
         drop_conn(ch, r);
         return;
     }
@@ -352,6 +389,7 @@ void host_channel_close(struct host_channel *ch, host_channel_closed_cb closed)
         return;
     ch->closing = true;
     ch->closed = closed;
+    link_gate_leave(link_gate_shared(), &ch->gate_wait);
     uv_timer_stop(&ch->retry_timer);
     uv_close((uv_handle_t *)&ch->retry_timer, on_timer_closed);
     if (ch->watch_ok)

@@ -7,10 +7,11 @@
  * starts over, only once it has stayed up for stable_ms: a chardev that accepts and closes
  * at once is redialled ever more slowly, up to backoff_max_ms. While down, the socket's
  * folder is watched (sock_watch.h): when QEMU makes the socket again the channel connects
- * at once, whatever the backoff had reached. Reading can be paused and resumed, which is how the
- * caller applies backpressure to a guest that sends too much. Memory is bounded: one fixed
- * read buffer and a capped write queue. All callbacks run on the libuv loop; nothing
- * blocks. Library code: it does not log.
+ * at once, whatever the backoff had reached. Every attempt goes through the process's
+ * link gate (link_gate.h): connects in flight and open links are bounded there. Reading can be
+ * paused and resumed, which is how the caller applies backpressure to a guest that sends too much.
+ * Memory is bounded: one fixed read buffer and a capped write queue. All callbacks run on the libuv
+ * loop; nothing blocks. Library code: it does not log.
  */
 #ifndef BELLOWS_HOST_CHANNEL_H
 #define BELLOWS_HOST_CHANNEL_H
@@ -40,6 +41,7 @@ struct host_channel_config {
 struct host_channel_stats {
     uint64_t connects;      /* connections made */
     uint64_t watch_retries; /* attempts made at once because the socket appeared */
+    uint64_t gate_waits;    /* attempts that waited for the process's link gate */
 };
 
 struct host_channel_callbacks {

@@ -8,6 +8,7 @@
 
 #include "host-daemon/util/escape.h"
 #include "virtio/host_channel.h"
+#include "virtio/link_gate.h"
 
 #define NS_PER_MS UINT64_C(1000000)
 
@@ -302,6 +303,12 @@ bool guest_channel_throttled(const struct guest_channel *gc)
 const char *guest_channel_path(const struct guest_channel *gc)
 {
     return host_channel_path(gc->ch);
+}
+
+/* See guest_channel.h. */
+void guest_links_admission(unsigned max_in_flight, uint64_t max_open)
+{
+    link_gate_set_limits(link_gate_shared(), max_in_flight, max_open);
 }
 
 static void release(struct guest_channel *gc)

@@ -87,6 +87,11 @@ bool guest_channel_connected(const struct guest_channel *gc);
 bool guest_channel_throttled(const struct guest_channel *gc);
 const char *guest_channel_path(const struct guest_channel *gc);
 
+/* Bound the connects of every guest link of this process, channels and QMP monitors alike
+ * (virtio/link_gate.h): at most max_in_flight at once, and no new link while max_open are
+ * open (0: no bound). Links past it wait in line and connect as places free. */
+void guest_links_admission(unsigned max_in_flight, uint64_t max_open);
+
 /* Close; no callback runs after this returns; memory is freed once libuv lets go. */
 void guest_channel_close(struct guest_channel *gc);
 

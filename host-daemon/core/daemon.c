@@ -152,6 +152,13 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
     d->fd_limit = fdlimit_raise();
     if (d->fd_limit == 0)
         d->fd_limit = UINT64_MAX; /* unreadable: do not warn on a guess */
+    /* Guests' links never take the descriptors host sampling, the control socket and
+     * libvirt need (they wait for a place instead), and connect a batch at a time. */
+    uint64_t reserve = FDLIMIT_RESERVE + d->cfg.daemon.control_max_clients;
+    uint64_t max_open = d->fd_limit == UINT64_MAX   ? 0
+                        : d->fd_limit > 2 * reserve ? d->fd_limit - reserve
+                                                    : d->fd_limit / 2;
+    guest_links_admission(DAEMON_CONNECTS_IN_FLIGHT, max_open);
 
     rounds_init(d);
     host_sampling_init(d);

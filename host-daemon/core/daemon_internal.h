@@ -8,6 +8,7 @@
 #include "host-daemon/state/state_store.h"
 
 #define DAEMON_MAX_MODULES 8
+#define DAEMON_CONNECTS_IN_FLIGHT 256 /* guest links connecting at once, at most */
 #define DAEMON_MAX_OBSERVERS 8
 
 struct daemon_module {

@@ -4,12 +4,14 @@
 #include "host-daemon/qmp/qmp_message.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
 #include "virtio/link_backoff.h"
+#include "virtio/link_gate.h"
 #include "virtio/sock_watch.h"
 
 #define NS_PER_MS UINT64_C(1000000)
@@ -51,6 +53,9 @@ struct qmp_write {
 
 enum pipe_state { PIPE_NONE, PIPE_OPEN, PIPE_CLOSING };
 
+/* Where the current attempt stands in the process's link gate (virtio/link_gate.h). */
+enum gate_state { GATE_NONE, GATE_IN_FLIGHT, GATE_OPEN };
+
 struct qmp_client {
     uv_loop_t *loop;
     char *path;
@@ -65,7 +70,9 @@ struct qmp_client {
     uv_connect_t connect_req;
     uv_timer_t timeout_timer; /* connect/greeting deadline, else earliest command deadline */
     uv_timer_t backoff_timer;
-    struct sock_watch watch; /* the socket's folder, while disconnected */
+    struct sock_watch watch;           /* the socket's folder, while disconnected */
+    struct link_gate_waiter gate_wait; /* waiting for the gate to let an attempt through */
+    enum gate_state gate;
     bool watch_ok;           /* the watch's handle exists (it needs closing) */
     bool connect_asap;       /* the socket appeared while the pipe was still closing */
     uint64_t phase_deadline; /* QMP_CONNECTING and QMP_GREETING */
@@ -254,6 +261,12 @@ static void on_pipe_closed(uv_handle_t *h)
     struct qmp_client *c = h->data;
 
     c->pipe_state = PIPE_NONE;
+    /* Every attempt ends here once: its place in the gate is given back. */
+    if (c->gate == GATE_IN_FLIGHT)
+        link_gate_failed(link_gate_shared());
+    else if (c->gate == GATE_OPEN)
+        link_gate_closed(link_gate_shared());
+    c->gate = GATE_NONE;
     if (c->closing) {
         maybe_finish_close(c);
         return;
@@ -574,6 +587,8 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->state = QMP_GREETING;
+    c->gate = GATE_OPEN;
+    link_gate_connected(link_gate_shared());
     if (c->watch_ok)
         sock_watch_stop(&c->watch);
     c->phase_deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
@@ -583,14 +598,34 @@ static void on_connect(uv_connect_t *req, int status)
         drop_connection(c, r, uv_strerror(r));
 }
 
+static void connect_now(struct qmp_client *c);
+
+static void on_gate_admit(struct link_gate_waiter *w)
+{
+    connect_now((struct qmp_client *)((char *)w - offsetof(struct qmp_client, gate_wait)));
+}
+
+/* An attempt, once the process's link gate lets it through. */
 static void start_connect(struct qmp_client *c)
+{
+    if (c->closing || c->gate_wait.queued)
+        return;
+    c->state = QMP_CONNECTING; /* waiting for the gate counts as connecting */
+    if (link_gate_enter(link_gate_shared(), &c->gate_wait, on_gate_admit))
+        connect_now(c);
+    else
+        c->stats.gate_waits++;
+}
+
+static void connect_now(struct qmp_client *c)
 {
     int r;
 
-    if (c->closing)
-        return;
+    c->gate = GATE_IN_FLIGHT;
     r = uv_pipe_init(c->loop, &c->pipe, 0);
     if (r < 0) {
+        c->gate = GATE_NONE;
+        link_gate_failed(link_gate_shared());
         /* Nothing to close: retry after the backoff as if the connection had failed. */
         c->state = QMP_BACKOFF;
         c->failed_phase = "connect";
@@ -819,6 +854,7 @@ void qmp_client_close(struct qmp_client *c, qmp_closed_cb closed)
         return;
     c->closing = true;
     c->closed_cb = closed;
+    link_gate_leave(link_gate_shared(), &c->gate_wait);
     c->state = QMP_CLOSED;
     c->generation++;
     c->rlen = 0;

@@ -60,6 +60,7 @@ struct qmp_client_stats {
     uint64_t bad_actuals;   /* balloon sizes ignored: not an integer > 0 */
     uint64_t write_refused; /* commands refused with -ENOBUFS (the write queue was full) */
     uint64_t watch_retries; /* connects made at once because the socket appeared */
+    uint64_t gate_waits;    /* attempts that waited for the process's link gate */
 };
 
 /* Commands waiting for replies on one connection, at most (a monitor that stops reading
