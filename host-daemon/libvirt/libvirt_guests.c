@@ -11,6 +11,7 @@
 #include "host-daemon/core/daemon.h"
 #include "host-daemon/libvirt/libvirt_balloon.h"
 #include "host-daemon/libvirt/libvirt_client.h"
+#include "host-daemon/util/faillog.h"
 #include "host-daemon/util/log.h"
 
 #define SOURCE "libvirt" /* the guests' source, and the module's name */
@@ -20,6 +21,7 @@ struct libvirt_guests {
     struct libvirt_backend *backend;
     struct libvirt_balloons balloons;
     uv_timer_t rescan_timer; /* the hook's nudge, run on the next loop turn */
+    struct faillog conn_log; /* connection failures: a line on a change, a summary a minute */
 };
 
 static double mib(uint64_t bytes)
@@ -137,10 +139,34 @@ static void on_connection_changed(struct libvirt_backend *b, bool connected, con
 {
     (void)b;
     struct libvirt_guests *lv = opaque;
-    if (connected)
-        log_info("libvirt: connected to %s", why);
-    else
-        log_warning("libvirt: %s; balloons of libvirt guests hold until it is back", why);
+    int64_t now = daemon_now(lv->daemon);
+    if (connected) {
+        uint64_t failures = lv->conn_log.total;
+        if (faillog_ok(&lv->conn_log, now))
+            log_info("libvirt: connected to %s after %llu failed attempts", why,
+                     (unsigned long long)failures);
+        else
+            log_info("libvirt: connected to %s", why);
+    } else {
+        /* The reason's kind: a connection that was up and went, or one that cannot be made. */
+        const char *kind = strstr(why, "connection lost") ? "lost" : "connect";
+        switch (faillog_fail(&lv->conn_log, -ENOTCONN, kind, now)) {
+        case FAILLOG_NEW:
+            log_warning("libvirt: %s; balloons of libvirt guests hold until it is back; "
+                        "retrying with backoff",
+                        why);
+            break;
+        case FAILLOG_SUMMARY:
+            log_warning("libvirt: still not connected: %llu failed attempts in the last %.0f s "
+                        "(%s)",
+                        (unsigned long long)lv->conn_log.summarised, FAILLOG_SUMMARY_MS / 1000.0,
+                        why);
+            break;
+        case FAILLOG_QUIET:
+            log_debug("libvirt: %s; retrying", why);
+            break;
+        }
+    }
     libvirt_balloons_set_connected(&lv->balloons, connected, why);
 }
 
