@@ -294,7 +294,8 @@ int main(int argc, char **argv)
     if (kernel)
         snprintf(os, sizeof(os),
                  "<os><type arch='x86_64' machine='pc'>hvm</type><kernel>%s</kernel>"
-                 "<initrd>%s</initrd><cmdline>console=ttyS0 quiet bellows.agent=0</cmdline></os>",
+                 "<initrd>%s</initrd><cmdline>console=ttyS0 quiet no_timer_check bellows.agent=0"
+                 "</cmdline></os>",
                  kernel, initrd);
     else
         snprintf(os, sizeof(os), "<os><type arch='x86_64' machine='pc'>hvm</type></os>");
