@@ -162,9 +162,9 @@ struct daemon_observer_ops {
     void (*move)(void *opaque, const struct guest *g, const struct decision_entry *e);
 };
 
-/* Subscribe (any time). 0 or -ENOSPC (at most 8 observers). */
+/* Subscribe (any time but from inside an observer's callback). 0 or -ENOSPC (at most 8). */
 int daemon_add_observer(struct daemon *d, const struct daemon_observer_ops *ops, void *opaque);
-/* Unsubscribe (ops and opaque as given). */
+/* Unsubscribe (ops and opaque as given; not from inside an observer's callback). */
 void daemon_remove_observer(struct daemon *d, const struct daemon_observer_ops *ops, void *opaque);
 
 #endif
