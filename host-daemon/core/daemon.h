@@ -107,7 +107,9 @@ struct daemon_guest_spec {
     /* NULL: the daemon opens it with its factory from cfg (config file, control socket).
      * Else the module's own (e.g. a libvirt domain's), taken over: closed on failure. */
     struct balloon *balloon;
-    const char *source; /* the module adding it (its name), NULL for file and control */
+    /* The module adding it: its name, kept (it must live as long as the daemon); NULL for
+     * the file and the control socket. */
+    const char *source;
     const char *detail; /* for the "added" log line instead of the paths; may be NULL */
 };
 
