@@ -501,6 +501,12 @@ static void lost_balloon_forgets_its_size(void **state)
     WAIT_FOR(b->sets == 1);
     assert_int_equal(b->target, (1024 + 512) * MIB); /* 25 % of the 2G ceiling */
     assert_int_equal(g->balloon_connects, 2);
+    struct daemon_view v;
+    daemon_view(w->d, &v);
+    assert_true(v.rounds >= 3); /* at least: ready, the pressure, ready again */
+    assert_int_equal(registry_count(v.reg), 1);
+    assert_non_null(v.host_sample);
+    assert_false(v.dry_run);
 }
 
 /* A move is in flight until its completion: a round that wants another move in between
