@@ -1000,10 +1000,13 @@ static void consider_done(struct libvirt_backend *b, struct job *j)
 static void move_done(struct libvirt_backend *b, struct job *j)
 {
     struct managed *m = find(b, j->uuid);
-    if (m && j->have_size) {
+    if (m && j->have_size)
         m->max_bytes = j->max;
-        set_actual(b, m, j->actual); /* before the answer: a stale move re-decides on it */
-    }
+    /* The size read before a move that was not made, before the answer: a stale move is
+     * decided again on it. After a move that was made it is old news (libvirt's balloon
+     * event may have told a newer size already). */
+    if (m && j->have_size && j->status != 0)
+        set_actual(b, m, j->actual);
     m = find(b, j->uuid);
     if (!m || !m->moving || m->move_seq != j->move_seq)
         return; /* answered already (stopped, cancelled) */
