@@ -31,7 +31,7 @@ static void on_event(uv_fs_event_t *handle, const char *filename, int events, in
 /* Watch the deepest existing folder; true when it changed since the last call. */
 static bool rearm(struct sock_watch *w)
 {
-    char target[PATH_MAX];
+    char target[SOCK_WATCH_PATH_MAX];
     deepest_existing(w, target, sizeof(target));
     if (w->active && strcmp(target, w->watching) == 0)
         return false;

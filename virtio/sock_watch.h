@@ -20,19 +20,23 @@
 struct sock_watch;
 typedef void (*sock_watch_cb)(struct sock_watch *w, void *opaque);
 
-/* Embedded in its owner; fields are private. */
+/* A unix socket's whole path fits sun_path: so do its folder and its name. */
+#define SOCK_WATCH_PATH_MAX 108
+
+/* Embedded in its owner (one per link: kept small); fields are private. */
 struct sock_watch {
     uv_fs_event_t event;
     sock_watch_cb cb;
     void *opaque;
-    bool active;        /* the event handle watches `watching` */
-    uint64_t fired;     /* callbacks made, for tests and statistics */
-    char dir[PATH_MAX]; /* the socket's folder */
-    char name[256];     /* the socket's file name in dir */
-    char watching[PATH_MAX];
+    bool active;                        /* the event handle watches `watching` */
+    uint64_t fired;                     /* callbacks made, for tests and statistics */
+    char dir[SOCK_WATCH_PATH_MAX];      /* the socket's folder */
+    char name[SOCK_WATCH_PATH_MAX];     /* the socket's file name in dir */
+    char watching[SOCK_WATCH_PATH_MAX]; /* dir, or its deepest existing ancestor */
 };
 
-/* Prepare a watch of `path` on loop. Returns 0, -ENAMETOOLONG or a libuv error. */
+/* Prepare a watch of `path` on loop. Returns 0, -ENAMETOOLONG (longer than a unix socket
+ * path may be) or a libuv error. */
 int sock_watch_init(uv_loop_t *loop, struct sock_watch *w, const char *path, sock_watch_cb cb,
                     void *opaque);
 
