@@ -29,12 +29,9 @@ struct http_route http_route_parse(const char *path)
         const char *path;
         enum http_route_kind kind;
     } fixed[] = {
-        {"/metrics", ROUTE_METRICS},
-        {"/api/v1", ROUTE_API_INDEX},
-        {"/api/v1/", ROUTE_API_INDEX},
-        {"/api/v1/guests", ROUTE_GUESTS},
-        {"/api/v1/host", ROUTE_HOST},
-        {"/api/v1/host/history", ROUTE_HOST_HISTORY},
+        {"/metrics", ROUTE_METRICS},      {"/api/v1", ROUTE_API_INDEX},
+        {"/api/v1/", ROUTE_API_INDEX},    {"/api/v1/guests", ROUTE_GUESTS},
+        {"/api/v1/host", ROUTE_HOST},     {"/api/v1/host/history", ROUTE_HOST_HISTORY},
         {"/api/v1/events", ROUTE_EVENTS},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
