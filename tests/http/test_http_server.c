@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <uv.h>
+#include <cmocka.h>
 
 #include "host-daemon/http/http_server.h"
 #include "host-daemon/http/sse.h"
