@@ -126,9 +126,8 @@ json_t *history_guest_json(const struct history_guest *h, uint32_t since)
         const struct history_sample *s = ring_at(&h->samples, i);
         if (s->t < since)
             continue;
-        json_t *row[N] = {json_integer(s->t),     kib_json(s->actual_kib),
-                          kib_json(s->target_kib), kib_json(s->used_kib),
-                          psi_json(s->psi_some),   json_integer(s->level)};
+        json_t *row[N] = {json_integer(s->t),    kib_json(s->actual_kib), kib_json(s->target_kib),
+                          kib_json(s->used_kib), psi_json(s->psi_some),   json_integer(s->level)};
         if (!append_row(arrays, row, N))
             goto fail;
     }
@@ -190,9 +189,9 @@ json_t *history_host_json(const struct history_host *h, uint32_t since)
         const struct history_host_sample *s = ring_at(&h->samples, i);
         if (s->t < since)
             continue;
-        json_t *row[N] = {json_integer(s->t),       kib_json(s->available_kib),
-                          kib_json(s->total_kib),   kib_json(s->budget_kib),
-                          psi_json(s->psi_some),    json_integer(s->pressure)};
+        json_t *row[N] = {json_integer(s->t),     kib_json(s->available_kib),
+                          kib_json(s->total_kib), kib_json(s->budget_kib),
+                          psi_json(s->psi_some),  json_integer(s->pressure)};
         if (!append_row(arrays, row, N)) {
             json_decref(j);
             return NULL;

@@ -4,17 +4,17 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "host-daemon/http/routes.h"
 #include "host-daemon/http/sse.h"
 #include "host-daemon/util/log.h"
 
-#define STREAM_BLOCK 16384   /* bytes MHD asks the stream reader for at once */
+#define STREAM_BLOCK 16384  /* bytes MHD asks the stream reader for at once */
 #define STREAM_SNDBUF 65536 /* kernel send buffer of a stream: bounds what a stuck client holds */
 
 struct stream {
@@ -34,7 +34,7 @@ struct http_server {
     uv_timer_t keepalive; /* a comment to every stream */
     int open_handles;     /* close callbacks still to run */
     bool closing;
-    bool rerun;           /* run MHD again on the next turn */
+    bool rerun; /* run MHD again on the next turn */
     http_handler_fn handler;
     void *opaque;
     struct http_server_limits lim;
@@ -295,7 +295,8 @@ static enum MHD_Result open_stream(struct http_server *s, struct MHD_Connection 
     s->stats.streams_open++;
     /* Past this much in the kernel, a client that does not read fills its queue and is
      * dropped, instead of parking megabytes in socket buffers. */
-    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (fd) {
         int sndbuf = STREAM_SNDBUF;
         setsockopt(fd->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));

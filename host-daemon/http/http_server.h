@@ -73,9 +73,9 @@ typedef void (*http_handler_fn)(void *opaque, const struct http_request *req,
 
 struct http_server_stats {
     uint64_t requests;
-    uint64_t responses[6];   /* by class: [2] 2xx ... [5] 5xx */
-    uint64_t streams_open;   /* event-stream clients now */
-    uint64_t streams_total;  /* opened since start */
+    uint64_t responses[6];  /* by class: [2] 2xx ... [5] 5xx */
+    uint64_t streams_open;  /* event-stream clients now */
+    uint64_t streams_total; /* opened since start */
     uint64_t streams_dropped;
     uint64_t connections_open; /* TCP connections held now */
     uint64_t connections_total;

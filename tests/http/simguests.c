@@ -252,9 +252,12 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"dir", required_argument, NULL, 'd'},      {"names", required_argument, NULL, 'n'},
-        {"guests", required_argument, NULL, 'g'},   {"mib", required_argument, NULL, 'm'},
-        {"floor-mib", required_argument, NULL, 'f'}, {"ceiling-mib", required_argument, NULL, 'c'},
+        {"dir", required_argument, NULL, 'd'},
+        {"names", required_argument, NULL, 'n'},
+        {"guests", required_argument, NULL, 'g'},
+        {"mib", required_argument, NULL, 'm'},
+        {"floor-mib", required_argument, NULL, 'f'},
+        {"ceiling-mib", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *names = NULL;
