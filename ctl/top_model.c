@@ -246,8 +246,8 @@ static const char *age_text(bool known, int64_t then_ms, int64_t now_ms, char *b
 }
 
 /* See top_model.h. */
-void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort by,
-                        char *line1, char *line2, size_t cap)
+void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort by, char *line1,
+                        char *line2, size_t cap)
 {
     time_t secs = (time_t)(now_ms / 1000);
     struct tm tm;
@@ -257,8 +257,8 @@ void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort
     snprintf(line1, cap,
              "bellows top - %s  %zu guests: %zu critical, %zu medium, %zu low, %zu calm  "
              "sort: %s%s",
-             clock, f->n, f->levels[3], f->levels[2], f->levels[1], f->levels[0],
-             top_sort_name(by), f->dry_run ? "  DRY RUN (advisory)" : "");
+             clock, f->n, f->levels[3], f->levels[2], f->levels[1], f->levels[0], top_sort_name(by),
+             f->dry_run ? "  DRY RUN (advisory)" : "");
     if (!f->host_known) {
         snprintf(line2, cap, "host: not read yet");
         return;
@@ -275,8 +275,8 @@ void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort
 /* See top_model.h. */
 void top_format_columns(char *buf, size_t cap)
 {
-    snprintf(buf, cap, ROW_FORMAT, "NAME", "LEVEL", "PSI%", "BALLOON", "TARGET", "FLOOR",
-             "CEILING", "USED", "LAST", "REASON", "AGE", "STATE");
+    snprintf(buf, cap, ROW_FORMAT, "NAME", "LEVEL", "PSI%", "BALLOON", "TARGET", "FLOOR", "CEILING",
+             "USED", "LAST", "REASON", "AGE", "STATE");
 }
 
 /* See top_model.h. */
@@ -297,8 +297,9 @@ void top_format_row(const struct top_guest *g, int64_t now_ms, char *buf, size_t
 /* See top_model.h. */
 void top_format_csv_header(char *buf, size_t cap)
 {
-    snprintf(buf, cap, "time,name,level,psi_some_avg10,balloon_bytes,target_bytes,floor_bytes,"
-                       "ceiling_bytes,used_bytes,last_action,last_reason,last_age_s,state");
+    snprintf(buf, cap,
+             "time,name,level,psi_some_avg10,balloon_bytes,target_bytes,floor_bytes,"
+             "ceiling_bytes,used_bytes,last_action,last_reason,last_age_s,state");
 }
 
 /* See top_model.h. */

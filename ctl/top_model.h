@@ -55,8 +55,8 @@ void top_frame_sort(struct top_frame *f, enum top_sort by);
 
 /* The two summary lines (like virt-top's header): time, guest counts, host. now_ms is
  * wall-clock ms; `time` is printed in local time. */
-void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort by,
-                        char *line1, char *line2, size_t cap);
+void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort by, char *line1,
+                        char *line2, size_t cap);
 /* The column header row and one guest's row, aligned with each other. */
 void top_format_columns(char *buf, size_t cap);
 void top_format_row(const struct top_guest *g, int64_t now_ms, char *buf, size_t cap);

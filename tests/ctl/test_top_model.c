@@ -117,8 +117,8 @@ static void sort(void **state)
         top_frame_sort(&f, cases[c].by);
         for (size_t i = 0; i < 4; i++)
             if (strcmp(f.guests[i].name, cases[c].order[i]) != 0)
-                fail_msg("sort %s: position %zu is %s, expected %s", top_sort_name(cases[c].by),
-                         i, f.guests[i].name, cases[c].order[i]);
+                fail_msg("sort %s: position %zu is %s, expected %s", top_sort_name(cases[c].by), i,
+                         f.guests[i].name, cases[c].order[i]);
     }
     top_frame_free(&f);
 }
@@ -142,8 +142,11 @@ static void text(void **state)
     /* Columns and rows line up: each field starts under its heading. */
     static const struct {
         const char *heading, *value;
-    } fields[] = {{"LEVEL", "critical"}, {"BALLOON", "   1.50G"}, {"LAST", "deflate"},
-                  {"REASON", "critical"}, {"STATE", "managed"}};
+    } fields[] = {{"LEVEL", "critical"},
+                  {"BALLOON", "   1.50G"},
+                  {"LAST", "deflate"},
+                  {"REASON", "critical"},
+                  {"STATE", "managed"}};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         size_t at = (size_t)(strstr(cols, fields[i].heading) - cols);
         if (strncmp(row + at - (fields[i].value[0] == ' ' ? 1 : 0), fields[i].value,
@@ -179,9 +182,8 @@ static void errors(void **state)
     assert_non_null(strstr(err, "no guest list"));
     assert_int_equal(((unsigned char *)&f)[0], 0x5A); /* untouched */
     /* An empty list is fine. */
-    assert_int_equal(top_frame_parse("{\"ok\":true,\"host\":null,\"guests\":[]}", &f, err,
-                                     sizeof(err)),
-                     0);
+    assert_int_equal(
+        top_frame_parse("{\"ok\":true,\"host\":null,\"guests\":[]}", &f, err, sizeof(err)), 0);
     assert_int_equal(f.n, 0);
     assert_false(f.host_known);
     char l1[256], l2[256];
