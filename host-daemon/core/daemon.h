@@ -84,7 +84,8 @@ struct daemon_view {
     const struct policy_host *host;
     const struct hostmem_sample *host_sample; /* NULL until the first host reading */
     bool dry_run;
-    int64_t now; /* loop ms, the policy's clock */
+    int64_t now;     /* loop ms, the policy's clock */
+    uint64_t rounds; /* decision rounds run since start (metrics) */
 };
 void daemon_view(const struct daemon *d, struct daemon_view *ret);
 
