@@ -72,6 +72,19 @@ void history_guest_decision(struct history_guest *h, const struct history_decisi
 }
 
 /* See history.h. */
+void history_guest_decision_result(struct history_guest *h, uint64_t seq, const char *result)
+{
+    /* Newest first: a result comes soon after its move. */
+    for (size_t i = h->decisions.count; i-- > 0;) {
+        struct history_decision *d = (struct history_decision *)ring_at(&h->decisions, i);
+        if (d->seq == seq) {
+            d->result = result;
+            return;
+        }
+    }
+}
+
+/* See history.h. */
 size_t history_guest_bytes(const struct history_guest *h)
 {
     return sizeof(*h) + ring_bytes(&h->samples) + ring_bytes(&h->decisions);
@@ -138,9 +151,10 @@ json_t *history_guest_json(const struct history_guest *h, uint32_t since)
         const struct history_decision *d = ring_at(&h->decisions, i);
         if (d->t_ms < (int64_t)since * 1000)
             continue;
-        json_t *e = json_pack("{sIsssssssIsI}", "t", (json_int_t)d->t_ms, "action", d->action,
-                              "reason", d->reason, "result", d->result, "from",
-                              (json_int_t)d->from_kib * 1024, "to", (json_int_t)d->to_kib * 1024);
+        json_t *e =
+            json_pack("{sIsIsssssssIsI}", "seq", (json_int_t)d->seq, "t", (json_int_t)d->t_ms,
+                      "action", d->action, "reason", d->reason, "result", d->result, "from",
+                      (json_int_t)d->from_kib * 1024, "to", (json_int_t)d->to_kib * 1024);
         if (json_array_append_new(decisions, e) < 0)
             goto fail;
     }

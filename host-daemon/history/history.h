@@ -35,6 +35,7 @@ struct history_sample {
 
 /* One move of one guest. The strings are static names (policy_action_name() ...). */
 struct history_decision {
+    uint64_t seq; /* the guest's move number (its decision ring's seq) */
     int64_t t_ms; /* wall-clock ms */
     const char *action;
     const char *reason;
@@ -82,12 +83,15 @@ void history_guest_sample(struct history_guest *h, const struct history_sample *
 
 void history_guest_decision(struct history_guest *h, const struct history_decision *d);
 
+/* The move numbered seq got its result (done, failed): update it if still held. */
+void history_guest_decision_result(struct history_guest *h, uint64_t seq, const char *result);
+
 /* Bytes held by one guest's rings. */
 size_t history_guest_bytes(const struct history_guest *h);
 
 /* Samples with t >= since and decisions at or after since (seconds), as
  * {"t":[..],"actual":[..],"target":[..],"used":[..],"psi_some":[..],"level":[..],
- *  "decisions":[{"t":ms,"action":..,"reason":..,"result":..,"from":..,"to":..}]}
+ *  "decisions":[{"seq":..,"t":ms,"action":..,"reason":..,"result":..,"from":..,"to":..}]}
  * sizes in bytes, PSI in percent, unknown values null. NULL when out of memory. */
 json_t *history_guest_json(const struct history_guest *h, uint32_t since);
 

@@ -12,7 +12,6 @@
 
 #include "host-daemon/http/routes.h"
 #include "host-daemon/http/sse.h"
-#include "host-daemon/util/log.h"
 
 #define STREAM_BLOCK 16384  /* bytes MHD asks the stream reader for at once */
 #define STREAM_SNDBUF 65536 /* kernel send buffer of a stream: bounds what a stuck client holds */
@@ -36,6 +35,7 @@ struct http_server {
     bool closing;
     bool rerun; /* run MHD again on the next turn */
     http_handler_fn handler;
+    http_log_fn log;
     void *opaque;
     struct http_server_limits lim;
     struct stream *streams;
@@ -87,6 +87,17 @@ void http_reply_error(struct http_reply *r, unsigned status, const char *fmt, ..
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     http_reply_json(r, status, json_pack("{ss}", "error", msg));
+}
+
+/* See http_server.h. */
+void http_reply_header(struct http_reply *r, const char *name, const char *value)
+{
+    size_t cap = sizeof(r->headers) / sizeof(r->headers[0]);
+    if (r->n_headers < cap) {
+        r->headers[r->n_headers].name = name;
+        r->headers[r->n_headers].value = value;
+        r->n_headers++;
+    }
 }
 
 /* See http_server.h. */
@@ -201,8 +212,13 @@ void http_server_broadcast(struct http_server *s, const char *text, size_t len)
             st->dead = true;
             sse_queue_free(&st->q);
             s->stats.streams_dropped++;
-            log_warning("http: event-stream client dropped: more than %zu bytes unread",
-                        s->lim.stream_queue_bytes);
+            if (s->log) {
+                char msg[120];
+                snprintf(msg, sizeof(msg),
+                         "event-stream client dropped: more than %zu bytes unread",
+                         s->lim.stream_queue_bytes);
+                s->log(s->opaque, true, msg);
+            }
         }
         if (st->suspended) {
             resume(st);
@@ -245,8 +261,8 @@ static enum MHD_Result queue(struct http_server *s, struct MHD_Connection *conn,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
                             r->cache_control ? r->cache_control : "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (r->extra_name)
-        MHD_add_response_header(resp, r->extra_name, r->extra_value);
+    for (size_t i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
     MHD_destroy_response(resp);
     count_response(s, r->status);
@@ -262,8 +278,7 @@ static enum MHD_Result open_stream(struct http_server *s, struct MHD_Connection 
         struct http_reply busy = {0};
         http_reply_error(&busy, 503, "too many event-stream clients (the limit is %u)",
                          s->lim.max_streams);
-        busy.extra_name = "Retry-After";
-        busy.extra_value = "10";
+        http_reply_header(&busy, "Retry-After", "10");
         return queue(s, conn, &busy);
     }
     struct stream *st = calloc(1, sizeof(*st));
@@ -336,8 +351,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!http_method_allowed(method)) {
         http_reply_error(&r, 405, "%.16s: bellowsd's HTTP surface is read-only (GET, HEAD)",
                          method);
-        r.extra_name = MHD_HTTP_HEADER_ALLOW;
-        r.extra_value = "GET, HEAD";
+        http_reply_header(&r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         return queue(s, conn, &r);
     }
     struct http_request req = {.method = method, .path = url, .conn = conn};
@@ -356,13 +370,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
+    struct http_server *s = cls;
+    if (!s->log)
+        return;
     char msg[300];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_debug("http: %s", msg);
+    s->log(s->opaque, false, msg);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -397,8 +413,9 @@ static void on_handle_closed(uv_handle_t *h)
 
 /* See http_server.h. */
 int http_server_start(uv_loop_t *loop, const struct netaddr *addr,
-                      const struct http_server_limits *lim, http_handler_fn handler, void *opaque,
-                      struct http_server **ret, char *err, size_t err_cap)
+                      const struct http_server_limits *lim, http_handler_fn handler,
+                      http_log_fn log, void *opaque, struct http_server **ret, char *err,
+                      size_t err_cap)
 {
     struct http_server *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -407,6 +424,7 @@ int http_server_start(uv_loop_t *loop, const struct netaddr *addr,
     }
     s->loop = loop;
     s->handler = handler;
+    s->log = log;
     s->opaque = opaque;
     s->lim = *lim;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;

@@ -55,8 +55,10 @@ struct http_reply {
     size_t len;
     bool body_static;
     const char *cache_control; /* NULL: no-store */
-    const char *extra_name;    /* one more header, or NULL */
-    const char *extra_value;
+    struct {
+        const char *name, *value; /* static strings */
+    } headers[3];                 /* more headers: ETag, Allow, Retry-After ... */
+    size_t n_headers;
     /* Open an event stream instead: body (may be empty) is the first text sent. */
     bool stream;
 };
@@ -66,6 +68,9 @@ void http_reply_json(struct http_reply *r, unsigned status, json_t *j);
 /* {"error": "..."} with the given status. */
 void http_reply_error(struct http_reply *r, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Add a header to a reply (at most 3; name and value must outlive the reply). */
+void http_reply_header(struct http_reply *r, const char *name, const char *value);
 
 /* Fills reply for req; called on the loop thread, must not block. */
 typedef void (*http_handler_fn)(void *opaque, const struct http_request *req,
@@ -82,10 +87,17 @@ struct http_server_stats {
     uint64_t connections_peak; /* most held at once */
 };
 
-/* Listen on addr and serve. Returns 0, or a negative errno with a reason in err. */
+/* What the server has to say (this library does not log: its owner does). warning: an
+ * operator should know (a stream client dropped); else a detail (libmicrohttpd's own
+ * messages). */
+typedef void (*http_log_fn)(void *opaque, bool warning, const char *msg);
+
+/* Listen on addr and serve; log may be NULL. Returns 0, or a negative errno with a reason
+ * in err. */
 int http_server_start(uv_loop_t *loop, const struct netaddr *addr,
-                      const struct http_server_limits *lim, http_handler_fn handler, void *opaque,
-                      struct http_server **ret, char *err, size_t err_cap);
+                      const struct http_server_limits *lim, http_handler_fn handler,
+                      http_log_fn log, void *opaque, struct http_server **ret, char *err,
+                      size_t err_cap);
 
 /* The TCP port it listens on (the kernel's choice when addr had port 0, as tests do). */
 uint16_t http_server_port(const struct http_server *s);

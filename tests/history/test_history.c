@@ -98,10 +98,14 @@ static void guest_json(void **state)
             s.actual_kib = HISTORY_UNKNOWN;
         history_guest_sample(&h, &s);
     }
-    struct history_decision d1 = {101500, "deflate", "critical", "done", 1024 * 1024, 1280 * 1024};
-    struct history_decision d2 = {103200, "inflate", "quiet", "pending", 1280 * 1024, 1216 * 1024};
+    struct history_decision d1 = {7,      101500,      "deflate",  "critical",
+                                  "done", 1024 * 1024, 1280 * 1024};
+    struct history_decision d2 = {8,         103200,      "inflate",  "quiet",
+                                  "pending", 1280 * 1024, 1216 * 1024};
     history_guest_decision(&h, &d1);
     history_guest_decision(&h, &d2);
+    history_guest_decision_result(&h, 8, "failed");
+    history_guest_decision_result(&h, 99, "done"); /* not held: nothing happens */
 
     json_t *j = history_guest_json(&h, 102);
     assert_non_null(j);
@@ -120,7 +124,8 @@ static void guest_json(void **state)
     json_t *d = json_array_get(decisions, 0);
     assert_int_equal(json_integer_value(json_object_get(d, "t")), 103200);
     assert_string_equal(json_string_value(json_object_get(d, "reason")), "quiet");
-    assert_string_equal(json_string_value(json_object_get(d, "result")), "pending");
+    assert_string_equal(json_string_value(json_object_get(d, "result")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(d, "seq")), 8);
     assert_int_equal(json_integer_value(json_object_get(d, "to")), 1216 * MIB);
     json_decref(j);
 
