@@ -61,7 +61,7 @@ void http_server_limits_default(struct http_server_limits *lim)
 /* See http_server.h. */
 void http_reply_json(struct http_reply *r, unsigned status, json_t *j)
 {
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(j);
     if (!text) {
         r->status = 500;
@@ -104,6 +104,12 @@ void http_reply_header(struct http_reply *r, const char *name, const char *value
 const char *http_request_arg(const struct http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* See http_server.h. */
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
 /* ---- running MHD from the loop ---- */

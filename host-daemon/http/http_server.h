@@ -47,6 +47,8 @@ struct http_request {
 
 /* A query argument of the request, NULL when absent. */
 const char *http_request_arg(const struct http_request *req, const char *name);
+/* A header of the request, NULL when absent. */
+const char *http_request_header(const struct http_request *req, const char *name);
 
 struct http_reply {
     unsigned status;
