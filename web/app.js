@@ -119,10 +119,14 @@ async function loadHistory(g) {
   g.hist = {
     t: h.t, actual: h.actual.map(mib), target: h.target.map(mib), used: h.used.map(mib),
     psi: h.psi_some, level: h.level,
-    decisions: h.decisions.map(d => ({ t: d.t, action: d.action, reason: d.reason,
+    decisions: h.decisions.map(d => ({ seq: d.seq, t: d.t, action: d.action, reason: d.reason,
                                        from: d.from, to: d.to, result: d.result })),
   };
   g.histLoaded = true;
+  /* The decision log starts with the moves the history holds. */
+  for (const d of h.decisions) addToLog({ guest: g.name, seq: d.seq, t: d.t, action: d.action,
+                                          reason: d.reason, from: d.from, to: d.to, result: d.result });
+  renderLog();
   drawGuest(g);
 }
 
@@ -290,8 +294,9 @@ function drawLevels(u, times, levels) {
   for (let i = 0; i < times.length; i++) {
     const l = levels[i];
     if (!l) continue;
-    const x0 = u.valToPos(times[i], "x", true);
-    const x1 = u.valToPos(times[i] + 1, "x", true);
+    const x0 = Math.max(b.left, u.valToPos(times[i], "x", true));
+    const x1 = Math.min(b.left + b.width, u.valToPos(times[i] + 1, "x", true));
+    if (x1 <= x0) continue;
     ctx.fillStyle = COLORS.level[l];
     ctx.fillRect(x0, b.top + b.height - band, Math.max(1, x1 - x0), band);
   }
@@ -347,14 +352,40 @@ function decisionTooltip(u, decisions, guest) {
   tip.hidden = false;
 }
 
+/* Axis text follows the page's font size, so that a wall display reads as a laptop does
+ * (uPlot draws axes on a canvas, in pixels). */
+function rootPx() {
+  return parseFloat(getComputedStyle(document.documentElement).fontSize) || 14;
+}
+function axisStyle(extra) {
+  const px = Math.round(rootPx() * 0.8);
+  return Object.assign({
+    font: px + "px system-ui, sans-serif", labelFont: "bold " + px + "px system-ui, sans-serif",
+    stroke: "#c9d1d9", grid: { stroke: "#2a303b", width: 1 }, ticks: { stroke: "#2a303b", width: 1 },
+    labelSize: px + 6,
+  }, extra);
+}
+/* Memory ticks at powers of two of MiB (256 MiB, 1 GiB, 4 GiB ...), not at 1000s. */
+const MEM_INCRS = [];
+for (let v = 1; v <= 1 << 24; v *= 2) MEM_INCRS.push(v);
 function memAxis(label) {
-  return { scale: "mem", label, values: (u, vals) => vals.map(v => fmtMiB(v)), size: 70 };
+  return axisStyle({ scale: "mem", label, incrs: MEM_INCRS,
+                     values: (u, vals) => vals.map(v => fmtMiB(v)), size: Math.round(rootPx() * 5) });
+}
+function psiAxis() {
+  return axisStyle({ scale: "psi", side: 1, label: "PSI %", grid: { show: false },
+                     size: Math.round(rootPx() * 3.5) });
 }
 
 function guestPlotData(g) {
   const h = g.hist, n = h.t.length;
   return [h.t, h.psi, h.actual, h.target, h.used,
           new Array(n).fill(g.floor / MIB), new Array(n).fill(g.ceiling / MIB)];
+}
+
+/* Lines without a dot per sample: one a second is too dense for dots. */
+function noPoints(series) {
+  return series.map((s, i) => (i === 0 ? s : Object.assign({ points: { show: false } }, s)));
 }
 
 function makeGuestPlot(g, container) {
@@ -365,11 +396,7 @@ function makeGuestPlot(g, container) {
       psi: { range: (u, min, max) => [0, Math.max(10, Math.ceil((max || 0) * 1.1))] },
       mem: { range: (u, min, max) => [0, Math.max(max || 0, g.ceiling / MIB) * 1.05] },
     },
-    axes: [
-      { },
-      memAxis("memory"),
-      { scale: "psi", side: 1, label: "PSI %", grid: { show: false }, size: 50 },
-    ],
+    axes: [axisStyle({ size: Math.round(rootPx() * 3.4) }), memAxis("memory"), psiAxis()],
     series: [
       { },
       { label: "PSI some 10 s", scale: "psi", stroke: COLORS.psi, width: 1.5, value: (u, v) => fmtPct(v) },
@@ -385,6 +412,7 @@ function makeGuestPlot(g, container) {
       setCursor: [u => decisionTooltip(u, g.hist.decisions, g.name)],
     },
   };
+  opts.series = noPoints(opts.series);
   return new uPlot(opts, guestPlotData(g), container);
 }
 
@@ -454,13 +482,13 @@ function drawHost() {
     height: Math.max(140, Math.round(plotSize(container).height * 0.6)),
     scales: { x: { time: true }, psi: { range: (u, min, max) => [0, Math.max(10, Math.ceil((max || 0) * 1.1))] },
               mem: { range: (u, min, max) => [0, (max || 1) * 1.05] } },
-    axes: [{ }, memAxis("memory"), { scale: "psi", side: 1, label: "PSI %", grid: { show: false }, size: 50 }],
-    series: [
+    axes: [axisStyle({ size: Math.round(rootPx() * 3.4) }), memAxis("memory"), psiAxis()],
+    series: noPoints([
       { },
       { label: "host PSI some 10 s", scale: "psi", stroke: COLORS.psi, width: 1.5, value: (u, v) => fmtPct(v) },
       { label: "available", scale: "mem", stroke: COLORS.deflate, width: 2, value: (u, v) => fmtMiB(v) },
       { label: "budget", scale: "mem", stroke: COLORS.limit, width: 1, dash: [6, 4], value: (u, v) => fmtMiB(v) },
-    ],
+    ]),
     hooks: { drawClear: [u => drawLevels(u, h.t, h.pressure.map(p => (p ? 3 : 0)))] },
   }, data, container);
 }
@@ -532,20 +560,30 @@ function onPressure(ev) {
   renderTable();
 }
 
+/* Add or update a move in the log (newest first, at most MAX_LOG). */
+function addToLog(entry) {
+  const old = state.log.find(e => e.guest === entry.guest && e.seq === entry.seq);
+  if (old) {
+    Object.assign(old, entry);
+    return old;
+  }
+  state.log.push(entry);
+  state.log.sort((a, b) => b.t - a.t);
+  state.log.length = Math.min(state.log.length, MAX_LOG);
+  return entry;
+}
+
 function onDecision(ev) {
   const d = JSON.parse(ev.data);
   const g = state.guests.get(d.guest);
-  const entry = { guest: d.guest, seq: d.seq, t: d.t, action: d.action, reason: d.reason,
-                  from: d.from, to: d.to, result: d.result, error: d.error };
-  const old = state.log.find(e => e.guest === d.guest && e.seq === d.seq);
-  if (old) Object.assign(old, entry);
-  else state.log.unshift(entry);
-  state.log.length = Math.min(state.log.length, MAX_LOG);
+  const entry = addToLog({ guest: d.guest, seq: d.seq, t: d.t, action: d.action, reason: d.reason,
+                           from: d.from, to: d.to, result: d.result, error: d.error });
   if (g) {
     g.last = entry;
-    const hd = g.hist.decisions.find(e => e.t === d.t && e.to === d.to);
+    const hd = g.hist.decisions.find(e => e.seq === d.seq);
     if (hd) hd.result = d.result;
-    else g.hist.decisions.push({ t: d.t, action: d.action, reason: d.reason, from: d.from, to: d.to, result: d.result });
+    else g.hist.decisions.push({ seq: d.seq, t: d.t, action: d.action, reason: d.reason,
+                                 from: d.from, to: d.to, result: d.result });
     drawGuest(g);
   }
   renderLog();
@@ -611,10 +649,17 @@ function setup() {
     const g = tr && state.guests.get(tr.dataset.guest);
     if (g && g.card) g.card.scrollIntoView({ behavior: "smooth", block: "center" });
   });
-  let resizeTimer = null;
+  let resizeTimer = null, fontPx = rootPx();
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => {
+      if (rootPx() !== fontPx) {
+        /* Axis fonts are baked into each plot: draw them again at the new size. */
+        fontPx = rootPx();
+        for (const g of state.guests.values()) if (g.plot) { g.plot.destroy(); g.plot = null; drawGuest(g); }
+        if (hostPlot) { hostPlot.destroy(); hostPlot = null; drawHost(); }
+        return;
+      }
       for (const g of state.guests.values())
         if (g.plot) g.plot.setSize(plotSize(g.card.querySelector(".plot")));
       if (hostPlot) {
