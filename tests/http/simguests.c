@@ -12,6 +12,10 @@
  *   report NAME LEVEL PSI AVAIL  a report: level, PSI some avg10 %, MemAvailable MiB
  *   auto on|off                  every guest sends a report each second, calm and slowly
  *                                 varying (so plots have data)
+ *   probe NAME                   a critical pressure event now; when bellowsd's balloon
+ *                                 command reaches NAME's QMP monitor: "latency NAME US",
+ *                                 the microseconds between the two on this process' clock
+ *   load RATE                    every guest sends RATE low pressure events a second (0 stops)
  *   quit
  * and, unasked, "balloon NAME BYTES" for each balloon command a QMP monitor receives.
  *
@@ -39,7 +43,9 @@
 static uv_loop_t *loop;
 static struct sim sim;
 static uv_pipe_t in;
-static uv_timer_t auto_timer, wait_timer;
+static uv_timer_t auto_timer, wait_timer, load_timer;
+static double load_rate; /* low events per guest and second */
+static double load_due;  /* events owed per guest, fractional */
 static char line[4096];
 static size_t line_len;
 static uint64_t floor_mib = 256;
@@ -51,6 +57,12 @@ static struct sim_guest *find(const char *name)
         if (strcmp(sim.guests[i].name, name) == 0)
             return &sim.guests[i];
     return NULL;
+}
+
+static void free_tail(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req); /* the request is the first member of its block */
 }
 
 /* Write one message to g's channel as its agent would; the sequence number follows. */
@@ -73,10 +85,26 @@ static int send_msg(struct sim_guest *g, struct bp_msg *m)
         return -EINVAL;
     uv_buf_t b = uv_buf_init(frame, (unsigned)len);
     int r = uv_try_write((uv_stream_t *)&g->chan_conn, &b, 1);
+    if (r == UV_EAGAIN)
+        r = 0;
     if (r < 0)
         return r;
-    if ((size_t)r < len)
-        return -EAGAIN; /* not in these tests: frames are small and the daemon reads */
+    if ((size_t)r < len) {
+        /* The socket is full: queue the rest, so the frame arrives whole, in order. */
+        struct tail {
+            uv_write_t req;
+            char data[BP_MAX_FRAME];
+        } *t = malloc(sizeof(*t));
+        if (!t)
+            return -ENOMEM;
+        memcpy(t->data, frame + r, len - (size_t)r);
+        uv_buf_t rest = uv_buf_init(t->data, (unsigned)(len - (size_t)r));
+        int q = uv_write(&t->req, (uv_stream_t *)&g->chan_conn, &rest, 1, free_tail);
+        if (q < 0) {
+            free(t);
+            return q;
+        }
+    }
     g->seq = seq;
     g->frames_sent++;
     return 0;
@@ -173,8 +201,52 @@ static void on_wait(uv_timer_t *t)
 
 static void on_balloon(struct sim_guest *g, uint64_t value, uint64_t now_ns)
 {
-    (void)now_ns;
+    if (g->probe_sent_ns) {
+        reply("latency %s %llu\n", g->name,
+              (unsigned long long)((now_ns - g->probe_sent_ns) / 1000));
+        g->probe_sent_ns = 0;
+    }
     reply("balloon %s %llu\n", g->name, (unsigned long long)value);
+}
+
+static void cmd_probe(char *name)
+{
+    struct sim_guest *g = find(name ? name : "");
+    if (!g) {
+        reply("error %s %llu\n", "probe: NAME", 0);
+        return;
+    }
+    struct bp_msg m = {.type = BP_MSG_PRESSURE};
+    m.u.pressure.level = BP_LEVEL_CRITICAL;
+    m.u.pressure.source = BP_SOURCE_PSI;
+    m.u.pressure.mem = snapshot(g, 70.0, g->actual_bytes / MIB / 20);
+    g->probe_sent_ns = uv_hrtime();
+    int r = send_msg(g, &m);
+    if (r < 0) {
+        g->probe_sent_ns = 0;
+        reply("error %s %llu\n", uv_strerror(r), 0);
+    }
+}
+
+/* Background load: low pressure events from every guest, spread over 50 ms slots. */
+static void on_load(uv_timer_t *t)
+{
+    (void)t;
+    load_due += load_rate / 20.0;
+    unsigned n = (unsigned)load_due;
+    load_due -= n;
+    for (unsigned k = 0; k < n; k++) {
+        for (unsigned i = 0; i < sim.n_guests; i++) {
+            struct sim_guest *g = &sim.guests[i];
+            if (g->probe_sent_ns)
+                continue; /* never between a probe and its answer */
+            struct bp_msg m = {.type = BP_MSG_PRESSURE};
+            m.u.pressure.level = BP_LEVEL_LOW;
+            m.u.pressure.source = BP_SOURCE_VMPRESSURE;
+            m.u.pressure.mem = snapshot(g, 5.0, g->actual_bytes / MIB / 2);
+            send_msg(g, &m);
+        }
+    }
 }
 
 static void quit(void)
@@ -183,6 +255,7 @@ static void quit(void)
     uv_timer_stop(&wait_timer);
     uv_close((uv_handle_t *)&auto_timer, NULL);
     uv_close((uv_handle_t *)&wait_timer, NULL);
+    uv_close((uv_handle_t *)&load_timer, NULL);
     uv_close((uv_handle_t *)&in, NULL);
     for (unsigned i = 0; i < sim.n_guests; i++)
         sim_guest_close(&sim.guests[i]);
@@ -206,7 +279,16 @@ static void command(char *text)
         uv_timer_start(&auto_timer, on_auto, 0, 1000);
     else if (strcmp(cmd, "auto") == 0)
         uv_timer_stop(&auto_timer);
-    else if (strcmp(cmd, "wait") == 0)
+    else if (strcmp(cmd, "probe") == 0)
+        cmd_probe(a);
+    else if (strcmp(cmd, "load") == 0 && a) {
+        load_rate = atof(a);
+        load_due = 0;
+        if (load_rate > 0)
+            uv_timer_start(&load_timer, on_load, 50, 50);
+        else
+            uv_timer_stop(&load_timer);
+    } else if (strcmp(cmd, "wait") == 0)
         uv_timer_start(&wait_timer, on_wait, 0, 20);
     else if (strcmp(cmd, "quit") == 0)
         quit();
@@ -341,6 +423,7 @@ int main(int argc, char **argv)
     fclose(conf);
     uv_timer_init(loop, &auto_timer);
     uv_timer_init(loop, &wait_timer);
+    uv_timer_init(loop, &load_timer);
     uv_pipe_init(loop, &in, 0);
     uv_pipe_open(&in, 0);
     uv_read_start((uv_stream_t *)&in, alloc_in, on_stdin);

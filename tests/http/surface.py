@@ -33,7 +33,7 @@ def free_port():
 
 class Surface:
     def __init__(self, build, names=None, guests=0, mib=1024, daemon_cfg="", policy_cfg="",
-                 http=True, log_level="info"):
+                 http=True, log_level="info", http_port=None):
         self.build = build
         self.names = names
         self.guests = guests
@@ -47,6 +47,7 @@ class Surface:
         self.daemon = None
         self.lines = queue.Queue()
         self.port = None
+        self.http_port = http_port  # listen there, and do not wait for it (a test's taken port)
 
     # ---- lifecycle ----
 
@@ -68,14 +69,14 @@ class Surface:
                                          text=True, bufsize=1)
         threading.Thread(target=self._reader, daemon=True).start()
         self.expect(r"^ready \d+")
-        self.port = free_port() if self.http else None
+        self.port = self.http_port or (free_port() if self.http else None)
         self.control = os.path.join(self.dir, "control.sock")
         with open(os.path.join(self.dir, "guests.conf")) as f:
             guests_conf = f.read()
         with open(os.path.join(self.dir, "bellowsd.conf"), "w") as f:
             f.write("[daemon]\ncontrol_socket = %s\nproc_dir = %s\nlog_level = %s\n"
                     % (self.control, proc, self.log_level))
-            f.write("http_listen = %s\n" % ("127.0.0.1:%d" % self.port if self.http else "off"))
+            f.write("http_listen = %s\n" % ("127.0.0.1:%d" % self.port if self.port else "off"))
             f.write(self.daemon_cfg)
             if self.policy_cfg:
                 f.write("\n[policy]\n" + self.policy_cfg)
@@ -87,7 +88,7 @@ class Surface:
              os.path.join(self.dir, "bellowsd.conf")], stdout=self.log, stderr=subprocess.STDOUT)
         self.sim("wait")
         self.expect(r"^welcomed \d+", timeout=30)
-        if self.http:
+        if self.http and not self.http_port:
             self.wait_http()
 
     def stop(self):
