@@ -52,6 +52,7 @@ static const struct key_spec daemon_keys[] = {
     DKEY("control_max_clients", KEY_U32, control_max_clients, 1, 1024),
     DKEY("http_listen", KEY_LISTEN, http_listen, 0, 0),
     DKEY("http_max_clients", KEY_U32, http_max_clients, 1, 1024),
+    DKEY("http_timeout", KEY_MS, http_timeout_ms, 1000, 300000),
     DKEY("history", KEY_MS, history_ms, 60000, 86400000),
 };
 #define N_DAEMON_KEYS (sizeof(daemon_keys) / sizeof(daemon_keys[0]))
@@ -106,6 +107,7 @@ void config_init(struct config *cfg)
     if (netaddr_parse(CONFIG_DEFAULT_HTTP_LISTEN, &d->http_listen, err, sizeof(err)) < 0)
         abort(); /* the default is spelt wrong */
     d->http_max_clients = 64;
+    d->http_timeout_ms = 10000;
     d->history_ms = 3600000;
     struct config_libvirt *l = &cfg->libvirt;
     l->enabled = false;

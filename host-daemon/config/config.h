@@ -53,6 +53,7 @@ struct config_daemon {
     uint32_t control_max_clients; /* concurrent control socket connections */
     struct netaddr http_listen;   /* metrics, API and dashboard; disabled: "off" */
     uint32_t http_max_clients;    /* concurrent HTTP connections */
+    uint64_t http_timeout_ms;     /* an HTTP client's time to send a request and read the reply */
     uint64_t history_ms;          /* how far back the dashboard's history goes */
 };
 

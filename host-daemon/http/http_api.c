@@ -162,6 +162,8 @@ static void reply_metrics(struct http_module *m, struct http_reply *r)
         .requests = hs->requests,
         .streams_open = hs->streams_open,
         .streams_dropped = hs->streams_dropped,
+        .connections_open = hs->connections_open,
+        .connections_cut = hs->connections_cut,
         .history_bytes = http_history_bytes(m),
     };
     memcpy(http.responses, hs->responses, sizeof(http.responses));

@@ -253,6 +253,7 @@ static int module_start(void *opaque, struct daemon *d)
     struct http_server_limits lim;
     http_server_limits_default(&lim);
     lim.max_clients = cfg->http_max_clients;
+    lim.timeout_s = lim.request_s = (unsigned)(cfg->http_timeout_ms / 1000);
     if (lim.max_streams > lim.max_clients)
         lim.max_streams = lim.max_clients;
     m->history_samples = (size_t)(cfg->history_ms / HTTP_TICK_MS);

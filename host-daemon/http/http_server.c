@@ -16,6 +16,16 @@
 #define STREAM_BLOCK 16384  /* bytes MHD asks the stream reader for at once */
 #define STREAM_SNDBUF 65536 /* kernel send buffer of a stream: bounds what a stuck client holds */
 
+/* One TCP connection: its socket, and the time by which it must have sent a whole request
+ * (or read a whole reply). Libmicrohttpd's own timeout only counts silence, so a client
+ * dripping a byte at a time would hold its slot for ever; this one does not reset. */
+struct conn_ctx {
+    struct MHD_Connection *conn;
+    int fd;
+    int64_t deadline; /* loop ms; INT64_MAX for an event stream */
+    struct conn_ctx *prev, *next;
+};
+
 struct stream {
     struct http_server *srv;
     struct MHD_Connection *conn;
@@ -31,7 +41,9 @@ struct http_server {
     uv_poll_t poll;       /* MHD's epoll descriptor */
     uv_timer_t timer;     /* MHD_get_timeout() */
     uv_timer_t keepalive; /* a comment to every stream */
+    uv_timer_t sweep;     /* once a second: connections past their deadline */
     int open_handles;     /* close callbacks still to run */
+    struct conn_ctx *conns;
     bool closing;
     bool rerun; /* run MHD again on the next turn */
     http_handler_fn handler;
@@ -49,8 +61,9 @@ void http_server_limits_default(struct http_server_limits *lim)
     *lim = (struct http_server_limits){
         .max_clients = 64,
         .max_streams = 16,
-        .stream_queue_bytes = 1u << 20,
+        .stream_queue_bytes = 256 * 1024,
         .timeout_s = 10,
+        .request_s = 10,
         .request_memory = 16 * 1024,
         .keepalive_ms = 15000,
     };
@@ -329,6 +342,10 @@ static enum MHD_Result open_stream(struct http_server *s, struct MHD_Connection 
     if (ret == MHD_YES) {
         s->stats.streams_total++;
         count_response(s, 200);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context)
+            ((struct conn_ctx *)ci->socket_context)->deadline = INT64_MAX;
     }
     MHD_destroy_response(resp);
     return ret;
@@ -354,6 +371,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
      * is never read (MHD closes the connection after the reply). */
     *upload_data_size = 0;
     s->stats.requests++;
+    /* The request is in: from now on the connection has request_s to take the reply. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context)
+        ((struct conn_ctx *)ci->socket_context)->deadline =
+            (int64_t)uv_now(s->loop) + (int64_t)s->lim.request_s * 1000;
     if (!http_method_allowed(method)) {
         http_reply_error(&r, 405, "%.16s: bellowsd's HTTP surface is read-only (GET, HEAD)",
                          method);
@@ -390,22 +413,79 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)conn;
-    (void)socket_context;
     struct http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         s->stats.connections_open++;
         s->stats.connections_total++;
         if (s->stats.connections_open > s->stats.connections_peak)
             s->stats.connections_peak = s->stats.connections_open;
+        struct conn_ctx *c = calloc(1, sizeof(*c));
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (c && fd) {
+            c->conn = conn;
+            c->fd = fd->connect_fd;
+            c->deadline = (int64_t)uv_now(s->loop) + (int64_t)s->lim.request_s * 1000;
+            c->next = s->conns;
+            if (s->conns)
+                s->conns->prev = c;
+            s->conns = c;
+            *socket_context = c;
+        } else {
+            free(c);
+        }
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         s->stats.connections_open--;
+        struct conn_ctx *c = *socket_context;
+        if (c) {
+            if (c->prev)
+                c->prev->next = c->next;
+            else
+                s->conns = c->next;
+            if (c->next)
+                c->next->prev = c->prev;
+            free(c);
+            *socket_context = NULL;
+        }
         /* At the limit MHD took its listening socket out of its epoll set; it puts it back
          * only at the start of a later MHD_run, and with nothing else to do none would come:
          * the queued clients would wait for ever. */
         if (s->stats.connections_open + 1 >= s->lim.max_clients)
             kick(s);
     }
+}
+
+/* A reply is out: the connection has request_s for its next request. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)con_cls;
+    (void)toe;
+    struct http_server *s = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context)
+        ((struct conn_ctx *)ci->socket_context)->deadline =
+            (int64_t)uv_now(s->loop) + (int64_t)s->lim.request_s * 1000;
+}
+
+/* Cut the connections past their deadline: shutdown() makes MHD see the end of the
+ * connection on its next run and close it itself (the descriptor stays MHD's). */
+static void on_sweep(uv_timer_t *t)
+{
+    struct http_server *s = t->data;
+    int64_t now = (int64_t)uv_now(s->loop);
+    bool cut = false;
+    for (struct conn_ctx *c = s->conns; c; c = c->next) {
+        if (now <= c->deadline)
+            continue;
+        shutdown(c->fd, SHUT_RDWR);
+        c->deadline = INT64_MAX;
+        s->stats.connections_cut++;
+        cut = true;
+    }
+    if (cut)
+        kick(s);
 }
 
 /* ---- start and stop ---- */
@@ -443,7 +523,7 @@ int http_server_start(uv_loop_t *loop, const struct netaddr *addr,
         MHD_OPTION_SOCK_ADDR, &addr->addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)lim->max_clients,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)lim->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         lim->request_memory, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, s, MHD_OPTION_END);
+        on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->mhd) {
         int e = errno ? errno : EADDRNOTAVAIL;
         snprintf(err, err_cap, "cannot listen on %s: %s", addr->text, strerror(e));
@@ -462,8 +542,10 @@ int http_server_start(uv_loop_t *loop, const struct netaddr *addr,
     }
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->keepalive);
-    s->poll.data = s->timer.data = s->keepalive.data = s;
-    s->open_handles = 3;
+    uv_timer_init(loop, &s->sweep);
+    s->poll.data = s->timer.data = s->keepalive.data = s->sweep.data = s;
+    s->open_handles = 4;
+    uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
     uv_timer_start(&s->keepalive, on_keepalive, lim->keepalive_ms, lim->keepalive_ms);
     rearm(s);
@@ -493,6 +575,7 @@ void http_server_close(struct http_server *s)
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     uv_close((uv_handle_t *)&s->keepalive, on_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
     /* MHD must not be stopped with suspended connections: resume them, let each stream
      * end, then stop (which frees every response, so every stream). */
     for (struct stream *st = s->streams; st; st = st->next) {

@@ -10,7 +10,8 @@
  * streams cost no work; one whose queue overflows is cut off. Limits: connections (at
  * the limit MHD stops accepting: more wait in the kernel's listen queue until a slot
  * frees), per-connection memory (headers and URL beyond it get 431 or 414), an idle
- * timeout (slow clients are closed), event streams (more get 503).
+ * timeout and a deadline per request (slow clients, even dripping ones, are closed),
+ * event streams (more get 503).
  */
 #ifndef BELLOWS_HTTP_SERVER_H
 #define BELLOWS_HTTP_SERVER_H
@@ -32,6 +33,8 @@ struct http_server_limits {
     unsigned max_streams;      /* concurrent event-stream clients, within max_clients */
     size_t stream_queue_bytes; /* unread event bytes held per stream client */
     unsigned timeout_s;        /* a connection idle this long is closed */
+    unsigned request_s;        /* ... and one that takes longer to send a request or read
+                                  its reply, however it drips (event streams excepted) */
     size_t request_memory;     /* per connection: request line, headers */
     unsigned keepalive_ms;     /* a comment to every stream this often */
 };
@@ -87,6 +90,7 @@ struct http_server_stats {
     uint64_t connections_open; /* TCP connections held now */
     uint64_t connections_total;
     uint64_t connections_peak; /* most held at once */
+    uint64_t connections_cut;  /* closed for taking longer than request_s */
 };
 
 /* What the server has to say (this library does not log: its owner does). warning: an

@@ -280,6 +280,12 @@ static void write_http(struct prom_buf *b, const struct metrics_http *h)
         struct prom_label l = {"code", classes[c]};
         prom_sample_u64(b, name, &l, 1, h->responses[c]);
     }
+    one_gauge(b, "bellows_http_connections", "HTTP connections bellowsd holds now.",
+              h->connections_open);
+    prom_family(b, "bellows_http_slow_connections_closed_total", PROM_COUNTER,
+                "HTTP connections closed for taking longer than http_timeout to send a request "
+                "or read its reply.");
+    prom_sample_u64(b, "bellows_http_slow_connections_closed_total", NULL, 0, h->connections_cut);
     one_gauge(b, "bellows_http_event_streams", "Open event-stream (server-sent events) clients.",
               h->streams_open);
     prom_family(b, "bellows_http_event_streams_dropped_total", PROM_COUNTER,

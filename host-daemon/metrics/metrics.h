@@ -94,6 +94,8 @@ struct metrics_http {
     uint64_t responses[6]; /* by class: [2] 2xx, [3] 3xx, [4] 4xx, [5] 5xx */
     uint64_t streams_open;
     uint64_t streams_dropped; /* event-stream clients cut off for not reading */
+    uint64_t connections_open;
+    uint64_t connections_cut; /* closed for taking longer than the request deadline */
     uint64_t history_bytes;   /* memory held by the history rings */
 };
 

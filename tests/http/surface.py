@@ -33,7 +33,7 @@ def free_port():
 
 class Surface:
     def __init__(self, build, names=None, guests=0, mib=1024, daemon_cfg="", policy_cfg="",
-                 http=True, log_level="info", http_port=None):
+                 http=True, log_level="info", http_port=None, ceiling_mib=None):
         self.build = build
         self.names = names
         self.guests = guests
@@ -48,6 +48,7 @@ class Surface:
         self.lines = queue.Queue()
         self.port = None
         self.http_port = http_port  # listen there, and do not wait for it (a test's taken port)
+        self.ceiling_mib = ceiling_mib
 
     # ---- lifecycle ----
 
@@ -65,6 +66,8 @@ class Surface:
         args = [os.path.join(self.build, "tests", "http", "bellows-simguests"), "--dir", self.dir,
                 "--mib", str(self.mib)]
         args += ["--names", ",".join(self.names)] if self.names else ["--guests", str(self.guests)]
+        if self.ceiling_mib:
+            args += ["--ceiling-mib", str(self.ceiling_mib)]
         self.sim_proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          text=True, bufsize=1)
         threading.Thread(target=self._reader, daemon=True).start()

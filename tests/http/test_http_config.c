@@ -76,6 +76,7 @@ static void defaults(void **state)
     assert_true(netaddr_is_loopback(&cfg.daemon.http_listen));
     assert_int_equal(cfg.daemon.http_max_clients, 64);
     assert_int_equal(cfg.daemon.history_ms, 3600000);
+    assert_int_equal(cfg.daemon.http_timeout_ms, 10000);
     config_free(&cfg);
 }
 
@@ -113,6 +114,8 @@ static void errors(void **state)
         {"[daemon]\nhistory = 10s\n", "out of range"},
         {"[daemon]\nhistory = 2000min\n", "out of range"},
         {"[daemon]\nhistory = 10\n", "not a duration"},
+        {"[daemon]\nhttp_timeout = 500ms\n", "out of range"},
+        {"[daemon]\nhttp_timeout = 6min\n", "out of range"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct config cfg;

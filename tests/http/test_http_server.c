@@ -159,6 +159,7 @@ static int setup(void **state)
     lim.max_streams = 3;
     lim.stream_queue_bytes = 64 * 1024;
     lim.timeout_s = 1;
+    lim.request_s = 2;
     lim.request_memory = 8 * 1024;
     struct netaddr addr = {.enabled = true, .addr_len = sizeof(struct sockaddr_in)};
     struct sockaddr_in *sin = (struct sockaddr_in *)&addr.addr;
@@ -384,6 +385,32 @@ static void slow_client_timed_out(void **state)
     assert_true(took >= 900 && took < 4000);
 }
 
+/* Never silent, never done: one byte every 200 ms. The idle timeout (1 s) never fires;
+ * the request deadline (2 s) does. */
+static void dripping_client_cut(void **state)
+{
+    (void)state;
+    uint64_t cut = stats().connections_cut;
+    int fd = connect_server();
+    const char *text =
+        "GET /hello HTTP/1.1\r\nHost: x\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    int64_t t0 = now_ms();
+    bool closed = false;
+    for (size_t i = 0; i < strlen(text) && !closed; i++) {
+        send(fd, text + i, 1, MSG_NOSIGNAL);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) == 1) {
+            char buf[256];
+            closed = recv(fd, buf, sizeof(buf), 0) <= 0;
+        }
+    }
+    int64_t took = now_ms() - t0;
+    close(fd);
+    assert_true(closed);
+    assert_true(took >= 1800 && took < 5000);
+    assert_int_equal(stats().connections_cut, cut + 1);
+}
+
 static void connection_limit(void **state)
 {
     (void)state;
@@ -542,6 +569,7 @@ int main(void)
         cmocka_unit_test(errors),
         cmocka_unit_test(oversized_headers),
         cmocka_unit_test(slow_client_timed_out),
+        cmocka_unit_test(dripping_client_cut),
         cmocka_unit_test(connection_limit),
         cmocka_unit_test(stream_delivers_at_once),
         cmocka_unit_test(stream_limit),

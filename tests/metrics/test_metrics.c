@@ -83,6 +83,8 @@ static const struct metrics_http http = {
     .responses = {0, 0, 8, 0, 2, 0},
     .streams_open = 1,
     .streams_dropped = 3,
+    .connections_open = 5,
+    .connections_cut = 4,
     .history_bytes = 150000,
 };
 
@@ -248,6 +250,8 @@ static void values(void **state)
     assert_true(value_of(text, "bellows_guest_reversals_total{guest=\"web-1\"}") == 2);
     assert_true(value_of(text, "bellows_http_requests_total{code=\"4xx\"}") == 2);
     assert_true(value_of(text, "bellows_http_event_streams_dropped_total") == 3);
+    assert_true(value_of(text, "bellows_http_connections") == 5);
+    assert_true(value_of(text, "bellows_http_slow_connections_closed_total") == 4);
     /* Identifying strings only on the info family, escaped. */
     assert_true(value_of(text, "bellows_guest_info{guest=\"db\",backend=\"libvirt\",source="
                                "\"libvirt\",domain=\"db \\\"prod\\\"\\\\1\",uuid=\"c7a5fdbd-cdaf-"
