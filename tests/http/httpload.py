@@ -211,3 +211,39 @@ def percentile(values, p):
         return float("nan")
     k = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
     return v[k]
+
+
+def main():
+    """Run one kind of load in a process of its own until SIGTERM, reniced, so that the
+    clients neither hold the measuring process' interpreter lock nor take the daemon's
+    CPU on a small machine (in production they run elsewhere):
+
+        httpload.py --port P --mode dashboard|attack [--nice 19]"""
+    import argparse
+    import os
+    import signal
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--mode", choices=("dashboard", "attack"), required=True)
+    ap.add_argument("--nice", type=int, default=19)
+    args = ap.parse_args()
+    os.nice(args.nice)
+    load = Load(args.port)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    load.readers(4)
+    load.scrapers(2, pause=0.5)
+    if args.mode == "attack":
+        load.stuck()
+        load.idle(600)
+        load.slow(400)
+        load.oversized(20)
+        load.unknown(200)
+    print("running", flush=True)
+    done.wait()
+    load.stop()
+    print("counts %s" % dict(sorted(load.counts.items())), flush=True)
+
+
+if __name__ == "__main__":
+    main()
