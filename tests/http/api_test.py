@@ -9,6 +9,7 @@
   metrics    /metrics from the running daemon passes the real `promtool check metrics`
              with no finding, and counts what happened (moves by action and reason,
              frames by outcome, the guests' info);
+  reload     SIGHUP with a new http_listen: it waits for a restart, the surface stays;
   off        http_listen = off: nothing listens, the daemon runs;
   busy-port  the port is taken: the daemon says so and goes on, its control socket works.
 
@@ -17,6 +18,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -214,6 +216,22 @@ def check_metrics(s, promtool):
           % (len(families), len(samples)))
 
 
+def check_reload(s):
+    """SIGHUP with a new http_listen: said to take effect at the next restart, and the
+    surface stays where it is."""
+    conf = os.path.join(s.dir, "bellowsd.conf")
+    text = open(conf).read()
+    open(conf, "w").write(text.replace("http_listen = 127.0.0.1:%d" % s.port,
+                                       "http_listen = 127.0.0.1:%d" % (s.port + 1)))
+    s.daemon.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "take effect at the next restart" not in s.daemon_log():
+        assert time.monotonic() < deadline, s.daemon_log()[-2000:]
+        time.sleep(0.05)
+    assert get_json(s, "/api/v1/guests")["guests"], "the surface moved or stopped"
+    print("reload: a new http_listen waits for the next restart, the surface stays: ok")
+
+
 def check_off(build):
     with Surface(build, names=["solo"], http=False) as s:
         st = control(s, {"cmd": "list"})
@@ -252,6 +270,7 @@ def main():
                 check_events(s)
             if "metrics" in live:
                 check_metrics(s, args.promtool)
+            check_reload(s)
     if "off" in args.checks:
         check_off(args.build)
     if "busy-port" in args.checks:
