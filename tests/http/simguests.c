@@ -430,6 +430,10 @@ int main(int argc, char **argv)
     printf("ready %u\n", count);
     fflush(stdout);
     uv_run(loop, UV_RUN_DEFAULT);
+    for (unsigned i = 0; i < count; i++) {
+        free(sim.guests[i].qmp_buf);
+        free(sim.guests[i].framer);
+    }
     free(list);
     free(sim.guests);
     return 0;
