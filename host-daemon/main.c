@@ -13,7 +13,7 @@
 #include "host-daemon/config/config.h"
 #include "host-daemon/control/control_daemon.h"
 #include "host-daemon/core/daemon.h"
-#include "host-daemon/http/http_module.h"
+#include "host-daemon/http/http_daemon.h"
 #include "host-daemon/libvirt/libvirt_guests.h"
 #include "host-daemon/qmp/qmp_balloon.h"
 #include "host-daemon/util/log.h"
@@ -107,7 +107,7 @@ int main(int argc, char **argv)
     struct daemon *d = daemon_new();
     int r = d ? control_daemon_attach(d) : -ENOMEM;
     if (r == 0)
-        r = http_module_attach(d);
+        r = http_daemon_attach(d);
     if (r == 0 && cfg.libvirt.enabled)
         r = libvirt_guests_attach(d);
     if (r < 0) {

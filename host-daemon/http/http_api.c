@@ -7,7 +7,7 @@
 
 #include "host-daemon/channel/guest_channel.h"
 #include "host-daemon/http/assets.h"
-#include "host-daemon/http/http_module_internal.h"
+#include "host-daemon/http/http_daemon_internal.h"
 #include "host-daemon/http/routes.h"
 #include "host-daemon/metrics/metrics.h"
 #include "host-daemon/views/views.h"
@@ -255,7 +255,7 @@ static void reply_asset(const struct http_request *req, const struct http_route 
     r->len = a->len;
 }
 
-/* See http_module_internal.h. */
+/* See http_daemon_internal.h. */
 void http_api_handle(void *opaque, const struct http_request *req, struct http_reply *r)
 {
     struct http_module *m = opaque;

@@ -3,14 +3,14 @@
  * moves into server-sent events, and the one-second tick that samples every guest and
  * the host into the history and sends the `tick` event. docs/operations.md describes
  * what it serves. */
-#include "host-daemon/http/http_module.h"
+#include "host-daemon/http/http_daemon.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "host-daemon/http/http_module_internal.h"
+#include "host-daemon/http/http_daemon_internal.h"
 #include "host-daemon/http/sse.h"
 #include "host-daemon/util/log.h"
 
@@ -21,13 +21,13 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* See http_module_internal.h. */
+/* See http_daemon_internal.h. */
 struct guest_slot *http_slot(const struct http_module *m, const struct guest *g)
 {
     return ptr_map_get(&m->slots, g);
 }
 
-/* See http_module_internal.h. */
+/* See http_daemon_internal.h. */
 uint64_t http_history_bytes(const struct http_module *m)
 {
     uint64_t bytes = history_host_bytes(&m->host_hist);
@@ -319,8 +319,8 @@ static const struct daemon_module_ops module_ops = {
     .release = module_release,
 };
 
-/* See http_module.h. */
-int http_module_attach(struct daemon *d)
+/* See http_daemon.h. */
+int http_daemon_attach(struct daemon *d)
 {
     struct http_module *m = calloc(1, sizeof(*m));
     if (!m)

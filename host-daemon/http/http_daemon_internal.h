@@ -1,7 +1,7 @@
-/* The HTTP surface's state, shared by its module (http_module.c: lifecycle, observers,
+/* The HTTP surface's state, shared by its module (http_daemon.c: lifecycle, observers,
  * history, events) and its API (http_api.c: what each URL answers). */
-#ifndef BELLOWS_HTTP_MODULE_INTERNAL_H
-#define BELLOWS_HTTP_MODULE_INTERNAL_H
+#ifndef BELLOWS_HTTP_DAEMON_INTERNAL_H
+#define BELLOWS_HTTP_DAEMON_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
