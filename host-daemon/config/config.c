@@ -22,6 +22,7 @@ enum key_kind {
     KEY_SIZE,     /* uint64_t bytes, with an optional K/M/G/T suffix */
     KEY_U32,      /* uint32_t plain integer */
     KEY_URI,      /* char[CONFIG_URI_MAX], no spaces */
+    KEY_LISTEN,   /* struct netaddr: IPV4:PORT, [IPV6]:PORT or off */
 };
 
 struct key_spec {
@@ -50,6 +51,10 @@ static const struct key_spec daemon_keys[] = {
     DKEY("reconnect_min", KEY_MS, reconnect_min_ms, 10, 600000),
     DKEY("reconnect_max", KEY_MS, reconnect_max_ms, 10, 3600000),
     DKEY("control_max_clients", KEY_U32, control_max_clients, 1, 1024),
+    DKEY("http_listen", KEY_LISTEN, http_listen, 0, 0),
+    DKEY("http_max_clients", KEY_U32, http_max_clients, 1, 1024),
+    DKEY("http_timeout", KEY_MS, http_timeout_ms, 1000, 300000),
+    DKEY("history", KEY_MS, history_ms, 60000, 86400000),
 };
 #define N_DAEMON_KEYS (sizeof(daemon_keys) / sizeof(daemon_keys[0]))
 
@@ -100,6 +105,12 @@ void config_init(struct config *cfg)
     d->reconnect_min_ms = 100;
     d->reconnect_max_ms = 5000;
     d->control_max_clients = 8;
+    char err[200];
+    if (netaddr_parse(CONFIG_DEFAULT_HTTP_LISTEN, &d->http_listen, err, sizeof(err)) < 0)
+        abort(); /* the default is spelt wrong */
+    d->http_max_clients = 64;
+    d->http_timeout_ms = 10000;
+    d->history_ms = 3600000;
     struct config_libvirt *l = &cfg->libvirt;
     l->enabled = false;
     snprintf(l->uri, sizeof(l->uri), "%s", CONFIG_DEFAULT_LIBVIRT_URI);
@@ -190,6 +201,8 @@ static int set_key(const struct key_spec *spec, void *base, const char *value, c
         }
         strcpy(field, value);
         return 0;
+    case KEY_LISTEN:
+        return netaddr_parse(value, field, err, cap);
     case KEY_LOGLEVEL:
         if (!log_level_parse(value, field)) {
             set_err(err, cap, "'%s' is not a log level (error, warning, info, debug)", value);

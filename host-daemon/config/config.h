@@ -11,6 +11,7 @@
 
 #include "host-daemon/policy/policy.h"
 #include "host-daemon/util/log.h"
+#include "host-daemon/util/netaddr.h"
 
 #define CONFIG_NAME_MAX 63  /* guest name length, without NUL */
 #define CONFIG_PATH_MAX 108 /* sizeof(sun_path): every path here is a unix socket or dir */
@@ -21,6 +22,8 @@
 /* Defaults, also documented in docs/configuration.md. */
 #define CONFIG_DEFAULT_CONTROL_SOCKET "/run/bellowsd/control.sock"
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/bellows"
+/* Loopback, and a port outside the range Prometheus' exporters take (docs/operations.md). */
+#define CONFIG_DEFAULT_HTTP_LISTEN "127.0.0.1:8466"
 #define CONFIG_DEFAULT_WEIGHT 100
 #define CONFIG_MAX_WEIGHT 10000 /* policy_guest_check()'s limit */
 
@@ -50,6 +53,10 @@ struct config_daemon {
     uint64_t reconnect_min_ms;    /* first backoff after a channel or QMP socket fails */
     uint64_t reconnect_max_ms;    /* backoff doubles up to this */
     uint32_t control_max_clients; /* concurrent control socket connections */
+    struct netaddr http_listen;   /* metrics, API and dashboard; disabled: "off" */
+    uint32_t http_max_clients;    /* concurrent HTTP connections */
+    uint64_t http_timeout_ms;     /* an HTTP client's time to send a request and read the reply */
+    uint64_t history_ms;          /* how far back the dashboard's history goes */
 };
 
 /* The [libvirt] section: discover guests through libvirtd and balloon them through it

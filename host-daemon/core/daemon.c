@@ -257,9 +257,20 @@ int daemon_reload(struct daemon *d)
         log_warning("reload: state_dir changed; it takes effect at the next restart");
     if (!same_libvirt(&nc.libvirt, &d->cfg.libvirt))
         log_warning("reload: [libvirt] changed; it takes effect at the next restart");
+    /* The HTTP surface's socket, limits and history rings are made once, at start. */
+    const struct config_daemon *od = &d->cfg.daemon;
+    if (strcmp(nc.daemon.http_listen.text, od->http_listen.text) != 0 ||
+        nc.daemon.http_max_clients != od->http_max_clients ||
+        nc.daemon.http_timeout_ms != od->http_timeout_ms || nc.daemon.history_ms != od->history_ms)
+        log_warning("reload: http_listen, http_max_clients, http_timeout or history changed; they "
+                    "take effect at the next restart");
     strcpy(nc.daemon.control_socket, d->cfg.daemon.control_socket);
     strcpy(nc.daemon.proc_dir, d->cfg.daemon.proc_dir);
     strcpy(nc.daemon.state_dir, d->cfg.daemon.state_dir);
+    nc.daemon.http_listen = od->http_listen;
+    nc.daemon.http_max_clients = od->http_max_clients;
+    nc.daemon.http_timeout_ms = od->http_timeout_ms;
+    nc.daemon.history_ms = od->history_ms;
     nc.libvirt = d->cfg.libvirt;
     bool was_dry = daemon_dry_run(d);
     struct config old = d->cfg;
