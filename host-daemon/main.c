@@ -1,4 +1,6 @@
-/* bellowsd: command line, configuration check, and the loop. */
+/* bellowsd: command line, configuration check, the loop, and the wiring: which modules
+ * (control socket, libvirt guests) and which balloon backend (QMP) the core is given. The
+ * one place outside qmp/ and libvirt/ that names them. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -9,8 +11,10 @@
 #include <uv.h>
 
 #include "host-daemon/config/config.h"
+#include "host-daemon/control/control_daemon.h"
 #include "host-daemon/core/daemon.h"
 #include "host-daemon/libvirt/libvirt_guests.h"
+#include "host-daemon/qmp/qmp_balloon.h"
 #include "host-daemon/util/log.h"
 
 #define DEFAULT_CONFIG "/etc/bellows/bellowsd.conf"
@@ -82,7 +86,7 @@ int main(int argc, char **argv)
         print_errors(path, &errs);
         return 1;
     }
-    if (cfg.libvirt.enabled && !daemon_libvirt_available()) {
+    if (cfg.libvirt.enabled && !libvirt_guests_available()) {
         fprintf(stderr, "%s:%d: [libvirt]: this bellowsd was built without libvirt\n", path,
                 cfg.libvirt.line);
         config_free(&cfg);
@@ -99,10 +103,19 @@ int main(int argc, char **argv)
     /* A control client or guest socket closing under a write must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
-    struct daemon d;
-    int r = daemon_start(&d, loop, &cfg, path, dry_run);
+    struct daemon *d = daemon_new();
+    int r = d ? control_daemon_attach(d) : -ENOMEM;
+    if (r == 0 && cfg.libvirt.enabled)
+        r = libvirt_guests_attach(d);
+    if (r < 0) {
+        fprintf(stderr, "bellowsd: cannot set up: %s\n", strerror(-r));
+        daemon_free(d);
+        config_free(&cfg);
+        return 1;
+    }
+    r = daemon_start(d, loop, &cfg, path, dry_run, &qmp_balloon_factory);
     uv_run(loop, UV_RUN_DEFAULT);
-    daemon_free(&d);
+    daemon_free(d);
     uv_loop_close(loop);
     if (r < 0)
         return 1;

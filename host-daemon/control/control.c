@@ -1,4 +1,5 @@
-/* Control socket server on the daemon's loop. */
+/* Control socket server: a unix listener, one request at a time per connection, only the
+ * daemon's own user, a bounded number of clients; requests answered through control_ops. */
 #include "host-daemon/control/control.h"
 
 #include <errno.h>
@@ -10,13 +11,12 @@
 #include <unistd.h>
 
 #include "host-daemon/control/control_proto.h"
-#include "host-daemon/core/daemon.h"
-#include "host-daemon/libvirt/libvirt_guests.h"
 #include "host-daemon/util/log.h"
 
 struct control_server {
     uv_pipe_t listener;
-    struct daemon *daemon;
+    const struct control_ops *ops;
+    void *ops_ctx;
     char path[CONFIG_PATH_MAX];
     unsigned max_clients;
     unsigned clients;
@@ -44,33 +44,6 @@ struct reply_write {
     uv_write_t req;
     struct control_conn *conn;
     char *text;
-};
-
-static int ops_add(void *ctx, const struct config_guest *cfg, char *err, size_t err_cap)
-{
-    return daemon_add_guest(ctx, cfg, false, err, err_cap);
-}
-
-static void ops_remove(void *ctx, struct guest *g)
-{
-    daemon_remove_guest(ctx, g);
-}
-
-static void ops_kick(void *ctx)
-{
-    daemon_kick(ctx);
-}
-
-static void ops_libvirt_event(void *ctx, const char *event, const char *uuid, const char *domain)
-{
-    daemon_libvirt_rescan_soon(ctx, event, uuid, domain);
-}
-
-static const struct control_ops daemon_ops = {
-    .add = ops_add,
-    .remove = ops_remove,
-    .kick = ops_kick,
-    .libvirt_event = ops_libvirt_event,
 };
 
 static void on_conn_closed(uv_handle_t *h)
@@ -160,7 +133,7 @@ static bool is_mutation(const char *line, size_t len)
     struct control_request req;
     char err[8];
     return control_parse_request(line, len, &req, err, sizeof(err)) == 0 &&
-           req.cmd != CONTROL_LIST && req.cmd != CONTROL_SHOW;
+           control_is_change(req.cmd);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -175,7 +148,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 /* Handle the first complete line in the buffer, if any; else read more. */
 static void process(struct control_conn *conn)
 {
-    struct daemon *d = conn->server->daemon;
+    struct control_server *s = conn->server;
     char *nl = memchr(conn->buf, '\n', conn->len);
     if (!nl) {
         if (conn->len == sizeof(conn->buf)) {
@@ -189,17 +162,7 @@ static void process(struct control_conn *conn)
         return;
     }
     size_t line_len = (size_t)(nl - conn->buf);
-    struct control_context ctx = {
-        .reg = &d->reg,
-        .policy = &d->cfg.policy,
-        .host = &d->host,
-        .host_sample = d->host_known ? &d->host_sample : NULL,
-        .dry_run = daemon_dry_run(d),
-        .now = daemon_now(d),
-        .ops = &daemon_ops,
-        .ops_ctx = d,
-    };
-    json_t *reply = control_handle_line(&ctx, conn->buf, line_len);
+    json_t *reply = control_handle_line(s->ops, s->ops_ctx, conn->buf, line_len);
     if (is_mutation(conn->buf, line_len)) {
         bool ok = json_is_true(json_object_get(reply, "ok"));
         log_info("control: %.*s -> %s", (int)(line_len > 200 ? 200 : line_len), conn->buf,
@@ -300,7 +263,8 @@ static void on_listener_closed(uv_handle_t *h)
 }
 
 /* See control.h. */
-int control_server_start(struct daemon *d, const char *path, unsigned max_clients,
+int control_server_start(uv_loop_t *loop, const char *path, unsigned max_clients,
+                         const struct control_ops *ops, void *ops_ctx,
                          struct control_server **ret_server)
 {
     if (strlen(path) >= CONFIG_PATH_MAX)
@@ -311,10 +275,11 @@ int control_server_start(struct daemon *d, const char *path, unsigned max_client
     struct control_server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->daemon = d;
+    s->ops = ops;
+    s->ops_ctx = ops_ctx;
     strcpy(s->path, path);
     s->max_clients = max_clients;
-    uv_pipe_init(d->loop, &s->listener, 0);
+    uv_pipe_init(loop, &s->listener, 0);
     s->listener.data = s;
     /* Created owner-only from the start: no window with a wider mode. */
     mode_t old = umask(0077);

@@ -1,4 +1,4 @@
-/* Control protocol: request parser, handler and guest views, pure over the registry. */
+/* Control protocol: the request parser, and the handler that answers through control_ops. */
 #include "host-daemon/control/control_proto.h"
 
 #include <ctype.h>
@@ -7,9 +7,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-
-#include "host-daemon/channel/guest_channel.h"
 
 static const struct {
     const char *name;
@@ -40,9 +37,9 @@ static bool key_allowed(const char *const *keys, const char *key)
 /* A libvirt UUID as text: 8-4-4-4-12 hexadecimal digits. */
 static bool uuid_valid(const char *s)
 {
-    if (strlen(s) != GUEST_UUID_LEN)
+    if (strlen(s) != CONTROL_UUID_LEN)
         return false;
-    for (size_t i = 0; i < GUEST_UUID_LEN; i++) {
+    for (size_t i = 0; i < CONTROL_UUID_LEN; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
         if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
             return false;
@@ -73,9 +70,9 @@ static int parse_libvirt_field(struct control_request *req, const char *key, jso
         return 0;
     }
     if (strcmp(key, "domain") == 0) {
-        if (!text || strlen(text) > GUEST_DOMAIN_MAX) {
+        if (!text || strlen(text) > CONTROL_DOMAIN_MAX) {
             snprintf(err, err_cap, "\"domain\" must be a domain name of at most %d bytes",
-                     GUEST_DOMAIN_MAX);
+                     CONTROL_DOMAIN_MAX);
             return -EINVAL;
         }
         for (const char *p = text; *p; p++) {
@@ -203,160 +200,6 @@ static json_t *ok_reply(void)
     return json_pack("{sb}", "ok", 1);
 }
 
-/* A size or time that may be unknown. */
-static json_t *maybe_u64(bool known, uint64_t v)
-{
-    return known ? json_integer((json_int_t)v) : json_null();
-}
-
-static json_t *iso_time(int64_t wall_ms)
-{
-    char buf[40];
-    time_t secs = (time_t)(wall_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof(buf) - n, ".%03dZ", (int)(wall_ms % 1000));
-    return json_string(buf);
-}
-
-static json_t *counters_json(const struct guest *g, const struct policy_guest *p)
-{
-    static const struct guest_channel_stats none;
-    const struct guest_channel_stats *s = g->channel ? guest_channel_stats(g->channel) : &none;
-    const struct {
-        const char *name;
-        uint64_t value;
-    } counters[] = {
-        {"bytes", s->bytes},
-        {"frames", s->frames},
-        {"messages", s->messages},
-        {"pressure_events", s->pressure_events},
-        {"reports", s->reports},
-        {"invalid", s->invalid},
-        {"json", s->rejected[BP_ERR_JSON]},
-        {"version", s->rejected[BP_ERR_VERSION]},
-        {"type", s->rejected[BP_ERR_TYPE]},
-        {"field", s->rejected[BP_ERR_FIELD]},
-        {"range", s->rejected[BP_ERR_RANGE]},
-        {"seq_stale", s->seq_stale},
-        {"seq_lost", s->seq_lost},
-        {"resyncs", s->resyncs},
-        {"unknown_type", s->unknown_type},
-        {"junk_bytes", s->junk_bytes},
-        {"oversized", s->oversized},
-        {"truncated", s->truncated},
-        {"rate_limited", s->rate_limited},
-        {"throttled", s->throttled},
-        {"welcomes_dropped", s->welcomes_dropped},
-        {"channel_connects", s->connects},
-        {"qmp_connects", g->qmp_connects},
-        {"balloon_changes", g->balloon_changes},
-        {"moves", g->moves},
-        {"move_errors", g->move_errors},
-        {"reversals", p->reversals},
-    };
-    json_t *j = json_object();
-    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
-        json_object_set_new(j, counters[i].name, json_integer((json_int_t)counters[i].value));
-    return j;
-}
-
-static json_t *decision_json(const struct decision_entry *e)
-{
-    json_t *j = json_pack("{sIsosssssIsIss}", "seq", (json_int_t)e->seq, "time",
-                          iso_time(e->wall_ms), "action", policy_action_name(e->action), "reason",
-                          policy_reason_name(e->reason), "from", (json_int_t)e->from_bytes, "to",
-                          (json_int_t)e->to_bytes, "result", move_result_name(e->result));
-    if (j && e->result == MOVE_FAILED)
-        json_object_set_new(j, "error", json_string(e->error));
-    return j;
-}
-
-/* See control_proto.h. */
-json_t *control_guest_json(const struct control_context *ctx, const struct guest *g,
-                           bool with_decisions)
-{
-    const struct policy_guest *p = &ctx->reg->policy[g->index];
-    enum bp_level level = policy_guest_level(ctx->policy, p, ctx->now);
-    const struct guest_channel_stats *s = g->channel ? guest_channel_stats(g->channel) : NULL;
-
-    json_t *last = json_null();
-    if (g->last_decision_at != POLICY_NEVER)
-        last = json_pack("{sssssIsIsI}", "action", policy_action_name(g->last_decision.action),
-                         "reason", policy_reason_name(g->last_decision.reason), "from",
-                         (json_int_t)g->last_decision.from_bytes, "to",
-                         (json_int_t)g->last_decision.to_bytes, "age_ms",
-                         (json_int_t)(ctx->now - g->last_decision_at));
-    json_t *last_move = json_null();
-    const struct decision_entry *e = guest_ring_entry(g, 0);
-    if (e)
-        last_move = decision_json(e);
-
-    json_t *j = json_object();
-    json_object_set_new(j, "name", json_string(g->name));
-    json_object_set_new(j, "source",
-                        json_string(g->backend == GUEST_BACKEND_LIBVIRT ? "libvirt"
-                                    : g->from_file                      ? "file"
-                                                                        : "runtime"));
-    json_object_set_new(j, "paused", json_boolean(p->paused));
-    json_object_set_new(j, "level", json_string(bp_level_name(level)));
-    json_object_set_new(j, "psi_some_avg10",
-                        g->mem_known ? json_real(g->mem.psi_some_avg10) : json_null());
-    json_object_set_new(j, "mem_available",
-                        maybe_u64(g->mem_known, g->mem.mem_available_kb * 1024));
-    json_object_set_new(j, "floor", json_integer((json_int_t)g->cfg.floor_bytes));
-    json_object_set_new(j, "ceiling", json_integer((json_int_t)g->cfg.ceiling_bytes));
-    json_object_set_new(j, "weight", json_integer(g->cfg.weight));
-    json_t *balloon = json_object();
-    json_object_set_new(balloon, "actual", maybe_u64(p->actual_known, p->actual_bytes));
-    json_object_set_new(balloon, "target", maybe_u64(p->target_set, p->target_bytes));
-    json_object_set_new(j, "balloon", balloon);
-    json_t *channel = json_object();
-    json_object_set_new(channel, "path", json_string(g->cfg.channel_path));
-    json_object_set_new(channel, "connected",
-                        json_boolean(s && guest_channel_connected(g->channel)));
-    json_object_set_new(channel, "throttled",
-                        json_boolean(s && guest_channel_throttled(g->channel)));
-    json_object_set_new(j, "channel", channel);
-    json_t *qmp = json_null(), *libvirt = json_null();
-    if (g->backend == GUEST_BACKEND_LIBVIRT) {
-        libvirt = json_object();
-        json_object_set_new(libvirt, "domain", json_string(g->domain));
-        json_object_set_new(libvirt, "uuid", json_string(g->uuid));
-        json_object_set_new(libvirt, "connected", json_boolean(g->libvirt_connected));
-    } else {
-        qmp = json_object();
-        json_object_set_new(qmp, "path", json_string(g->cfg.qmp_path));
-        json_object_set_new(qmp, "ready", json_boolean(g->qmp_ready));
-    }
-    json_object_set_new(j, "qmp", qmp);
-    json_object_set_new(j, "libvirt", libvirt);
-    json_object_set_new(j, "agent", g->agent[0] ? json_string(g->agent) : json_null());
-    json_object_set_new(j, "last_decision", last);
-    json_object_set_new(j, "last_move", last_move);
-    json_object_set_new(j, "counters", counters_json(g, p));
-    if (!j)
-        return NULL;
-    if (with_decisions) {
-        json_t *list = json_array();
-        for (size_t i = 0; i < g->ring_count; i++)
-            json_array_append_new(list, decision_json(guest_ring_entry(g, i)));
-        json_object_set_new(j, "decisions", list);
-    }
-    return j;
-}
-
-static json_t *host_json(const struct control_context *ctx)
-{
-    if (!ctx->host_sample)
-        return json_null();
-    return json_pack("{sfsIsIsb}", "psi_some_avg10", ctx->host_sample->psi.some.avg10, "mem_total",
-                     (json_int_t)(ctx->host_sample->meminfo.mem_total_kb * 1024), "mem_available",
-                     (json_int_t)(ctx->host_sample->meminfo.mem_available_kb * 1024), "pressure",
-                     ctx->host->pressure);
-}
-
 /* Apply settings to a copy of cfg; the caller commits it only when all are valid.
  * limits_only: set changes floor, ceiling and weight only (a libvirt guest has no QMP path). */
 static int apply_settings(const struct control_request *req, struct config_guest *cfg,
@@ -370,74 +213,69 @@ static int apply_settings(const struct control_request *req, struct config_guest
 }
 
 /* See control_proto.h. */
-json_t *control_handle(const struct control_context *ctx, const struct control_request *req)
+bool control_is_change(enum control_cmd cmd)
 {
-    struct guest *g = NULL;
-    char err[240];
+    return cmd != CONTROL_LIST && cmd != CONTROL_SHOW;
+}
 
-    if (req->cmd != CONTROL_LIST && req->cmd != CONTROL_ADD && req->cmd != CONTROL_LIBVIRT_EVENT) {
-        g = registry_find(ctx->reg, req->name);
-        if (!g)
-            return error_reply("no guest named '%s'", req->name);
-    }
+/* See control_proto.h. */
+json_t *control_handle(const struct control_ops *ops, void *ctx, const struct control_request *req)
+{
+    struct config_guest cfg;
+    char err[240];
+    json_t *reply;
+
+    if (req->cmd != CONTROL_LIST && req->cmd != CONTROL_ADD && req->cmd != CONTROL_LIBVIRT_EVENT &&
+        ops->find(ctx, req->name, &cfg) < 0)
+        return error_reply("no guest named '%s'", req->name);
     switch (req->cmd) {
     case CONTROL_LIST: {
-        json_t *list = json_array();
-        for (size_t i = 0; i < ctx->reg->n; i++)
-            json_array_append_new(list, control_guest_json(ctx, ctx->reg->guests[i], false));
-        return json_pack("{sbsbsoso}", "ok", 1, "dry_run", ctx->dry_run, "host", host_json(ctx),
-                         "guests", list);
+        json_t *members = ops->list(ctx);
+        reply = ok_reply();
+        if (reply && members)
+            json_object_update(reply, members);
+        json_decref(members);
+        return reply;
     }
     case CONTROL_SHOW:
-        return json_pack("{sbso}", "ok", 1, "guest", control_guest_json(ctx, g, true));
+        return json_pack("{sbso}", "ok", 1, "guest", ops->show(ctx, req->name, true));
     case CONTROL_PAUSE:
     case CONTROL_RESUME:
-        ctx->reg->policy[g->index].paused = req->cmd == CONTROL_PAUSE;
-        if (ctx->ops->kick)
-            ctx->ops->kick(ctx->ops_ctx);
+        ops->pause(ctx, req->name, req->cmd == CONTROL_PAUSE);
         return ok_reply();
-    case CONTROL_SET: {
-        struct config_guest cfg = g->cfg;
+    case CONTROL_SET:
         if (apply_settings(req, &cfg, true, err, sizeof(err)) < 0)
             return error_reply("%s", err);
-        registry_update_limits(ctx->reg, g, &cfg);
-        if (ctx->ops->kick)
-            ctx->ops->kick(ctx->ops_ctx);
-        return json_pack("{sbso}", "ok", 1, "guest", control_guest_json(ctx, g, false));
-    }
-    case CONTROL_ADD: {
-        struct config_guest cfg = {.weight = CONFIG_DEFAULT_WEIGHT};
-        strcpy(cfg.name, req->name);
-        if (registry_find(ctx->reg, req->name))
+        ops->set_limits(ctx, req->name, &cfg);
+        return json_pack("{sbso}", "ok", 1, "guest", ops->show(ctx, req->name, false));
+    case CONTROL_ADD:
+        if (ops->find(ctx, req->name, &cfg) == 0)
             return error_reply("guest '%s' exists already", req->name);
+        cfg = (struct config_guest){.weight = CONFIG_DEFAULT_WEIGHT};
+        strcpy(cfg.name, req->name);
         if (apply_settings(req, &cfg, false, err, sizeof(err)) < 0)
             return error_reply("%s", err);
-        if (ctx->ops->add(ctx->ops_ctx, &cfg, err, sizeof(err)) < 0)
+        if (ops->add(ctx, &cfg, err, sizeof(err)) < 0)
             return error_reply("%s", err);
         return ok_reply();
-    }
     case CONTROL_REMOVE:
-        if (g->backend == GUEST_BACKEND_LIBVIRT)
-            return error_reply("guest '%s' is libvirt domain %s: it goes when the domain stops "
-                               "(to stop managing it, pause it)",
-                               g->name, g->domain);
-        ctx->ops->remove(ctx->ops_ctx, g);
+        if (ops->remove(ctx, req->name, err, sizeof(err)) < 0)
+            return error_reply("%s", err);
         return ok_reply();
     case CONTROL_LIBVIRT_EVENT:
-        /* Only a nudge: the caller rescans after the reply is written. */
-        if (ctx->ops->libvirt_event)
-            ctx->ops->libvirt_event(ctx->ops_ctx, req->event, req->uuid, req->domain);
+        /* Only a nudge: the rescan runs after the reply is written. */
+        ops->vm_event(ctx, req->event, req->uuid, req->domain);
         return ok_reply();
     }
     return error_reply("unhandled command");
 }
 
 /* See control_proto.h. */
-json_t *control_handle_line(const struct control_context *ctx, const char *text, size_t len)
+json_t *control_handle_line(const struct control_ops *ops, void *ctx, const char *text, size_t len)
 {
     struct control_request req;
     char err[240];
     if (control_parse_request(text, len, &req, err, sizeof(err)) < 0)
         return error_reply("%s", err);
-    return control_handle(ctx, &req);
+    return control_handle(ops, ctx, &req);
 }

@@ -7,9 +7,9 @@
  *            {"cmd":"libvirt-event","event":"started|stopped|reconnect","uuid":U,"domain":D}
  * Replies:   {"ok":true,...} or {"ok":false,"error":"why"}
  *
- * The parser and the handler are pure over the registry and the policy state: the
- * effects that need I/O (starting or closing a guest's links) go through control_ops, so
- * tests drive the handler with a registry built from literals and fake ops.
+ * The parser is pure; the handler reads and changes the daemon only through control_ops
+ * (control_daemon.c gives the daemon's functions and views; tests give fakes), so nothing
+ * here knows the daemon's structures.
  */
 #ifndef BELLOWS_CONTROL_PROTO_H
 #define BELLOWS_CONTROL_PROTO_H
@@ -21,12 +21,12 @@
 #include <jansson.h>
 
 #include "host-daemon/config/config.h"
-#include "host-daemon/core/registry.h"
-#include "host-daemon/host/hostmem.h"
-#include "host-daemon/policy/policy.h"
 
 /* Longest request line accepted, newline included; a longer one closes the connection. */
 #define CONTROL_MAX_REQUEST 4096
+
+#define CONTROL_UUID_LEN 36    /* a libvirt domain UUID as text */
+#define CONTROL_DOMAIN_MAX 255 /* a libvirt domain name */
 
 enum control_cmd {
     CONTROL_LIST,
@@ -50,48 +50,43 @@ struct control_request {
         char value[CONFIG_PATH_MAX];
     } settings[CONTROL_MAX_SETTINGS];
     /* libvirt-event: what the libvirt hook saw (packaging/libvirt-hook-qemu) */
-    char event[16];                    /* started, stopped or reconnect */
-    char uuid[GUEST_UUID_LEN + 1];     /* the domain's UUID */
-    char domain[GUEST_DOMAIN_MAX + 1]; /* its name, for logs only; may be "" */
+    char event[16];                      /* started, stopped or reconnect */
+    char uuid[CONTROL_UUID_LEN + 1];     /* the domain's UUID */
+    char domain[CONTROL_DOMAIN_MAX + 1]; /* its name, for logs only; may be "" */
 };
 
 /* Parse one request (len bytes, no newline needed). Returns 0, or -EINVAL with a reason. */
 int control_parse_request(const char *text, size_t len, struct control_request *ret_req, char *err,
                           size_t err_cap);
 
-/* Effects with I/O, supplied by the daemon (or a test). */
-struct control_ops {
-    /* Add a guest and start its links; 0 or negative errno with a reason in err. */
-    int (*add)(void *ctx, const struct config_guest *cfg, char *err, size_t err_cap);
-    /* Remove a guest: close its links; its balloon stays. */
-    void (*remove)(void *ctx, struct guest *g);
-    /* Something changed: run a decision round soon. May be NULL. */
-    void (*kick)(void *ctx);
-    /* The libvirt hook reported an event: rescan libvirt's domains after the reply. May be
-     * NULL (then the event is acknowledged and ignored). */
-    void (*libvirt_event)(void *ctx, const char *event, const char *uuid, const char *domain);
-};
+/* Whether a request changes something (every command but list and show). */
+bool control_is_change(enum control_cmd cmd);
 
-/* What the handler reads and changes. */
-struct control_context {
-    struct registry *reg;
-    const struct policy_config *policy;
-    const struct policy_host *host;
-    const struct hostmem_sample *host_sample; /* NULL when not read yet */
-    bool dry_run;
-    int64_t now; /* loop ms, the policy's clock */
-    const struct control_ops *ops;
-    void *ops_ctx;
+/* What the handler reads and changes, supplied by the daemon (control_daemon.c) or a test.
+ * `name` is always a valid guest name. Each change is one call, which logs it. */
+struct control_ops {
+    /* The settings in force of guest `name`: 0, or -ENOENT when there is none. */
+    int (*find)(void *ctx, const char *name, struct config_guest *ret_cfg);
+    /* The reply members of `list` besides "ok": {"dry_run", "host", "guests"}. */
+    json_t *(*list)(void *ctx);
+    /* One guest's view, with its decisions or not. NULL when out of memory. */
+    json_t *(*show)(void *ctx, const char *name, bool with_decisions);
+    /* Pause or resume the management of a guest. */
+    void (*pause)(void *ctx, const char *name, bool paused);
+    /* New floor, ceiling and weight (cfg is the guest's settings with them, checked). */
+    void (*set_limits)(void *ctx, const char *name, const struct config_guest *cfg);
+    /* Add a guest (cfg checked) and start its links; 0 or a negative errno with err. */
+    int (*add)(void *ctx, const struct config_guest *cfg, char *err, size_t err_cap);
+    /* Remove a guest; 0 or a negative errno with err (e.g. a libvirt domain's guest). */
+    int (*remove)(void *ctx, const char *name, char *err, size_t err_cap);
+    /* The libvirt hook reported an event: rescan after the reply, never inside. */
+    void (*vm_event)(void *ctx, const char *event, const char *uuid, const char *domain);
 };
 
 /* Carry out a request; returns the reply (new reference, never NULL unless out of memory). */
-json_t *control_handle(const struct control_context *ctx, const struct control_request *req);
+json_t *control_handle(const struct control_ops *ops, void *ctx, const struct control_request *req);
 
 /* Parse and handle one line; malformed input gets {"ok":false,"error":...}. */
-json_t *control_handle_line(const struct control_context *ctx, const char *text, size_t len);
-
-/* One guest as JSON (what list shows per guest; show adds "decisions"). */
-json_t *control_guest_json(const struct control_context *ctx, const struct guest *g,
-                           bool with_decisions);
+json_t *control_handle_line(const struct control_ops *ops, void *ctx, const char *text, size_t len);
 
 #endif

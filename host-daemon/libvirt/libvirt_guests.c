@@ -1,4 +1,4 @@
-/* bellowsd's libvirt side: libvirt_backend's callbacks onto the registry and the policy. */
+/* bellowsd's libvirt guests module: libvirt_client's callbacks onto the daemon's functions. */
 #include "host-daemon/libvirt/libvirt_guests.h"
 
 #include <errno.h>
@@ -9,11 +9,16 @@
 #include <string.h>
 
 #include "host-daemon/core/daemon.h"
+#include "host-daemon/libvirt/libvirt_balloon.h"
 #include "host-daemon/libvirt/libvirt_client.h"
 #include "host-daemon/util/log.h"
 
-struct daemon_libvirt {
+#define SOURCE "libvirt" /* the guests' source, and the module's name */
+
+struct libvirt_guests {
+    struct daemon *daemon;
     struct libvirt_backend *backend;
+    struct libvirt_balloons balloons;
     uv_timer_t rescan_timer; /* the hook's nudge, run on the next loop turn */
 };
 
@@ -22,18 +27,25 @@ static double mib(uint64_t bytes)
     return (double)bytes / (double)POLICY_MIB;
 }
 
-/* See daemon_libvirt.h. */
-bool daemon_libvirt_available(void)
+/* See libvirt_guests.h. */
+bool libvirt_guests_available(void)
 {
     return true;
 }
 
+/* The daemon's guest of a managed domain, NULL if none. */
+static struct guest *guest_of(struct libvirt_guests *lv, const char *uuid)
+{
+    struct balloon *b = libvirt_balloons_find(&lv->balloons, uuid);
+    return b ? daemon_find_guest(lv->daemon, libvirt_balloon_guest(b)) : NULL;
+}
+
 /* The guest name for a domain: its own name when that is a valid guest name nobody else
  * has, else its UUID (always valid, and unique among libvirt guests). */
-static void guest_name_for(struct daemon *d, const struct libvirt_domain_info *info, char *out,
-                           size_t cap)
+static void guest_name_for(struct libvirt_guests *lv, const struct libvirt_domain_info *info,
+                           char *out, size_t cap)
 {
-    if (config_guest_name_valid(info->name) && !registry_find(&d->reg, info->name))
+    if (config_guest_name_valid(info->name) && !daemon_find_guest(lv->daemon, info->name))
         snprintf(out, cap, "%.*s", CONFIG_NAME_MAX, info->name);
     else
         snprintf(out, cap, "%s", info->uuid);
@@ -42,67 +54,66 @@ static void guest_name_for(struct daemon *d, const struct libvirt_domain_info *i
 static void on_domain_appeared(struct libvirt_backend *b, const struct libvirt_domain_info *info,
                                uint64_t actual_bytes, void *opaque)
 {
-    (void)b;
-    struct daemon *d = opaque;
+    struct libvirt_guests *lv = opaque;
     struct config_guest cfg = {0};
-    struct guest *g;
-    char err[240];
+    char err[240], detail[600];
 
     if (info->errors[0])
         log_warning("libvirt domain %s: %s; falling back as docs/libvirt.md says", info->name,
                     info->errors);
-    guest_name_for(d, info, cfg.name, sizeof(cfg.name));
+    guest_name_for(lv, info, cfg.name, sizeof(cfg.name));
     snprintf(cfg.channel_path, sizeof(cfg.channel_path), "%s", info->channel_path);
     cfg.floor_bytes = info->floor_bytes;
     cfg.ceiling_bytes = info->ceiling_bytes;
     cfg.weight = info->weight;
-    if (daemon_add_domain(d, &cfg, info->uuid, info->name, &g, err, sizeof(err)) < 0) {
-        log_error("libvirt domain %s (%s): not managed: %s", info->name, info->uuid, err);
+    struct balloon *balloon = libvirt_balloon_new(&lv->balloons, b, daemon_loop(lv->daemon),
+                                                  cfg.name, info->uuid, info->name, actual_bytes);
+    if (!balloon) {
+        log_error("libvirt domain %s (%s): not managed: out of memory", info->name, info->uuid);
         return;
     }
-    g->libvirt_connected = true;
-    log_info("guest %s: added: libvirt domain %s (%s), channel %s, balloon at %.1f MiB, floor "
-             "%.1f MiB (%s), ceiling %.1f MiB (%s), weight %" PRIu32 " (%s)",
-             g->name, info->name, info->uuid, cfg.channel_path, mib(actual_bytes),
-             mib(cfg.floor_bytes), libvirt_limit_source_name(info->floor_from),
-             mib(cfg.ceiling_bytes), libvirt_limit_source_name(info->ceiling_from), cfg.weight,
+    snprintf(detail, sizeof(detail),
+             "libvirt domain %s (%s), channel %s, balloon at %.1f MiB, floor %.1f MiB (%s), "
+             "ceiling %.1f MiB (%s), weight %" PRIu32 " (%s)",
+             info->name, info->uuid, cfg.channel_path, mib(actual_bytes), mib(cfg.floor_bytes),
+             libvirt_limit_source_name(info->floor_from), mib(cfg.ceiling_bytes),
+             libvirt_limit_source_name(info->ceiling_from), cfg.weight,
              libvirt_limit_source_name(info->weight_from));
-    policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual_bytes, daemon_now(d));
-    daemon_kick(d);
+    struct daemon_guest_spec spec = {
+        .cfg = &cfg, .balloon = balloon, .source = SOURCE, .detail = detail};
+    if (daemon_add_guest(lv->daemon, &spec, NULL, err, sizeof(err)) < 0)
+        log_error("libvirt domain %s (%s): not managed: %s", info->name, info->uuid, err);
 }
 
 static void on_domain_disappeared(struct libvirt_backend *b, const char *uuid, const char *name,
                                   void *opaque)
 {
     (void)b;
-    struct daemon *d = opaque;
-    struct guest *g = registry_find_uuid(&d->reg, uuid);
+    struct libvirt_guests *lv = opaque;
+    struct guest *g = guest_of(lv, uuid);
+    char err[240];
     if (!g)
         return;
     log_info("guest %s: libvirt domain %s stopped or left this host", g->name, name);
-    daemon_remove_guest(d, g);
+    daemon_remove_guest(lv->daemon, g, SOURCE, err, sizeof(err));
 }
 
 static void on_balloon_changed(struct libvirt_backend *b, const char *uuid, uint64_t actual_bytes,
                                void *opaque)
 {
     (void)b;
-    struct daemon *d = opaque;
-    struct guest *g = registry_find_uuid(&d->reg, uuid);
-    if (!g)
-        return; /* the backend reports a new domain's size before it is ours */
-    g->balloon_changes++;
-    log_debug("guest %s: balloon now %.1f MiB (libvirt)", g->name, mib(actual_bytes));
-    policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual_bytes, daemon_now(d));
-    daemon_kick(d);
+    struct libvirt_guests *lv = opaque;
+    struct balloon *balloon = libvirt_balloons_find(&lv->balloons, uuid);
+    if (balloon) /* the client reports a new domain's size before it is ours */
+        libvirt_balloon_note_actual(balloon, actual_bytes);
 }
 
 static void on_limits_changed(struct libvirt_backend *b, const struct libvirt_domain_info *info,
                               void *opaque)
 {
     (void)b;
-    struct daemon *d = opaque;
-    struct guest *g = registry_find_uuid(&d->reg, info->uuid);
+    struct libvirt_guests *lv = opaque;
+    struct guest *g = guest_of(lv, info->uuid);
     if (!g)
         return;
     if (info->errors[0])
@@ -118,30 +129,19 @@ static void on_limits_changed(struct libvirt_backend *b, const struct libvirt_do
         return;
     }
     log_info("guest %s: bellows metadata of libvirt domain %s changed", g->name, info->name);
-    daemon_set_limits(d, g, &cfg);
+    daemon_set_limits(lv->daemon, g, &cfg);
 }
 
 static void on_connection_changed(struct libvirt_backend *b, bool connected, const char *why,
                                   void *opaque)
 {
     (void)b;
-    struct daemon *d = opaque;
-
-    if (connected) {
+    struct libvirt_guests *lv = opaque;
+    if (connected)
         log_info("libvirt: connected to %s", why);
-    } else {
+    else
         log_warning("libvirt: %s; balloons of libvirt guests hold until it is back", why);
-    }
-    for (size_t i = 0; i < d->reg.n; i++) {
-        struct guest *g = d->reg.guests[i];
-        if (g->backend != GUEST_BACKEND_LIBVIRT)
-            continue;
-        g->libvirt_connected = connected;
-        /* Never act blind: sizes read before the gap are void; the rescan reads them. */
-        if (!connected)
-            policy_forget_actual(registry_policy(&d->reg, g));
-    }
-    daemon_kick(d);
+    libvirt_balloons_set_connected(&lv->balloons, connected, why);
 }
 
 static void on_domain_rejected(struct libvirt_backend *b, const char *name, const char *why,
@@ -152,7 +152,7 @@ static void on_domain_rejected(struct libvirt_backend *b, const char *name, cons
     log_warning("libvirt domain %s: not managed: %s", name, why);
 }
 
-/* libvirt prints every error to stderr by default; the backend keeps the message for the
+/* libvirt prints every error to stderr by default; the client keeps the message for the
  * daemon, which logs it once with its context. */
 static void ignore_libvirt_error(void *opaque, virErrorPtr err)
 {
@@ -160,10 +160,18 @@ static void ignore_libvirt_error(void *opaque, virErrorPtr err)
     (void)err;
 }
 
-/* See daemon_libvirt.h. */
-int daemon_libvirt_start(struct daemon *d)
+static void on_rescan(uv_timer_t *timer)
 {
-    const struct config_libvirt *c = &d->cfg.libvirt;
+    struct libvirt_guests *lv = timer->data;
+    if (lv->backend && libvirt_backend_rescan(lv->backend) < 0)
+        log_debug("libvirt: rescan skipped: not connected (the reconnect rescans)");
+}
+
+static int module_start(void *opaque, struct daemon *d)
+{
+    struct libvirt_guests *lv = opaque;
+    const struct config *cfg = daemon_config(d);
+    const struct config_libvirt *c = &cfg->libvirt;
     struct libvirt_backend_config bc;
     static const struct libvirt_backend_callbacks cbs = {
         .domain_appeared = on_domain_appeared,
@@ -174,9 +182,7 @@ int daemon_libvirt_start(struct daemon *d)
         .domain_rejected = on_domain_rejected,
     };
 
-    struct daemon_libvirt *lv = calloc(1, sizeof(*lv));
-    if (!lv)
-        return -ENOMEM;
+    lv->daemon = d;
     virSetErrorFunc(NULL, ignore_libvirt_error);
     libvirt_backend_config_defaults(&bc);
     bc.uri = c->uri;
@@ -184,95 +190,63 @@ int daemon_libvirt_start(struct daemon *d)
     bc.defaults.weight = c->default_weight;
     bc.keepalive_interval_s = (int)(c->keepalive_interval_ms / 1000);
     bc.keepalive_count = c->keepalive_count;
-    bc.reconnect_min_ms = d->cfg.daemon.reconnect_min_ms;
-    bc.reconnect_max_ms = d->cfg.daemon.reconnect_max_ms;
-    d->libvirt = lv;
-    int r = libvirt_backend_new(d->loop, &bc, &cbs, d, &lv->backend);
+    bc.reconnect_min_ms = cfg->daemon.reconnect_min_ms;
+    bc.reconnect_max_ms = cfg->daemon.reconnect_max_ms;
+    int r = libvirt_backend_new(daemon_loop(d), &bc, &cbs, lv, &lv->backend);
     if (r < 0) {
         log_error("libvirt: cannot set up the backend: %s", strerror(-r));
-        d->libvirt = NULL;
-        free(lv);
+        lv->backend = NULL;
         return r;
     }
-    uv_timer_init(d->loop, &lv->rescan_timer);
-    lv->rescan_timer.data = d;
-    if (libvirt_backend_start(lv->backend) < 0) {
+    uv_timer_init(daemon_loop(d), &lv->rescan_timer);
+    lv->rescan_timer.data = lv;
+    if (libvirt_backend_start(lv->backend) < 0)
         log_warning("libvirt: cannot connect to %s: %s; retrying with backoff", c->uri,
                     libvirt_backend_last_error(lv->backend));
-    }
     return 0;
 }
 
-static void on_rescan_timer_closed(uv_handle_t *h)
+static void module_stop(void *opaque)
 {
-    free(h->data);
-}
-
-/* See daemon_libvirt.h. */
-void daemon_libvirt_stop(struct daemon *d)
-{
-    struct daemon_libvirt *lv = d->libvirt;
-    if (!lv)
-        return;
-    d->libvirt = NULL;
+    struct libvirt_guests *lv = opaque;
+    /* The daemon closes the guests' balloons right after: they must not reach the client. */
+    libvirt_balloons_detach(&lv->balloons);
     libvirt_backend_close(lv->backend);
-    lv->rescan_timer.data = lv;
-    uv_close((uv_handle_t *)&lv->rescan_timer, on_rescan_timer_closed);
+    lv->backend = NULL;
+    uv_close((uv_handle_t *)&lv->rescan_timer, NULL);
 }
 
-/* See daemon_libvirt.h. */
-int daemon_libvirt_set_balloon(struct daemon *d, struct guest *g, uint64_t bytes, char *err,
-                               size_t err_cap)
+static void module_release(void *opaque)
 {
-    struct daemon_libvirt *lv = d->libvirt;
-    if (!lv) {
-        snprintf(err, err_cap, "the libvirt backend is not running");
-        return -ENOTCONN;
-    }
-    int r = libvirt_backend_set_balloon(lv->backend, g->uuid, bytes);
-    switch (r) {
-    case 0:
-        break;
-    case -ENOENT:
-        snprintf(err, err_cap, "libvirt domain %s is gone", g->domain);
-        break;
-    case -ENOTCONN:
-        snprintf(err, err_cap, "not connected to libvirtd");
-        break;
-    case -ERANGE:
-        snprintf(err, err_cap, "target outside 1 MiB..the domain's maximum memory");
-        break;
-    default:
-        snprintf(err, err_cap, "%s", libvirt_backend_last_error(lv->backend));
-        break;
-    }
+    free(opaque);
+}
+
+/* Only a nudge: the rescan runs on the next loop turn, never inside the control request
+ * (libvirtd waits for its hook while the hook waits for the reply). */
+static void module_vm_event(void *opaque, const char *event, const char *id, const char *name)
+{
+    struct libvirt_guests *lv = opaque;
+    log_debug("libvirt hook: %s %s (%s): rescanning", event, name, id);
+    uv_timer_start(&lv->rescan_timer, on_rescan, 0, 0);
+}
+
+static const struct daemon_module_ops module_ops = {
+    .name = SOURCE,
+    .before_guests = false,
+    .start = module_start,
+    .stop = module_stop,
+    .vm_event = module_vm_event,
+    .release = module_release,
+};
+
+/* See libvirt_guests.h. */
+int libvirt_guests_attach(struct daemon *d)
+{
+    struct libvirt_guests *lv = calloc(1, sizeof(*lv));
+    if (!lv)
+        return -ENOMEM;
+    int r = daemon_add_module(d, &module_ops, lv);
+    if (r < 0)
+        free(lv);
     return r;
-}
-
-/* See daemon_libvirt.h. */
-int daemon_libvirt_actual(struct daemon *d, const struct guest *g, uint64_t *ret_bytes)
-{
-    if (!d->libvirt)
-        return -EAGAIN;
-    int r = libvirt_backend_actual(d->libvirt->backend, g->uuid, ret_bytes);
-    return r < 0 ? -EAGAIN : 0;
-}
-
-static void on_rescan(uv_timer_t *timer)
-{
-    struct daemon *d = timer->data;
-    if (d->libvirt && libvirt_backend_rescan(d->libvirt->backend) < 0)
-        log_debug("libvirt: rescan skipped: not connected (the reconnect rescans)");
-}
-
-/* See daemon_libvirt.h. */
-void daemon_libvirt_rescan_soon(struct daemon *d, const char *event, const char *uuid,
-                                const char *domain)
-{
-    if (!d->libvirt) {
-        log_debug("libvirt hook: %s %s (%s) ignored: no [libvirt] backend", event, domain, uuid);
-        return;
-    }
-    log_debug("libvirt hook: %s %s (%s): rescanning", event, domain, uuid);
-    uv_timer_start(&d->libvirt->rescan_timer, on_rescan, 0, 0);
 }

@@ -4,9 +4,9 @@
 #include <sys/resource.h>
 
 /* See fdlimit.h. */
-uint64_t fdlimit_needed(uint64_t n_qmp, uint64_t n_libvirt)
+uint64_t fdlimit_needed(uint64_t guest_fds)
 {
-    return 2 * n_qmp + n_libvirt + FDLIMIT_RESERVE;
+    return guest_fds + FDLIMIT_RESERVE;
 }
 
 /* See fdlimit.h. */

@@ -1,0 +1,97 @@
+/* The core's own: struct daemon and the functions its files share. Only the core's .c files include
+ * this; everything else goes through daemon.h. */
+#ifndef BELLOWS_DAEMON_INTERNAL_H
+#define BELLOWS_DAEMON_INTERNAL_H
+
+#include "host-daemon/core/daemon.h"
+
+#define DAEMON_MAX_MODULES 8
+#define DAEMON_MAX_OBSERVERS 8
+
+struct daemon_module {
+    const struct daemon_module_ops *ops;
+    void *opaque;
+    bool started;
+};
+
+struct daemon_observer {
+    const struct daemon_observer_ops *ops;
+    void *opaque;
+};
+
+struct daemon {
+    uv_loop_t *loop;
+    struct config cfg;                     /* in force; guests[] here is the file's list */
+    char config_path[4096];                /* for reloads; "" when none */
+    bool dry_run_forced;                   /* --dry-run: advisory whatever the file says */
+    const struct balloon_factory *factory; /* balloons of file and control guests */
+    struct registry reg;
+    struct policy_host host;
+    bool host_known;
+    struct hostmem_sample host_sample;
+    bool host_warned;
+
+    uv_timer_t decide_timer; /* next decision round: at once after an input, else deadline */
+    uv_timer_t host_timer;   /* host PSI and MemAvailable sampling */
+    uv_signal_t sig_hup, sig_term, sig_int;
+    struct daemon_module modules[DAEMON_MAX_MODULES];
+    size_t n_modules;
+    struct daemon_observer observers[DAEMON_MAX_OBSERVERS];
+    size_t n_observers;
+    bool started;
+    bool stopping;
+    uint64_t rounds;    /* decision rounds run */
+    uint64_t guest_fds; /* descriptors the guests' links hold */
+    uint64_t fd_limit;  /* RLIMIT_NOFILE after raising it (fdlimit.h) */
+    bool fd_warned;
+    int64_t last_summary_at; /* loop ms of the last minute summary of dropped frames */
+};
+
+/* Bytes as MiB, for log lines. */
+double daemon_mib(uint64_t bytes);
+/* CLOCK_REALTIME in ms, for people (decision times). */
+int64_t daemon_wall_ms(void);
+
+/* rounds.c */
+void rounds_init(struct daemon *d);
+void rounds_close(struct daemon *d);
+/* Completion of a move (the backend's done callback; opaque is the guest). */
+void rounds_move_done(void *opaque, uint64_t token, int status, const char *error);
+/* Advisory mode just ended: the sizes were simulated, read the real ones. */
+void rounds_reread_balloons(struct daemon *d);
+
+/* links.c */
+/* Open g's agent channel. 0 or a negative errno. */
+int links_start_channel(struct daemon *d, struct guest *g);
+/* Bind g's balloon's events to the core and start it. 0 or a negative errno. */
+int links_start_balloon(struct daemon *d, struct guest *g);
+/* Close g's balloon; `closed` (may be NULL) runs once it is freed. */
+void links_close_balloon(struct guest *g, balloon_closed_cb closed, void *opaque);
+/* New channel limits from the config in force, for every guest. */
+void links_apply_channel_limits(struct daemon *d);
+/* Once a minute: one line per guest whose agent sent anything that was dropped. */
+void links_summarise_rejects(struct daemon *d);
+
+/* guests.c */
+/* A static guest's settings changed in the file: relink what changed, new limits. */
+void guests_update_from_file(struct daemon *d, struct guest *g, const struct config_guest *cfg);
+/* Another guest already uses one of cfg's socket paths. */
+struct guest *guests_path_owner(struct daemon *d, const struct config_guest *cfg,
+                                const struct guest *except);
+/* Remove every guest (daemon_stop). */
+void guests_remove_all(struct daemon *d);
+
+/* host_sampling.c */
+void host_sampling_init(struct daemon *d);
+/* Sample now (first_ms 0) or after first_ms, then every host_sample_ms. */
+void host_sampling_start(struct daemon *d, uint64_t first_ms);
+void host_sampling_close(struct daemon *d);
+
+/* observers.c: tell every observer */
+void observers_guest_added(struct daemon *d, const struct guest *g);
+void observers_guest_removed(struct daemon *d, const struct guest *g);
+void observers_sample(struct daemon *d, const struct guest *g, const struct daemon_sample *s);
+void observers_actual(struct daemon *d, const struct guest *g, uint64_t actual_bytes);
+void observers_move(struct daemon *d, const struct guest *g, const struct decision_entry *e);
+
+#endif
