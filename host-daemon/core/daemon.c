@@ -69,6 +69,7 @@ void daemon_view(const struct daemon *d, struct daemon_view *ret)
         .host_sample = d->host_known ? &d->host_sample : NULL,
         .dry_run = daemon_dry_run(d),
         .now = daemon_now(d),
+        .rounds = d->rounds,
     };
 }
 

@@ -84,7 +84,8 @@ struct daemon_view {
     const struct policy_host *host;
     const struct hostmem_sample *host_sample; /* NULL until the first host reading */
     bool dry_run;
-    int64_t now; /* loop ms, the policy's clock */
+    int64_t now;     /* loop ms, the policy's clock */
+    uint64_t rounds; /* decision rounds run since the start */
 };
 void daemon_view(const struct daemon *d, struct daemon_view *ret);
 
@@ -107,7 +108,9 @@ struct daemon_guest_spec {
     /* NULL: the daemon opens it with its factory from cfg (config file, control socket).
      * Else the module's own (e.g. a libvirt domain's), taken over: closed on failure. */
     struct balloon *balloon;
-    const char *source; /* the module adding it (its name), NULL for file and control */
+    /* The module adding it: its name, kept (it must live as long as the daemon); NULL for
+     * the file and the control socket. */
+    const char *source;
     const char *detail; /* for the "added" log line instead of the paths; may be NULL */
 };
 
@@ -162,9 +165,9 @@ struct daemon_observer_ops {
     void (*move)(void *opaque, const struct guest *g, const struct decision_entry *e);
 };
 
-/* Subscribe (any time). 0 or -ENOSPC (at most 8 observers). */
+/* Subscribe (any time but from inside an observer's callback). 0 or -ENOSPC (at most 8). */
 int daemon_add_observer(struct daemon *d, const struct daemon_observer_ops *ops, void *opaque);
-/* Unsubscribe (ops and opaque as given). */
+/* Unsubscribe (ops and opaque as given; not from inside an observer's callback). */
 void daemon_remove_observer(struct daemon *d, const struct daemon_observer_ops *ops, void *opaque);
 
 #endif

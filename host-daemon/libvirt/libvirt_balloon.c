@@ -136,9 +136,12 @@ static int lb_query(struct balloon *b, balloon_query_cb done, void *opaque)
 {
     struct libvirt_balloon *lb = of(b);
     uint64_t bytes;
-    if (!lb->client || lb->query_pending)
-        return lb->client ? -EBUSY : -ENOTCONN;
-    if (libvirt_backend_actual(lb->client, lb->uuid, &bytes) < 0)
+    if (!lb->client)
+        return -ENOTCONN;
+    if (lb->query_pending)
+        return -EBUSY;
+    /* Unknown since libvirtd went away: the next size read says ready instead. */
+    if (!lb->actual_known || libvirt_backend_actual(lb->client, lb->uuid, &bytes) < 0)
         return -EAGAIN;
     lb->query_pending = true;
     lb->query_done = done;
