@@ -158,10 +158,10 @@ def one_rep(i, args, image, rundir):
         qmp = QmpProxy(os.path.join(rundir, "qmp-proxy.sock"), g.qmp_path)
         conf = os.path.join(rundir, "bellowsd.conf")
         with open(conf, "w") as f:
-            f.write("[daemon]\ncontrol_socket = %s\nlog_level = debug\n\n"
+            f.write("[daemon]\ncontrol_socket = %s\nstate_dir = %s\nlog_level = debug\n\n"
                     "[guest react]\nqmp = %s\nchannel = %s\nfloor = 128M\nceiling = %dM\n"
-                    % (os.path.join(rundir, "ctl.sock"), qmp.listen_path, chan.listen_path,
-                       args.mem))
+                    % (os.path.join(rundir, "ctl.sock"), os.path.join(rundir, "state"),
+                       qmp.listen_path, chan.listen_path, args.mem))
         dlog = open(os.path.join(rundir, "bellowsd.log"), "w")
         daemon = subprocess.Popen([args.bellowsd, "--config", conf], stdout=dlog,
                                   stderr=subprocess.STDOUT)

@@ -12,8 +12,10 @@
 
 #include <jansson.h>
 
+#include "ctl/control_client.h"
+#include "ctl/top.h"
+
 #define DEFAULT_SOCKET "/run/bellowsd/control.sock"
-#define MAX_REPLY (64u << 20) /* a list of many thousand guests fits */
 
 static void usage(FILE *out)
 {
@@ -29,6 +31,7 @@ static void usage(FILE *out)
         "  remove NAME                   stop managing a guest (its balloon stays)\n"
         "  libvirt-event EVENT UUID [DOMAIN]   from the libvirt hook: started, stopped or\n"
         "                                reconnect; bellowsd rescans libvirt's domains\n"
+        "  top [-d S] [-b] [-n N]        live view of every guest (bellowsctl top -h)\n"
         "options:\n"
         "  -s, --socket PATH   control socket (default $BELLOWS_CONTROL_SOCKET or " DEFAULT_SOCKET
         ")\n"
@@ -84,72 +87,6 @@ static json_t *build_request(int argc, char **argv)
     }
     fprintf(stderr, "bellowsctl: unknown command '%s'\n", cmd);
     usage(stderr);
-    return NULL;
-}
-
-/* Send one line, read one line back. Returns the reply (malloc'ed) or NULL with errno. */
-static char *exchange(const char *path, const char *request)
-{
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(addr.sun_path)) {
-        errno = ENAMETOOLONG;
-        return NULL;
-    }
-    strcpy(addr.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return NULL;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-        goto fail;
-    size_t len = strlen(request);
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, request + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto fail;
-        off += (size_t)n;
-    }
-    size_t cap = 65536, used = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        goto fail;
-    for (;;) {
-        if (used + 1 >= cap) {
-            if (cap >= MAX_REPLY) {
-                free(buf);
-                errno = EMSGSIZE;
-                goto fail;
-            }
-            char *grown = realloc(buf, cap * 2);
-            if (!grown) {
-                free(buf);
-                goto fail;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + used, cap - used - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            free(buf);
-            if (n == 0)
-                errno = ECONNRESET;
-            goto fail;
-        }
-        used += (size_t)n;
-        char *nl = memchr(buf, '\n', used);
-        if (nl) {
-            *nl = '\0';
-            close(fd);
-            return buf;
-        }
-    }
-fail:;
-    int saved = errno;
-    close(fd);
-    errno = saved;
     return NULL;
 }
 
@@ -298,6 +235,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (strcmp(argv[optind], "top") == 0)
+        return top_main(path, argc - optind, argv + optind);
     json_t *req = build_request(argc - optind, argv + optind);
     if (!req)
         return 2;
@@ -309,7 +248,7 @@ int main(int argc, char **argv)
     strcpy(line + len, "\n");
     free(text);
 
-    char *reply_text = exchange(path, line);
+    char *reply_text = control_exchange(path, line);
     free(line);
     if (!reply_text) {
         fprintf(stderr, "bellowsctl: %s: %s\n", path, strerror(errno));

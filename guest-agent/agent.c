@@ -437,8 +437,18 @@ static int start_sources(struct agent *a)
         }
     }
     if (!a->has_vmpressure && !a->has_psi) {
+        /* With auto, a kernel without either source (cgroup v2 only and psi=0) gets a
+         * reports-only agent: the host still sees the guest's memory in every report, and
+         * exiting would only make the service manager restart it for ever. */
         logmsg("no pressure source available: vmpressure: %s; psi: %s", why_vmp, why_psi);
-        return -1;
+        if (a->opts.report_ms)
+            logmsg("running reports-only: a memory report every %u ms (or as the host's "
+                   "welcome says), no pressure events",
+                   a->opts.report_ms);
+        else
+            logmsg("running reports-only: a memory report after each connect and when the "
+                   "host's welcome asks for them (--report-interval 0), no pressure events");
+        return 0;
     }
     if (a->opts.sources_auto && !a->has_vmpressure)
         logmsg("vmpressure not used: %s", why_vmp);

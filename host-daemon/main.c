@@ -13,6 +13,7 @@
 #include "host-daemon/config/config.h"
 #include "host-daemon/control/control_daemon.h"
 #include "host-daemon/core/daemon.h"
+#include "host-daemon/http/http_daemon.h"
 #include "host-daemon/libvirt/libvirt_guests.h"
 #include "host-daemon/qmp/qmp_balloon.h"
 #include "host-daemon/util/log.h"
@@ -105,6 +106,8 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     struct daemon *d = daemon_new();
     int r = d ? control_daemon_attach(d) : -ENOMEM;
+    if (r == 0)
+        r = http_daemon_attach(d);
     if (r == 0 && cfg.libvirt.enabled)
         r = libvirt_guests_attach(d);
     if (r < 0) {

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The body of scripts/demo (which installs and builds first): three real guests, bellowsd,
-a live view for about a minute, a summary; everything started is stopped at the end.
+a live view for about a minute, a summary; everything started is stopped at the end
+(with --stay, only when asked: Ctrl-C). bellowsd serves its dashboard meanwhile; its
+address is printed in every frame and in the summary.
 Each guest has 64 MiB of swap, as real guests do: the kernel then reclaims before it
 runs out, and its PSI stall figures move (without swap they stay 0 until the OOM kill).
 
@@ -18,6 +20,8 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,18 @@ POLICY = {
     "inflate_step_bytes": "32M",
     "deflate_cooldown_ms": "30s",
 }
+
+
+def dashboard_port(wanted=8466):
+    """bellowsd's default port when it is free here, else one the kernel finds free."""
+    for port in (wanted, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    return wanted
 
 
 def programs(build):
@@ -107,6 +123,9 @@ def main():
     p.add_argument("--build", required=True)
     p.add_argument("--seconds", type=int, default=60)
     p.add_argument("--keep", action="store_true", help="keep the run directory")
+    p.add_argument("--stay", action="store_true",
+                   help="after the summary, keep the guests and bellowsd running (and the "
+                        "dashboard live) until Ctrl-C")
     args = p.parse_args()
     prog = programs(args.build)
 
@@ -137,8 +156,11 @@ def main():
 
         config = os.path.join(rundir, "bellowsd.conf")
         control = os.path.join(rundir, "control.sock")
+        port = dashboard_port()
+        url = "http://127.0.0.1:%d/" % port
         guestlib.write_config(config, guests, settings={g.name: {"floor": FLOOR} for g in guests},
-                              daemon={"control_socket": control}, policy=POLICY)
+                              daemon={"control_socket": control,
+                                      "http_listen": "127.0.0.1:%d" % port}, policy=POLICY)
         daemon_log = open(os.path.join(rundir, "bellowsd.log"), "w")
         daemon = subprocess.Popen([prog["bellowsd"], "--config", config],
                                   stdout=daemon_log, stderr=subprocess.STDOUT)
@@ -158,6 +180,7 @@ def main():
             view = ctl(prog, control, "list")
             why = decisions(prog, control)
             frame = ["bellows demo  t=%3.0fs of %ds   (bellowsctl list, every second)" % (t, args.seconds),
+                     "dashboard: %s   (open it in a browser: live pressure, balloons, decisions)" % url,
                      "", view.rstrip(), "",
                      "bellowsd's latest decision (holds too) and what runs inside each guest:"]
             for g in guests:
@@ -188,8 +211,26 @@ def main():
                   % (g.name, start_mib, g.observer().actual() // MIB,
                      " ".join(map(str, plateaus(sizes))), ups, downs, reversals, g.oom_kills(),
                      workload_state(g)))
+        print("\nwhere to look:\n"
+              "  dashboard   %s\n"
+              "  metrics     %smetrics   (Prometheus text format)\n"
+              "  JSON API    %sapi/v1/guests\n"
+              "  terminal    %s --socket %s top"
+              % (url, url, url, prog["bellowsctl"], control))
         if args.keep:
             print("  bellowsd log: %s" % daemon_log.name)
+        if args.stay:
+            print("\ndemo: still running (--stay): the guests idle, bellowsd keeps managing "
+                  "them and the dashboard stays live at %s\ndemo: Ctrl-C stops everything"
+                  % url, flush=True)
+            stop = []
+            signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+            try:
+                while not stop and daemon.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+            print("demo: stopping")
         return 0
     except guestlib.GuestError as e:
         print("demo: %s" % e, file=sys.stderr)

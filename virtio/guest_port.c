@@ -93,7 +93,7 @@ static void on_retry(uv_timer_t *timer)
 /* An attempt failed or the port is down and closed: schedule the next attempt. */
 static void schedule_retry(struct guest_port *port, int err)
 {
-    uint64_t delay_ns = guest_backoff_down(&port->backoff, uv_hrtime());
+    uint64_t delay_ns = link_backoff_down(&port->backoff, uv_hrtime());
     uint64_t delay_ms = (delay_ns + NS_PER_MS - 1) / NS_PER_MS;
     port->last_err = err;
     port->stats.downs++;
@@ -300,7 +300,7 @@ static void attempt(struct guest_port *port)
     port->polling = true;
     port->up = true;
     port->stats.ups++;
-    guest_backoff_up(&port->backoff, uv_hrtime());
+    link_backoff_up(&port->backoff, uv_hrtime());
     update_poll(port);
     if (port->ops->on_up)
         port->ops->on_up(port, port->opaque);
@@ -321,8 +321,8 @@ int guest_port_init(uv_loop_t *loop, struct guest_port *port, const struct guest
     port->fd = -1;
     /* A connection that outlives the longest delay is healthy. */
     uint64_t max_ns = cfg->backoff_max_ms * NS_PER_MS;
-    guest_backoff_init(&port->backoff, cfg->backoff_min_ms * NS_PER_MS, max_ns,
-                       max_ns > 1000 * NS_PER_MS ? max_ns : 1000 * NS_PER_MS);
+    link_backoff_init(&port->backoff, cfg->backoff_min_ms * NS_PER_MS, max_ns,
+                      max_ns > 1000 * NS_PER_MS ? max_ns : 1000 * NS_PER_MS);
     int r = uv_timer_init(loop, &port->retry);
     if (r < 0)
         return r;

@@ -7,12 +7,12 @@
  * socket (tests and debugging).
  *
  * A virtio port whose host side is closed keeps POLLHUP set, so a hang-up closes the port
- * and retries on a timer with a doubling backoff (guest_backoff.h) instead of polling again.
+ * and retries on a timer with a doubling backoff (link_backoff.h) instead of polling again.
  * The owner must ignore SIGPIPE (a FIFO whose reader left raises it on write). */
 #ifndef BELLOWS_GUEST_PORT_H
 #define BELLOWS_GUEST_PORT_H
 
-#include "virtio/guest_backoff.h"
+#include "virtio/link_backoff.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -79,7 +79,7 @@ struct guest_port {
     void (*close_cb)(struct guest_port *port);
     int last_err; /* why the latest attempt failed, 0 for a hang-up */
     char path[PATH_MAX];
-    struct guest_backoff backoff;
+    struct link_backoff backoff;
     struct guest_port_stats stats;
 
     size_t out_len, out_off; /* the frame in flight */

@@ -2,18 +2,29 @@
 #include "virtio/host_channel.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
+#include "virtio/link_backoff.h"
+#include "virtio/link_gate.h"
+#include "virtio/sock_watch.h"
+
+#define NS_PER_MS UINT64_C(1000000)
+
 /* One connection attempt and, if it succeeds, the connection. A new one is made for each
  * attempt because a libuv handle can only be reused after its close callback. */
+/* Where an attempt stands in the process's link gate (link_gate.h). */
+enum gate_state { GATE_NONE, GATE_IN_FLIGHT, GATE_OPEN };
+
 struct conn {
     uv_pipe_t pipe;
     uv_connect_t req;
     struct host_channel *ch;
     size_t write_queued; /* bytes handed to uv_write and not yet done */
     bool reading;
+    enum gate_state gate;
 };
 
 struct host_channel {
@@ -24,13 +35,18 @@ struct host_channel {
     void *opaque;
 
     uv_timer_t retry_timer;
-    struct conn *conn; /* current attempt or connection; NULL while waiting to retry */
+    struct sock_watch watch; /* the socket's folder, while the link is down */
+    bool watch_ok;           /* the watch handle was made (it needs closing) */
+    struct conn *conn;       /* current attempt or connection; NULL while waiting to retry */
     bool connected;
     bool paused;
     bool started;
     bool closing;
-    uint64_t backoff_ms;
-    unsigned open_handles; /* retry timer + connections not yet closed */
+    struct link_gate_waiter gate_wait; /* waiting for the gate to let an attempt through */
+    struct host_channel_stats stats;
+    struct link_backoff backoff;
+    uint64_t retry_ms;     /* the delay of the retry now scheduled */
+    unsigned open_handles; /* retry timer, watch, connections not yet closed */
     host_channel_closed_cb closed;
 
     char read_buf[HOST_CHANNEL_READ_BUF];
@@ -58,6 +74,11 @@ static void on_conn_closed(uv_handle_t *handle)
 {
     struct conn *conn = handle->data;
     struct host_channel *ch = conn->ch;
+    /* Every attempt ends here once: its place in the gate is given back. */
+    if (conn->gate == GATE_IN_FLIGHT)
+        link_gate_failed(link_gate_shared());
+    else if (conn->gate == GATE_OPEN)
+        link_gate_closed(link_gate_shared());
     free(conn);
     ch->open_handles--;
     maybe_finish_close(ch);
@@ -70,9 +91,31 @@ static void on_timer_closed(uv_handle_t *handle)
     maybe_finish_close(ch);
 }
 
+static void on_watch_closed(uv_handle_t *handle)
+{
+    struct sock_watch *w = handle->data;
+    struct host_channel *ch = w->opaque;
+    ch->open_handles--;
+    maybe_finish_close(ch);
+}
+
 static void on_retry(uv_timer_t *timer)
 {
     struct host_channel *ch = timer->data;
+    try_connect(ch);
+}
+
+/* The socket's name changed in its folder (QEMU made it again): do not wait for the
+ * timer, and start the backoff over, since this is a new socket. */
+static void on_socket_appeared(struct sock_watch *w, void *opaque)
+{
+    (void)w;
+    struct host_channel *ch = opaque;
+    if (ch->closing || ch->conn)
+        return; /* an attempt is in flight or the link is up */
+    ch->stats.watch_retries++;
+    link_backoff_reset(&ch->backoff);
+    uv_timer_stop(&ch->retry_timer);
     try_connect(ch);
 }
 
@@ -88,10 +131,13 @@ static void drop_conn(struct host_channel *ch, int err)
         uv_close((uv_handle_t *)&conn->pipe, on_conn_closed);
     if (ch->closing)
         return;
-    uv_timer_start(&ch->retry_timer, on_retry, ch->backoff_ms, 0);
-    ch->backoff_ms *= 2;
-    if (ch->backoff_ms > ch->cfg.backoff_max_ms)
-        ch->backoff_ms = ch->cfg.backoff_max_ms;
+    /* A link that did not stay up long enough keeps doubling the delay: a socket that
+     * accepts and closes at once is not redialled at the minimum delay forever. */
+    uint64_t delay_ns = link_backoff_down(&ch->backoff, uv_now(ch->loop) * NS_PER_MS);
+    ch->retry_ms = (delay_ns + NS_PER_MS - 1) / NS_PER_MS;
+    uv_timer_start(&ch->retry_timer, on_retry, ch->retry_ms, 0);
+    if (ch->watch_ok)
+        sock_watch_start(&ch->watch);
     if (ch->cbs.on_disconnect)
         ch->cbs.on_disconnect(ch, err, was_connected, ch->opaque);
 }
@@ -142,25 +188,54 @@ static void on_connected(uv_connect_t *req, int status)
         drop_conn(ch, status);
         return;
     }
+    conn->gate = GATE_OPEN;
+    link_gate_connected(link_gate_shared());
     ch->connected = true;
-    ch->backoff_ms = ch->cfg.backoff_min_ms;
+    /* Up, but not yet healthy: the backoff starts over only once it has stayed up. */
+    link_backoff_up(&ch->backoff, uv_now(ch->loop) * NS_PER_MS);
+    if (ch->watch_ok)
+        sock_watch_stop(&ch->watch);
+    ch->stats.connects++;
     if (ch->cbs.on_connect)
         ch->cbs.on_connect(ch, ch->opaque);
     if (ch->conn == conn && !ch->closing)
         start_reading(ch);
 }
 
+static void connect_now(struct host_channel *ch);
+
+static void on_gate_admit(struct link_gate_waiter *w)
+{
+    struct host_channel *ch =
+        (struct host_channel *)((char *)w - offsetof(struct host_channel, gate_wait));
+    connect_now(ch);
+}
+
+/* An attempt, once the gate lets it through (at once, or when a place frees). */
 static void try_connect(struct host_channel *ch)
+{
+    if (ch->conn || ch->gate_wait.queued)
+        return; /* an attempt is in flight, or waiting for the gate already */
+    if (link_gate_enter(link_gate_shared(), &ch->gate_wait, on_gate_admit))
+        connect_now(ch);
+    else
+        ch->stats.gate_waits++;
+}
+
+static void connect_now(struct host_channel *ch)
 {
     struct conn *conn = calloc(1, sizeof(*conn));
     if (!conn) {
+        link_gate_failed(link_gate_shared());
         drop_conn(ch, -ENOMEM);
         return;
     }
+    conn->gate = GATE_IN_FLIGHT;
     conn->ch = ch;
     int r = uv_pipe_init(ch->loop, &conn->pipe, 0);
     if (r < 0) {
         free(conn);
+        link_gate_failed(link_gate_shared());
         drop_conn(ch, r);
         return;
     }
@@ -198,12 +273,19 @@ int host_channel_new(uv_loop_t *loop, const char *path, const struct host_channe
         ch->cfg.backoff_max_ms = ch->cfg.backoff_min_ms;
     if (!ch->cfg.max_write_queue)
         ch->cfg.max_write_queue = HOST_CHANNEL_DEFAULT_MAX_WRITE_QUEUE;
+    if (!ch->cfg.stable_ms)
+        ch->cfg.stable_ms = ch->cfg.backoff_max_ms > 1000 ? ch->cfg.backoff_max_ms : 1000;
     ch->cbs = *cbs;
     ch->opaque = opaque;
-    ch->backoff_ms = ch->cfg.backoff_min_ms;
+    link_backoff_init(&ch->backoff, ch->cfg.backoff_min_ms * NS_PER_MS,
+                      ch->cfg.backoff_max_ms * NS_PER_MS, ch->cfg.stable_ms * NS_PER_MS);
     uv_timer_init(loop, &ch->retry_timer);
     ch->retry_timer.data = ch;
     ch->open_handles = 1;
+    if (sock_watch_init(loop, &ch->watch, ch->path, on_socket_appeared, ch) == 0) {
+        ch->watch_ok = true;
+        ch->open_handles++;
+    }
     *ret_channel = ch;
     return 0;
 }
@@ -283,6 +365,18 @@ bool host_channel_connected(const struct host_channel *ch)
 }
 
 /* See host_channel.h. */
+const struct host_channel_stats *host_channel_stats(const struct host_channel *ch)
+{
+    return &ch->stats;
+}
+
+/* See host_channel.h. */
+uint64_t host_channel_retry_ms(const struct host_channel *ch)
+{
+    return ch->conn ? 0 : ch->retry_ms;
+}
+
+/* See host_channel.h. */
 const char *host_channel_path(const struct host_channel *ch)
 {
     return ch->path;
@@ -295,8 +389,11 @@ void host_channel_close(struct host_channel *ch, host_channel_closed_cb closed)
         return;
     ch->closing = true;
     ch->closed = closed;
+    link_gate_leave(link_gate_shared(), &ch->gate_wait);
     uv_timer_stop(&ch->retry_timer);
     uv_close((uv_handle_t *)&ch->retry_timer, on_timer_closed);
+    if (ch->watch_ok)
+        sock_watch_close(&ch->watch, on_watch_closed);
     if (ch->conn) {
         struct conn *conn = ch->conn;
         ch->conn = NULL;

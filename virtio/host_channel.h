@@ -3,10 +3,15 @@
  *
  * The channel connects, hands every byte it reads to on_data (the caller frames and
  * decodes), and when the socket fails or QEMU goes away it reconnects on a timer with
- * exponential backoff: it never spins. Reading can be paused and resumed, which is how the
- * caller applies backpressure to a guest that sends too much. Memory is bounded: one fixed
- * read buffer and a capped write queue. All callbacks run on the libuv loop; nothing
- * blocks. Library code: it does not log.
+ * exponential backoff: it never spins. A connection counts as healthy, and the backoff
+ * starts over, only once it has stayed up for stable_ms: a chardev that accepts and closes
+ * at once is redialled ever more slowly, up to backoff_max_ms. While down, the socket's
+ * folder is watched (sock_watch.h): when QEMU makes the socket again the channel connects
+ * at once, whatever the backoff had reached. Every attempt goes through the process's
+ * link gate (link_gate.h): connects in flight and open links are bounded there. Reading can be
+ * paused and resumed, which is how the caller applies backpressure to a guest that sends too much.
+ * Memory is bounded: one fixed read buffer and a capped write queue. All callbacks run on the libuv
+ * loop; nothing blocks. Library code: it does not log.
  */
 #ifndef BELLOWS_HOST_CHANNEL_H
 #define BELLOWS_HOST_CHANNEL_H
@@ -28,7 +33,15 @@ struct host_channel;
 struct host_channel_config {
     uint64_t backoff_min_ms; /* first retry delay after a failure */
     uint64_t backoff_max_ms; /* the delay doubles up to this */
+    uint64_t stable_ms;      /* up this long: healthy (default max(backoff_max_ms, 1 s)) */
     size_t max_write_queue;  /* bytes queued for a guest that does not read */
+};
+
+/* Counters since the channel was made. */
+struct host_channel_stats {
+    uint64_t connects;      /* connections made */
+    uint64_t watch_retries; /* attempts made at once because the socket appeared */
+    uint64_t gate_waits;    /* attempts that waited for the process's link gate */
 };
 
 struct host_channel_callbacks {
@@ -66,6 +79,13 @@ int host_channel_write(struct host_channel *ch, const char *data, size_t len);
 
 bool host_channel_connected(const struct host_channel *ch);
 const char *host_channel_path(const struct host_channel *ch);
+
+/* Counters (see struct host_channel_stats). */
+const struct host_channel_stats *host_channel_stats(const struct host_channel *ch);
+
+/* While waiting to retry: the delay that was scheduled, in ms; 0 while an attempt is in
+ * flight or the link is up. */
+uint64_t host_channel_retry_ms(const struct host_channel *ch);
 
 /* Close everything; no callback of cbs runs after this returns. Safe from inside any of
  * this channel's callbacks. closed may be NULL. Calling it twice is a no-op. */

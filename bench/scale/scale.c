@@ -169,10 +169,11 @@ static long write_config(unsigned n)
     if (!f)
         return -errno;
     fprintf(f,
-            "[daemon]\ncontrol_socket = %s/ctl\nproc_dir = %s/proc\nlog_level = warning\n"
+            "[daemon]\ncontrol_socket = %s/ctl\nproc_dir = %s/proc\nstate_dir = %s/state\n"
+            "log_level = warning\n"
             "guest_frame_rate = 10000\nguest_frame_burst = 100000\n"
             "guest_byte_rate = 1G\nguest_byte_burst = 1G\n",
-            dir, dir);
+            dir, dir, dir);
     for (unsigned i = 0; i < n; i++) {
         struct sim_guest *g = &sim.guests[i];
         fprintf(f, "[guest %s]\nqmp=%s\nchannel=%s\nfloor=512M\nceiling=4G\n", g->name, g->qmp_path,

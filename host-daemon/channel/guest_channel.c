@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host-daemon/util/escape.h"
 #include "virtio/host_channel.h"
+#include "virtio/link_gate.h"
 
 #define NS_PER_MS UINT64_C(1000000)
 
@@ -99,18 +101,23 @@ static void on_frame(const char *payload, size_t len, void *opaque)
         return;
     }
     struct bp_msg msg;
-    char detail[80] = "";
-    enum bp_error err = bp_decode(payload, len, &msg, detail, sizeof(detail));
+    char raw[80] = "", detail[sizeof(raw) * 4];
+    enum bp_error err = bp_decode(payload, len, &msg, raw, sizeof(raw));
     if (err == BP_ERR_UNKNOWN_TYPE) {
         gc->stats.unknown_type++;
         return;
     }
     if (err != BP_OK) {
+        /* The decoder's detail may quote the guest's bytes (jansson's "near '...'"). */
+        text_escape_str(raw, detail, sizeof(detail));
         gc->stats.invalid++;
         if ((unsigned)err < sizeof(gc->stats.rejected) / sizeof(gc->stats.rejected[0]))
             gc->stats.rejected[err]++;
-        snprintf(gc->stats.last_error, sizeof(gc->stats.last_error), "%s: %s", bp_error_name(err),
-                 detail);
+        /* Escaped into place, so truncation never cuts an escape in half. */
+        size_t n = (size_t)snprintf(gc->stats.last_error, sizeof(gc->stats.last_error),
+                                    "%s: ", bp_error_name(err));
+        if (n < sizeof(gc->stats.last_error))
+            text_escape_str(raw, gc->stats.last_error + n, sizeof(gc->stats.last_error) - n);
         first_reject(gc, REJECT_DECODE + (unsigned)err, bp_error_name(err), detail);
         return;
     }
@@ -296,6 +303,12 @@ bool guest_channel_throttled(const struct guest_channel *gc)
 const char *guest_channel_path(const struct guest_channel *gc)
 {
     return host_channel_path(gc->ch);
+}
+
+/* See guest_channel.h. */
+void guest_links_admission(unsigned max_in_flight, uint64_t max_open)
+{
+    link_gate_set_limits(link_gate_shared(), max_in_flight, max_open);
 }
 
 static void release(struct guest_channel *gc)

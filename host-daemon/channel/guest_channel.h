@@ -56,7 +56,7 @@ struct guest_channel_stats {
     uint64_t connects;
     uint64_t disconnects;
     uint64_t welcomes_dropped; /* welcome not sent: the guest does not read */
-    char last_error[96];       /* the last decode error's detail, "" if none */
+    char last_error[96];       /* the last decode error's detail, escaped, "" if none */
 };
 
 struct guest_channel_callbacks {
@@ -67,7 +67,8 @@ struct guest_channel_callbacks {
     void (*on_link)(struct guest_channel *gc, bool connected, int err, void *opaque);
     /* The first frame dropped for a reason ("json", "range", "seq_stale", "rate", "junk",
      * "oversized" ...) since the channel was made: for a log line. Later ones of the same
-     * reason are only counted. May be NULL. */
+     * reason are only counted. `detail` is escaped (escape.h): printable ASCII only, since
+     * it may quote the guest's bytes. May be NULL. */
     void (*on_first_reject)(struct guest_channel *gc, const char *reason, const char *detail,
                             void *opaque);
 };
@@ -85,6 +86,11 @@ const struct guest_channel_stats *guest_channel_stats(const struct guest_channel
 bool guest_channel_connected(const struct guest_channel *gc);
 bool guest_channel_throttled(const struct guest_channel *gc);
 const char *guest_channel_path(const struct guest_channel *gc);
+
+/* Bound the connects of every guest link of this process, channels and QMP monitors alike
+ * (virtio/link_gate.h): at most max_in_flight at once, and no new link while max_open are
+ * open (0: no bound). Links past it wait in line and connect as places free. */
+void guest_links_admission(unsigned max_in_flight, uint64_t max_open);
 
 /* Close; no callback runs after this returns; memory is freed once libuv lets go. */
 void guest_channel_close(struct guest_channel *gc);

@@ -22,6 +22,7 @@ enum key_kind {
     KEY_SIZE,     /* uint64_t bytes, with an optional K/M/G/T suffix */
     KEY_U32,      /* uint32_t plain integer */
     KEY_URI,      /* char[CONFIG_URI_MAX], no spaces */
+    KEY_LISTEN,   /* struct netaddr: IPV4:PORT, [IPV6]:PORT or off */
 };
 
 struct key_spec {
@@ -41,6 +42,7 @@ static const struct key_spec daemon_keys[] = {
     DKEY("log_level", KEY_LOGLEVEL, log_level, 0, 0),
     DKEY("dry_run", KEY_BOOL, dry_run, 0, 0),
     DKEY("proc_dir", KEY_PATH, proc_dir, 0, 0),
+    DKEY("state_dir", KEY_PATH, state_dir, 0, 0),
     DKEY("host_sample_interval", KEY_MS, host_sample_ms, 100, 60000),
     DKEY("guest_frame_rate", KEY_U32, guest_frame_rate, 1, 10000),
     DKEY("guest_frame_burst", KEY_U32, guest_frame_burst, 1, 100000),
@@ -54,6 +56,10 @@ static const struct key_spec daemon_keys[] = {
     DKEY("budget_reserve", KEY_SIZE, budget_reserve_bytes, 0, UINT64_C(1) << 50),
     DKEY("budget_reserve_pct", KEY_U32, budget_reserve_pct, 0, 90),
     DKEY("budget_guest_overhead", KEY_SIZE, budget_guest_overhead, 0, UINT64_C(1) << 40),
+    DKEY("http_listen", KEY_LISTEN, http_listen, 0, 0),
+    DKEY("http_max_clients", KEY_U32, http_max_clients, 1, 1024),
+    DKEY("http_timeout", KEY_MS, http_timeout_ms, 1000, 300000),
+    DKEY("history", KEY_MS, history_ms, 60000, 86400000),
 };
 #define N_DAEMON_KEYS (sizeof(daemon_keys) / sizeof(daemon_keys[0]))
 
@@ -94,6 +100,7 @@ void config_init(struct config *cfg)
     d->log_level = LOG_LEVEL_INFO;
     d->dry_run = false;
     snprintf(d->proc_dir, sizeof(d->proc_dir), "/proc");
+    snprintf(d->state_dir, sizeof(d->state_dir), "%s", CONFIG_DEFAULT_STATE_DIR);
     d->host_sample_ms = 1000;
     /* docs/protocol.md: an agent sends at most 20 frames/s on average, 40 at once. */
     d->guest_frame_rate = 20;
@@ -111,6 +118,12 @@ void config_init(struct config *cfg)
     d->budget_reserve_pct = 10;
     /* QEMU's own memory beyond guest RAM (devices, buffers; under KVM tens of MiB). */
     d->budget_guest_overhead = 64 * (UINT64_C(1) << 20);
+    char err[200];
+    if (netaddr_parse(CONFIG_DEFAULT_HTTP_LISTEN, &d->http_listen, err, sizeof(err)) < 0)
+        abort(); /* the default is spelt wrong */
+    d->http_max_clients = 64;
+    d->http_timeout_ms = 10000;
+    d->history_ms = 3600000;
     struct config_libvirt *l = &cfg->libvirt;
     l->enabled = false;
     snprintf(l->uri, sizeof(l->uri), "%s", CONFIG_DEFAULT_LIBVIRT_URI);
@@ -201,6 +214,8 @@ static int set_key(const struct key_spec *spec, void *base, const char *value, c
         }
         strcpy(field, value);
         return 0;
+    case KEY_LISTEN:
+        return netaddr_parse(value, field, err, cap);
     case KEY_LOGLEVEL:
         if (!log_level_parse(value, field)) {
             set_err(err, cap, "'%s' is not a log level (error, warning, info, debug)", value);

@@ -11,6 +11,7 @@
 
 #include "host-daemon/policy/policy.h"
 #include "host-daemon/util/log.h"
+#include "host-daemon/util/netaddr.h"
 
 #define CONFIG_NAME_MAX 63  /* guest name length, without NUL */
 #define CONFIG_PATH_MAX 108 /* sizeof(sun_path): every path here is a unix socket or dir */
@@ -20,6 +21,9 @@
 
 /* Defaults, also documented in docs/configuration.md. */
 #define CONFIG_DEFAULT_CONTROL_SOCKET "/run/bellowsd/control.sock"
+#define CONFIG_DEFAULT_STATE_DIR "/var/lib/bellows"
+/* Loopback, and a port outside the range Prometheus' exporters take (docs/operations.md). */
+#define CONFIG_DEFAULT_HTTP_LISTEN "127.0.0.1:8466"
 #define CONFIG_DEFAULT_WEIGHT 100
 #define CONFIG_MAX_WEIGHT 10000 /* policy_guest_check()'s limit */
 
@@ -39,11 +43,12 @@ struct config_daemon {
     char control_socket[CONFIG_PATH_MAX];
     enum log_level log_level;
     bool dry_run;
-    char proc_dir[CONFIG_PATH_MAX]; /* where pressure/memory and meminfo are read */
-    uint64_t host_sample_ms;        /* host PSI and MemAvailable sampling period */
-    uint32_t guest_frame_rate;      /* frames per second a guest may send on average */
-    uint32_t guest_frame_burst;     /* ... and at once */
-    uint64_t guest_byte_rate;       /* bytes per second read from one guest's channel */
+    char proc_dir[CONFIG_PATH_MAX];  /* where pressure/memory and meminfo are read */
+    char state_dir[CONFIG_PATH_MAX]; /* operator state (pause, set, add) kept across restarts */
+    uint64_t host_sample_ms;         /* host PSI and MemAvailable sampling period */
+    uint32_t guest_frame_rate;       /* frames per second a guest may send on average */
+    uint32_t guest_frame_burst;      /* ... and at once */
+    uint64_t guest_byte_rate;        /* bytes per second read from one guest's channel */
     uint64_t guest_byte_burst;
     uint64_t reconnect_min_ms;    /* first backoff after a channel or QMP socket fails */
     uint64_t reconnect_max_ms;    /* backoff doubles up to this */
@@ -54,6 +59,10 @@ struct config_daemon {
     uint64_t budget_reserve_bytes;       /* never handed to guests ... */
     uint32_t budget_reserve_pct;         /* ... nor this % of the total, if larger */
     uint64_t budget_guest_overhead;      /* the hypervisor's own memory per guest */
+    struct netaddr http_listen;          /* metrics, API and dashboard; disabled: "off" */
+    uint32_t http_max_clients;           /* concurrent HTTP connections */
+    uint64_t http_timeout_ms; /* an HTTP client's time to send a request and read the reply */
+    uint64_t history_ms;      /* how far back the dashboard's history goes */
 };
 
 /* The [libvirt] section: discover guests through libvirtd and balloon them through it

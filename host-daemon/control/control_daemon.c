@@ -57,7 +57,7 @@ static void ops_set_limits(void *ctx, const char *name, const struct config_gues
     struct control_daemon *c = ctx;
     struct guest *g = daemon_find_guest(c->daemon, name);
     if (g)
-        daemon_set_limits(c->daemon, g, cfg);
+        daemon_set_operator_limits(c->daemon, g, cfg);
 }
 
 static int ops_add(void *ctx, const struct config_guest *cfg, char *err, size_t err_cap)

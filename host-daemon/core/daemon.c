@@ -69,6 +69,7 @@ void daemon_view(const struct daemon *d, struct daemon_view *ret)
         .host_sample = d->host_known ? &d->host_sample : NULL,
         .dry_run = daemon_dry_run(d),
         .now = daemon_now(d),
+        .rounds = d->rounds,
     };
 }
 
@@ -152,6 +153,13 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
     d->fd_limit = fdlimit_raise();
     if (d->fd_limit == 0)
         d->fd_limit = UINT64_MAX; /* unreadable: do not warn on a guess */
+    /* Guests' links never take the descriptors host sampling, the control socket and
+     * libvirt need (they wait for a place instead), and connect a batch at a time. */
+    uint64_t reserve = FDLIMIT_RESERVE + d->cfg.daemon.control_max_clients;
+    uint64_t max_open = d->fd_limit == UINT64_MAX   ? 0
+                        : d->fd_limit > 2 * reserve ? d->fd_limit - reserve
+                                                    : d->fd_limit / 2;
+    guest_links_admission(DAEMON_CONNECTS_IN_FLIGHT, max_open);
 
     rounds_init(d);
     host_sampling_init(d);
@@ -163,6 +171,8 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
     uv_signal_start(&d->sig_term, on_signal, SIGTERM);
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     d->started = true;
+
+    opstate_start(d); /* before any guest: each is paused or limited as kept */
 
     /* Listeners first: if one cannot start, no guest link ever opens. */
     int r = start_modules(d, true);
@@ -177,6 +187,7 @@ int daemon_start(struct daemon *d, uv_loop_t *loop, struct config *cfg, const ch
             log_error("guest %s: %s", d->cfg.guests[i].name, err);
     }
     size_t n_static = d->reg.n;
+    opstate_restore_added(d);
     /* Sources of guests after the file's: names in the file take precedence. */
     r = start_modules(d, false);
     if (r < 0) {
@@ -242,10 +253,24 @@ int daemon_reload(struct daemon *d)
         log_warning("reload: control_socket changed; it takes effect at the next restart");
     if (strcmp(nc.daemon.proc_dir, d->cfg.daemon.proc_dir) != 0)
         log_warning("reload: proc_dir changed; it takes effect at the next restart");
+    if (strcmp(nc.daemon.state_dir, d->cfg.daemon.state_dir) != 0)
+        log_warning("reload: state_dir changed; it takes effect at the next restart");
     if (!same_libvirt(&nc.libvirt, &d->cfg.libvirt))
         log_warning("reload: [libvirt] changed; it takes effect at the next restart");
+    /* The HTTP surface's socket, limits and history rings are made once, at start. */
+    const struct config_daemon *od = &d->cfg.daemon;
+    if (strcmp(nc.daemon.http_listen.text, od->http_listen.text) != 0 ||
+        nc.daemon.http_max_clients != od->http_max_clients ||
+        nc.daemon.http_timeout_ms != od->http_timeout_ms || nc.daemon.history_ms != od->history_ms)
+        log_warning("reload: http_listen, http_max_clients, http_timeout or history changed; they "
+                    "take effect at the next restart");
     strcpy(nc.daemon.control_socket, d->cfg.daemon.control_socket);
     strcpy(nc.daemon.proc_dir, d->cfg.daemon.proc_dir);
+    strcpy(nc.daemon.state_dir, d->cfg.daemon.state_dir);
+    nc.daemon.http_listen = od->http_listen;
+    nc.daemon.http_max_clients = od->http_max_clients;
+    nc.daemon.http_timeout_ms = od->http_timeout_ms;
+    nc.daemon.history_ms = od->history_ms;
     nc.libvirt = d->cfg.libvirt;
     bool was_dry = daemon_dry_run(d);
     struct config old = d->cfg;
@@ -296,7 +321,7 @@ int daemon_reload(struct daemon *d)
     config_free(&old);
     log_info("reloaded %s: %zu guests (%zu added, %zu removed, %zu changed)", d->config_path,
              d->reg.n, added, removed, changed);
-    daemon_kick(d);
+    rounds_touch_all(d); /* the policy's settings may have changed: decide everyone */
     return 0;
 }
 
@@ -318,6 +343,7 @@ void daemon_stop(struct daemon *d)
         m->started = false;
     }
     guests_remove_all(d);
+    opstate_stop(d);
 }
 
 /* See daemon.h. */
@@ -329,6 +355,7 @@ void daemon_free(struct daemon *d)
         if (d->modules[i].ops->release)
             d->modules[i].ops->release(d->modules[i].opaque);
     registry_free(&d->reg);
+    opstate_free(d);
     config_free(&d->cfg);
     free(d);
 }

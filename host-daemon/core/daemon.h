@@ -84,7 +84,8 @@ struct daemon_view {
     const struct policy_host *host;
     const struct hostmem_sample *host_sample; /* NULL until the first host reading */
     bool dry_run;
-    int64_t now; /* loop ms, the policy's clock */
+    int64_t now;     /* loop ms, the policy's clock */
+    uint64_t rounds; /* decision rounds run since the start */
 };
 void daemon_view(const struct daemon *d, struct daemon_view *ret);
 
@@ -107,7 +108,11 @@ struct daemon_guest_spec {
     /* NULL: the daemon opens it with its factory from cfg (config file, control socket).
      * Else the module's own (e.g. a libvirt domain's), taken over: closed on failure. */
     struct balloon *balloon;
-    const char *source; /* the module adding it (its name), NULL for file and control */
+    /* The module adding it: its name, kept (it must live as long as the daemon); NULL for
+     * the file and the control socket. */
+    const char *source;
+    const char *vm_id;  /* the VM's stable id (a libvirt domain's UUID), NULL if none: the
+                           operator's state (pause, set) follows it across VM restarts */
     const char *detail; /* for the "added" log line instead of the paths; may be NULL */
 };
 
@@ -118,14 +123,22 @@ int daemon_add_guest(struct daemon *d, const struct daemon_guest_spec *spec,
 
 /* Remove a guest: its links close, its balloon stays where it is. `by`: the module asking
  * (its name), NULL for the operator or the config file. A guest added by a source is only
- * removed by that source (or when the daemon stops): -EPERM with err otherwise. */
+ * removed by that source (or when the daemon stops): -EPERM with err otherwise. Removed by
+ * the operator or the file, its operator state is forgotten; by its source (a domain that
+ * stopped), kept for when it comes back. */
 int daemon_remove_guest(struct daemon *d, struct guest *g, const char *by, char *err,
                         size_t err_cap);
 
-/* New floor/ceiling/weight (policy state kept), and a decision round. */
+/* New floor/ceiling/weight from the guest's source (the config file, a domain's metadata):
+ * policy state kept, a decision round. Limits the operator had set are replaced. */
 void daemon_set_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg);
 
-/* Pause or resume the management of one guest (paused: always HOLD). */
+/* The same, set by the operator at run time (control `set`): kept across restarts
+ * (state_dir) until the guest's source changes them. */
+void daemon_set_operator_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg);
+
+/* Pause or resume the management of one guest (paused: always HOLD). Kept across
+ * restarts (state_dir), for a libvirt guest across its domain's restarts too. */
 void daemon_set_paused(struct daemon *d, struct guest *g, bool paused);
 
 /* A hypervisor hook reported an event (control socket's libvirt-event): passed to every
@@ -162,9 +175,9 @@ struct daemon_observer_ops {
     void (*move)(void *opaque, const struct guest *g, const struct decision_entry *e);
 };
 
-/* Subscribe (any time). 0 or -ENOSPC (at most 8 observers). */
+/* Subscribe (any time but from inside an observer's callback). 0 or -ENOSPC (at most 8). */
 int daemon_add_observer(struct daemon *d, const struct daemon_observer_ops *ops, void *opaque);
-/* Unsubscribe (ops and opaque as given). */
+/* Unsubscribe (ops and opaque as given; not from inside an observer's callback). */
 void daemon_remove_observer(struct daemon *d, const struct daemon_observer_ops *ops, void *opaque);
 
 #endif

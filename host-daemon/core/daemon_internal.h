@@ -5,8 +5,11 @@
 
 #include "host-daemon/core/daemon.h"
 #include "host-daemon/host/budget.h"
+#include "host-daemon/state/state.h"
+#include "host-daemon/state/state_store.h"
 
 #define DAEMON_MAX_MODULES 8
+#define DAEMON_CONNECTS_IN_FLIGHT 256 /* guest links connecting at once, at most */
 #define DAEMON_MAX_OBSERVERS 8
 
 struct daemon_module {
@@ -36,7 +39,25 @@ struct daemon {
     bool budget_warned;
 
     uv_timer_t decide_timer; /* next decision round: at once after an input, else deadline */
-    uv_timer_t host_timer;   /* host PSI and MemAvailable sampling */
+    /* The scheduler (rounds.c): a round decides the guests whose inputs changed (dirty)
+     * and those whose deadline came (the heap), not every guest. */
+    struct guest **dirty;
+    size_t n_dirty, cap_dirty;
+    struct deadline_heap deadlines;
+    struct guest **scratch_guests;            /* a round's dirty guests */
+    const struct policy_guest **scratch_ptrs; /* ... their policy states */
+    struct policy_decision *scratch_dec;
+    size_t cap_scratch;
+    uint64_t full_rounds; /* rounds that decided every guest (host pressure, budget) */
+    /* At least what all guests hold toward the host budget (policy_held_most summed, kept
+     * up to date by rounds and counted afresh at every host sample): a round whose
+     * deflates fit under it needs no pass over every guest. */
+    uint64_t budget_use;
+    /* The operator's run-time state (opstate.c) */
+    struct state opstate;
+    struct state_store *opstate_store; /* NULL when it is not kept (no state_dir) */
+    bool opstate_warned;
+    uv_timer_t host_timer; /* host PSI and MemAvailable sampling */
     uv_signal_t sig_hup, sig_term, sig_int;
     struct daemon_module modules[DAEMON_MAX_MODULES];
     size_t n_modules;
@@ -59,6 +80,16 @@ int64_t daemon_wall_ms(void);
 /* rounds.c */
 void rounds_init(struct daemon *d);
 void rounds_close(struct daemon *d);
+/* Something of g changed (a message, a size, its limits, its link): decide it in the next
+ * round, which is scheduled. */
+void rounds_touch(struct daemon *d, struct guest *g);
+/* Everything changed (a reload, the policy's settings): decide every guest next round. */
+void rounds_touch_all(struct daemon *d);
+/* g leaves the registry: out of the scheduler's lists. */
+void rounds_forget(struct daemon *d, struct guest *g);
+/* A host sample set the budget: budget_use counted afresh over every guest, and guests
+ * whose deflate the budget held decided again when it grew. */
+void rounds_budget_sampled(struct daemon *d, uint64_t old_budget);
 /* Completion of a move (the backend's done callback; opaque is the guest). */
 void rounds_move_done(void *opaque, uint64_t token, int status, const char *error);
 /* Advisory mode just ended: the sizes were simulated, read the real ones. */
@@ -84,6 +115,21 @@ struct guest *guests_path_owner(struct daemon *d, const struct config_guest *cfg
                                 const struct guest *except);
 /* Remove every guest (daemon_stop). */
 void guests_remove_all(struct daemon *d);
+
+/* opstate.c: the operator's run-time state across restarts */
+/* Read <state_dir>/state.json (at start, before any guest). */
+void opstate_start(struct daemon *d);
+/* Add again the guests added at run time before the restart (after the file's). */
+void opstate_restore_added(struct daemon *d);
+/* A guest was added: pause it, give it its operator limits, as kept. */
+void opstate_apply(struct daemon *d, struct guest *g);
+/* The operator changed g (pause, set, add): keep what it is now. */
+void opstate_record(struct daemon *d, struct guest *g);
+/* The operator (or the config file) removed g: forget its state. */
+void opstate_forget(struct daemon *d, const struct guest *g);
+/* daemon_stop: the last write goes out; daemon_free: the memory. */
+void opstate_stop(struct daemon *d);
+void opstate_free(struct daemon *d);
 
 /* host_sampling.c */
 void host_sampling_init(struct daemon *d);

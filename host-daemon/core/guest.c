@@ -17,6 +17,8 @@ struct guest *guest_new(const struct config_guest *cfg, bool from_file)
     if (from_file)
         g->file_cfg = *cfg;
     g->last_decision_at = POLICY_NEVER;
+    g->channel_up_at = -1;
+    deadline_entry_init(&g->deadline);
     return g;
 }
 

@@ -12,6 +12,8 @@
 #include "host-daemon/channel/guest_channel.h"
 #include "host-daemon/config/config.h"
 #include "host-daemon/policy/policy.h"
+#include "host-daemon/util/deadline_heap.h"
+#include "host-daemon/util/faillog.h"
 #include "protocol/bellows_protocol.h"
 
 #define GUEST_DECISION_RING 32
@@ -45,6 +47,7 @@ struct guest {
     struct config_guest file_cfg; /* as last read from the config file, if from_file */
     bool from_file;               /* static (config file) or added at run time */
     const char *source; /* NULL, or the module that added it (e.g. "libvirt"): only it removes */
+    char vm_id[37];     /* the VM's stable id: a libvirt domain's UUID; "" when none */
     size_t index;       /* in the registry's arrays */
     bool removing;
 
@@ -53,14 +56,28 @@ struct guest {
     struct balloon *balloon; /* its backend (balloon_backend.h) */
     bool balloon_ready;      /* between the backend's ready and lost events */
     bool move_in_flight;     /* one move at a time: set when sent, cleared by its completion */
-    bool channel_warned;     /* a link failure was logged; quieter until it recovers */
     unsigned fds;            /* descriptors its links hold, in the daemon's budget */
+
+    /* Failures, logged on a change and summarised a minute (util/faillog.h), and backed off */
+    struct faillog channel_log;
+    bool channel_told;        /* this failure episode's reconnect was logged */
+    int64_t channel_up_at;    /* loop ms of the channel's last connect, -1 while down */
+    struct faillog move_log;  /* moves refused or failed */
+    uint64_t move_backoff_ms; /* the last delay after a failed move; 0 after a success */
+    int64_t move_retry_at;    /* after a failed move: no move before this (loop ms) */
+    bool operator_limits;     /* the limits in force were set with `set` (kept in the state) */
+
+    /* The decision scheduler (rounds.c): decided again only when something changed */
+    bool dirty;                     /* an input changed since its last decision */
+    struct deadline_entry deadline; /* when its decision may change by itself */
+    uint64_t budget_held;           /* its part of the daemon's budget_use */
 
     /* last message from the agent */
     bool mem_known;
     struct bp_mem mem;
     enum bp_level last_msg_level;
     char agent[BP_MAX_AGENT_LEN + 1];
+    char boot_id[BP_MAX_BOOT_ID_LEN + 1]; /* the last hello's: a new one is logged */
 
     /* decisions */
     struct policy_decision last_decision; /* the latest round's, HOLD included */

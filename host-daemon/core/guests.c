@@ -100,6 +100,7 @@ static void remove_now(struct daemon *d, struct guest *g)
 {
     g->removing = true;
     observers_guest_removed(d, g);
+    rounds_forget(d, g);
     registry_remove(&d->reg, g);
     d->guest_fds -= g->fds;
     if (!d->stopping)
@@ -113,7 +114,7 @@ static void remove_now(struct daemon *d, struct guest *g)
         links_close_balloon(g, on_balloon_closed, g); /* frees g once closed */
     else
         guest_free(g);
-    daemon_kick(d);
+    daemon_kick(d); /* the host's rounds weigh one guest less */
 }
 
 /* See daemon.h. */
@@ -141,6 +142,7 @@ int daemon_add_guest(struct daemon *d, const struct daemon_guest_spec *spec,
     }
     g->daemon = d;
     g->source = spec->source;
+    snprintf(g->vm_id, sizeof(g->vm_id), "%s", spec->vm_id ? spec->vm_id : "");
     g->balloon = spec->balloon;
     if (!g->balloon)
         r = d->factory->open(d->loop, cfg, &d->cfg.daemon, &g->balloon);
@@ -164,10 +166,12 @@ int daemon_add_guest(struct daemon *d, const struct daemon_guest_spec *spec,
                  g->name, cfg->qmp_path, cfg->channel_path, daemon_mib(cfg->floor_bytes),
                  daemon_mib(cfg->ceiling_bytes), cfg->weight,
                  spec->from_file ? "" : ", at run time");
+    opstate_apply(d, g);  /* paused, operator limits, as before a restart */
+    opstate_record(d, g); /* a guest added at run time is kept */
     observers_guest_added(d, g);
     if (ret_guest)
         *ret_guest = g;
-    daemon_kick(d);
+    rounds_touch(d, g);
     return 0;
 }
 
@@ -187,6 +191,8 @@ int daemon_remove_guest(struct daemon *d, struct guest *g, const char *by, char 
                  g->name, what);
         return -EPERM;
     }
+    if (!by)
+        opstate_forget(d, g);
     remove_now(d, g);
     return 0;
 }
@@ -198,13 +204,28 @@ void guests_remove_all(struct daemon *d)
         remove_now(d, d->reg.guests[d->reg.n - 1]);
 }
 
+static void set_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg,
+                       bool by_operator)
+{
+    registry_update_limits(&d->reg, g, cfg);
+    g->operator_limits = by_operator;
+    log_info("guest %s: floor %.1f MiB, ceiling %.1f MiB, weight %" PRIu32 "%s", g->name,
+             daemon_mib(cfg->floor_bytes), daemon_mib(cfg->ceiling_bytes), cfg->weight,
+             by_operator ? " (kept across restarts)" : "");
+    opstate_record(d, g);
+    rounds_touch(d, g);
+}
+
 /* See daemon.h. */
 void daemon_set_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg)
 {
-    registry_update_limits(&d->reg, g, cfg);
-    log_info("guest %s: floor %.1f MiB, ceiling %.1f MiB, weight %" PRIu32, g->name,
-             daemon_mib(cfg->floor_bytes), daemon_mib(cfg->ceiling_bytes), cfg->weight);
-    daemon_kick(d);
+    set_limits(d, g, cfg, false);
+}
+
+/* See daemon.h. */
+void daemon_set_operator_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg)
+{
+    set_limits(d, g, cfg, true);
 }
 
 /* See daemon.h. */
@@ -215,7 +236,8 @@ void daemon_set_paused(struct daemon *d, struct guest *g, bool paused)
         return;
     p->paused = paused;
     log_info("guest %s: management %s", g->name, paused ? "paused" : "resumed");
-    daemon_kick(d);
+    opstate_record(d, g);
+    rounds_touch(d, g);
 }
 
 /* A static guest's socket path changed: reconnect only that link. */

@@ -28,7 +28,9 @@ static void set_budget(struct daemon *d, const struct budget_settings *bs, struc
         return;
     in->guest_bytes = sum;
     in->guests = known;
+    uint64_t old = d->host.budget_known ? d->host.budget_bytes : UINT64_MAX;
     policy_host_budget(&d->host, budget_compute(bs, &d->budget, in, now));
+    rounds_budget_sampled(d, old);
 }
 
 /* The budget from the configured cgroup: its limit and usage (and, for v2, its pressure)

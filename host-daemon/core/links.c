@@ -7,6 +7,8 @@
 
 #include "host-daemon/channel/guest_channel.h"
 #include "host-daemon/core/daemon_internal.h"
+#include "host-daemon/util/escape.h"
+#include "host-daemon/util/faillog.h"
 #include "host-daemon/util/log.h"
 
 /* ---- the balloon backend's events ---- */
@@ -15,11 +17,20 @@ static void on_balloon_ready(void *opaque, uint64_t actual_bytes)
 {
     struct guest *g = opaque;
     struct daemon *d = g->daemon;
+    struct policy_guest *p = registry_policy(&d->reg, g);
     g->balloon_ready = true;
     g->balloon_connects++;
-    policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual_bytes, daemon_now(d));
+    /* A move sent before the link went (to a QEMU since killed, say) is not on its way any
+     * more: it is forgotten, and the guest is decided again from the size read now. */
+    if (p->target_set) {
+        log_debug("guest %s: the target %.1f MiB sent before the link was lost is dropped; "
+                  "deciding again from %.1f MiB",
+                  g->name, daemon_mib(p->target_bytes), daemon_mib(actual_bytes));
+        policy_forget_target(p);
+    }
+    policy_note_actual(&d->cfg.policy, p, actual_bytes, daemon_now(d));
     observers_actual(d, g, actual_bytes);
-    daemon_kick(d);
+    rounds_touch(d, g);
 }
 
 static void on_balloon_actual(void *opaque, uint64_t actual_bytes)
@@ -30,7 +41,7 @@ static void on_balloon_actual(void *opaque, uint64_t actual_bytes)
     log_debug("guest %s: balloon now %.1f MiB", g->name, daemon_mib(actual_bytes));
     policy_note_actual(&d->cfg.policy, registry_policy(&d->reg, g), actual_bytes, daemon_now(d));
     observers_actual(d, g, actual_bytes);
-    daemon_kick(d);
+    rounds_touch(d, g);
 }
 
 static void on_balloon_lost(void *opaque, const char *reason)
@@ -43,7 +54,7 @@ static void on_balloon_lost(void *opaque, const char *reason)
     g->balloon_ready = false;
     /* Never act blind: until the next ready reads the balloon, this guest holds. */
     policy_forget_actual(registry_policy(&d->reg, g));
-    daemon_kick(d);
+    rounds_touch(d, g);
 }
 
 static const struct balloon_events balloon_events = {
@@ -80,11 +91,21 @@ static void on_guest_message(struct guest_channel *gc, const struct bp_msg *msg,
     struct daemon_sample s = {.type = msg->type, .now = daemon_now(d)};
 
     switch (msg->type) {
-    case BP_MSG_HELLO:
+    case BP_MSG_HELLO: {
+        /* Logged when the agent or its boot changes: a guest repeating its hello (as often
+         * as its frame budget lets it) costs no log line. The text is the guest's: escaped. */
+        bool news = strcmp(g->agent, msg->u.hello.agent) != 0 ||
+                    strcmp(g->boot_id, msg->u.hello.boot_id) != 0;
+        char agent[4 * BP_MAX_AGENT_LEN + 1], boot[4 * BP_MAX_BOOT_ID_LEN + 1];
+        text_escape_str(msg->u.hello.agent, agent, sizeof(agent));
+        text_escape_str(msg->u.hello.boot_id, boot, sizeof(boot));
         snprintf(g->agent, sizeof(g->agent), "%s", msg->u.hello.agent);
-        log_info("guest %s: agent '%s' says hello (protocol %" PRIu32 ", boot %s)", g->name,
-                 msg->u.hello.agent, msg->u.hello.protocol_version, msg->u.hello.boot_id);
+        snprintf(g->boot_id, sizeof(g->boot_id), "%s", msg->u.hello.boot_id);
+        log_msg(news ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
+                "guest %s: agent '%s' says hello (protocol %" PRIu32 ", boot %s)%s", g->name, agent,
+                msg->u.hello.protocol_version, boot, news ? "" : " again");
         return;
+    }
     case BP_MSG_PRESSURE:
         s.level = msg->u.pressure.level;
         s.source = msg->u.pressure.source;
@@ -108,24 +129,59 @@ static void on_guest_message(struct guest_channel *gc, const struct bp_msg *msg,
     else
         policy_note_event(&d->cfg.policy, registry_policy(&d->reg, g), s.level, s.mem, s.now);
     observers_sample(d, g, &s);
-    daemon_kick(d);
+    rounds_touch(d, g);
 }
 
+/* The channel counts as healthy again once it stayed up this long (the host channel's
+ * own rule for its backoff). */
+static int64_t channel_stable_ms(const struct daemon *d)
+{
+    uint64_t max = d->cfg.daemon.reconnect_max_ms;
+    return (int64_t)(max > 1000 ? max : 1000);
+}
+
+/* Logged when the link's state changes, then summarised a minute: a chardev that accepts
+ * and closes at once costs a few lines, not two per attempt. */
 static void on_guest_link(struct guest_channel *gc, bool connected, int err, void *opaque)
 {
     struct guest *g = opaque;
+    struct daemon *d = g->daemon;
+    int64_t now = daemon_now(d);
+    const char *path = guest_channel_path(gc);
+
     if (connected) {
-        log_info("guest %s: channel %s connected", g->name, guest_channel_path(gc));
-        g->channel_warned = false;
+        g->channel_up_at = now;
+        if (!g->channel_log.failing)
+            log_info("guest %s: channel %s connected", g->name, path);
+        else if (!g->channel_told)
+            log_info("guest %s: channel %s connected after %" PRIu64 " failed attempts", g->name,
+                     path, g->channel_log.total);
+        else
+            log_debug("guest %s: channel %s connected again", g->name, path);
+        g->channel_told = true;
         return;
     }
-    if (!g->channel_warned)
-        log_warning("guest %s: channel %s: %s; retrying with backoff", g->name,
-                    guest_channel_path(gc), strerror(-err));
-    else
-        log_debug("guest %s: channel %s: %s; retrying", g->name, guest_channel_path(gc),
-                  strerror(-err));
-    g->channel_warned = true;
+    /* A link that stayed up long enough ended the last failure episode. */
+    if (g->channel_up_at >= 0 && now - g->channel_up_at >= channel_stable_ms(d))
+        faillog_ok(&g->channel_log, now);
+    g->channel_up_at = -1;
+    switch (faillog_fail(&g->channel_log, err, "channel", now)) {
+    case FAILLOG_NEW:
+        g->channel_told = false;
+        log_warning("guest %s: channel %s: %s; retrying with backoff", g->name, path,
+                    strerror(-err));
+        break;
+    case FAILLOG_SUMMARY:
+        log_warning(
+            "guest %s: channel %s still failing: %" PRIu64 " times in the last %.0f s, %" PRIu64
+            " since %.0f s ago (%s); retrying with backoff",
+            g->name, path, g->channel_log.summarised, FAILLOG_SUMMARY_MS / 1000.0,
+            g->channel_log.total, (double)(now - g->channel_log.since_ms) / 1000, strerror(-err));
+        break;
+    case FAILLOG_QUIET:
+        log_debug("guest %s: channel %s: %s; retrying", g->name, path, strerror(-err));
+        break;
+    }
 }
 
 static void on_guest_first_reject(struct guest_channel *gc, const char *reason, const char *detail,

@@ -1,5 +1,6 @@
-/* The libvirt balloon backend: one managed domain's balloon behind the balloon interface,
- * its completions delivered from a zero timer (a later loop turn). */
+/* The libvirt balloon backend: one managed domain's balloon behind the balloon interface.
+ * A move's completion comes from libvirt_client's worker (always a later loop turn); ready
+ * and queries are delivered from a zero timer. */
 #include "host-daemon/libvirt/libvirt_balloon.h"
 
 #include <errno.h>
@@ -26,12 +27,10 @@ struct libvirt_balloon {
     uv_timer_t timer; /* delivers what is pending below from a later loop turn */
 
     bool ready_pending; /* start(): ready with the size known at creation */
-    bool move_pending;
+    bool move_pending;  /* a move is on libvirt_client's worker */
     balloon_done_cb move_done;
     void *move_opaque;
     uint64_t move_token;
-    int move_status;
-    char move_error[200];
     bool query_pending;
     balloon_query_cb query_done;
     void *query_opaque;
@@ -56,11 +55,6 @@ static void on_timer(uv_timer_t *timer)
             lb->ready = true;
             balloon_emit_ready(&lb->base, lb->actual_bytes);
         }
-    }
-    if (lb->move_pending) {
-        lb->move_pending = false;
-        lb->move_done(lb->move_opaque, lb->move_token, lb->move_status,
-                      lb->move_status == 0 ? NULL : lb->move_error);
     }
     if (lb->query_pending) {
         lb->query_pending = false;
@@ -98,10 +92,26 @@ static void error_text(const struct libvirt_balloon *lb, int r, char *buf, size_
     case -ERANGE:
         snprintf(buf, cap, "target outside 1 MiB..the domain's maximum memory");
         break;
+    case -EBUSY:
+        snprintf(buf, cap, "a move is in flight");
+        break;
     default:
-        snprintf(buf, cap, "%s", lb->client ? libvirt_backend_last_error(lb->client) : "");
+        snprintf(buf, cap, "%s", strerror(-r));
         break;
     }
+}
+
+/* The worker's answer, on the loop. */
+static void on_move_done(struct libvirt_backend *client, const char *uuid, int status,
+                         const char *error, void *opaque)
+{
+    (void)client;
+    (void)uuid;
+    struct libvirt_balloon *lb = opaque;
+    if (!lb->move_pending)
+        return;
+    lb->move_pending = false;
+    lb->move_done(lb->move_opaque, lb->move_token, status, status == 0 ? NULL : error);
 }
 
 static int lb_set_target(struct balloon *b, uint64_t target_bytes, uint64_t token,
@@ -118,17 +128,19 @@ static int lb_set_target(struct balloon *b, uint64_t target_bytes, uint64_t toke
             snprintf(error, error_cap, "a move is in flight");
         return -EBUSY;
     }
-    /* Today the client answers at once; the answer still goes out on a later turn, as it
-     * will when the client runs its calls on a worker thread. */
-    int r = libvirt_backend_set_balloon(lb->client, lb->uuid, target_bytes);
+    /* The size the core decided on goes along: should the worker read another one, the
+     * move is not sent (-ESTALE) and the fresh size comes first, to decide again. */
+    int r = libvirt_backend_move(lb->client, lb->uuid, target_bytes,
+                                 lb->actual_known ? lb->actual_bytes : 0, on_move_done, lb);
+    if (r < 0) {
+        if (error)
+            error_text(lb, r, error, error_cap);
+        return r;
+    }
     lb->move_pending = true;
     lb->move_done = done;
     lb->move_opaque = opaque;
     lb->move_token = token;
-    lb->move_status = r;
-    if (r < 0)
-        error_text(lb, r, lb->move_error, sizeof(lb->move_error));
-    deliver_soon(lb);
     return 0;
 }
 
@@ -136,9 +148,12 @@ static int lb_query(struct balloon *b, balloon_query_cb done, void *opaque)
 {
     struct libvirt_balloon *lb = of(b);
     uint64_t bytes;
-    if (!lb->client || lb->query_pending)
-        return lb->client ? -EBUSY : -ENOTCONN;
-    if (libvirt_backend_actual(lb->client, lb->uuid, &bytes) < 0)
+    if (!lb->client)
+        return -ENOTCONN;
+    if (lb->query_pending)
+        return -EBUSY;
+    /* Unknown since libvirtd went away: the next size read says ready instead. */
+    if (!lb->actual_known || libvirt_backend_actual(lb->client, lb->uuid, &bytes) < 0)
         return -EAGAIN;
     lb->query_pending = true;
     lb->query_done = done;
@@ -175,17 +190,19 @@ static void lb_close(struct balloon *b, balloon_closed_cb closed, void *opaque)
 {
     struct libvirt_balloon *lb = of(b);
     unlink_from_set(lb);
-    lb->client = NULL;
     lb->base.events = NULL; /* no event after close */
     lb->ready_pending = false;
     if (lb->move_pending) {
         lb->move_pending = false;
+        if (lb->client)
+            libvirt_backend_cancel_move(lb->client, lb->uuid); /* its answer goes nowhere */
         lb->move_done(lb->move_opaque, lb->move_token, -ECANCELED, "closed before the answer");
     }
     if (lb->query_pending) {
         lb->query_pending = false;
         lb->query_done(lb->query_opaque, -ECANCELED, 0, "closed before the answer");
     }
+    lb->client = NULL;
     lb->closed = closed;
     lb->closed_opaque = opaque;
     uv_close((uv_handle_t *)&lb->timer, on_timer_closed);

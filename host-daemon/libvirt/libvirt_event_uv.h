@@ -16,8 +16,13 @@
  *             The free callback ff(opaque) runs from the loop after the uv handle has
  *             closed, never from inside the remove call.
  *
- * All libvirt API calls must be made on the loop's thread (libuv is single threaded);
- * calls into this event impl from another thread fail (-1) instead of corrupting the loop.
+ * Threads: libvirt calls this implementation from whichever thread makes a libvirt call
+ * (the remote driver adds, updates and removes its socket watch around each call), and
+ * bellowsd makes its libvirt calls on worker threads (libvirt_client.h). Every entry point
+ * is safe from any thread: on the loop's thread a change applies at once; from another
+ * thread it is recorded and the loop is woken (a uv_async_t, which keeps the loop alive
+ * until libvirt_event_uv_release()) to apply it. libuv handles are only ever touched on the loop's
+ * thread, and every callback (handle, timeout, free) runs there.
  */
 #ifndef BELLOWS_LIBVIRT_EVENT_UV_H
 #define BELLOWS_LIBVIRT_EVENT_UV_H
@@ -26,8 +31,15 @@
 
 /* Register the implementation on `loop` with virEventRegisterImpl(). Call it before any
  * other libvirt API call. libvirt allows one registration per process: a second call
- * with the same loop returns 0, with another loop -EBUSY. */
+ * with the same loop returns 0 (and makes the wake-up handle again after a release),
+ * with another loop -EBUSY. */
 int libvirt_event_uv_register(uv_loop_t *loop);
+
+/* Close the wake-up handle (it is made again by the next register), so the loop can end:
+ * at once when nothing is registered, else as soon as the last handle and timeout are
+ * removed (a connection that a worker thread is still closing removes its watch later).
+ * Call it on the loop's thread when libvirt is being let go (the backend's close). */
+void libvirt_event_uv_release(void);
 
 /* Number of handles and timeouts registered and not yet freed (their ff not yet run). */
 unsigned libvirt_event_uv_pending(void);

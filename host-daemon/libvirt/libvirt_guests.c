@@ -11,6 +11,7 @@
 #include "host-daemon/core/daemon.h"
 #include "host-daemon/libvirt/libvirt_balloon.h"
 #include "host-daemon/libvirt/libvirt_client.h"
+#include "host-daemon/util/faillog.h"
 #include "host-daemon/util/log.h"
 
 #define SOURCE "libvirt" /* the guests' source, and the module's name */
@@ -20,6 +21,7 @@ struct libvirt_guests {
     struct libvirt_backend *backend;
     struct libvirt_balloons balloons;
     uv_timer_t rescan_timer; /* the hook's nudge, run on the next loop turn */
+    struct faillog conn_log; /* connection failures: a line on a change, a summary a minute */
 };
 
 static double mib(uint64_t bytes)
@@ -80,7 +82,7 @@ static void on_domain_appeared(struct libvirt_backend *b, const struct libvirt_d
              libvirt_limit_source_name(info->ceiling_from), cfg.weight,
              libvirt_limit_source_name(info->weight_from));
     struct daemon_guest_spec spec = {
-        .cfg = &cfg, .balloon = balloon, .source = SOURCE, .detail = detail};
+        .cfg = &cfg, .balloon = balloon, .source = SOURCE, .vm_id = info->uuid, .detail = detail};
     if (daemon_add_guest(lv->daemon, &spec, NULL, err, sizeof(err)) < 0)
         log_error("libvirt domain %s (%s): not managed: %s", info->name, info->uuid, err);
 }
@@ -137,10 +139,34 @@ static void on_connection_changed(struct libvirt_backend *b, bool connected, con
 {
     (void)b;
     struct libvirt_guests *lv = opaque;
-    if (connected)
-        log_info("libvirt: connected to %s", why);
-    else
-        log_warning("libvirt: %s; balloons of libvirt guests hold until it is back", why);
+    int64_t now = daemon_now(lv->daemon);
+    if (connected) {
+        uint64_t failures = lv->conn_log.total;
+        if (faillog_ok(&lv->conn_log, now))
+            log_info("libvirt: connected to %s after %llu failed attempts", why,
+                     (unsigned long long)failures);
+        else
+            log_info("libvirt: connected to %s", why);
+    } else {
+        /* The reason's kind: a connection that was up and went, or one that cannot be made. */
+        const char *kind = strstr(why, "connection lost") ? "lost" : "connect";
+        switch (faillog_fail(&lv->conn_log, -ENOTCONN, kind, now)) {
+        case FAILLOG_NEW:
+            log_warning("libvirt: %s; balloons of libvirt guests hold until it is back; "
+                        "retrying with backoff",
+                        why);
+            break;
+        case FAILLOG_SUMMARY:
+            log_warning("libvirt: still not connected: %llu failed attempts in the last %.0f s "
+                        "(%s)",
+                        (unsigned long long)lv->conn_log.summarised, FAILLOG_SUMMARY_MS / 1000.0,
+                        why);
+            break;
+        case FAILLOG_QUIET:
+            log_debug("libvirt: %s; retrying", why);
+            break;
+        }
+    }
     libvirt_balloons_set_connected(&lv->balloons, connected, why);
 }
 
@@ -150,6 +176,15 @@ static void on_domain_rejected(struct libvirt_backend *b, const char *name, cons
     (void)b;
     (void)opaque;
     log_warning("libvirt domain %s: not managed: %s", name, why);
+}
+
+static void on_domain_failed(struct libvirt_backend *b, const char *uuid, const char *name,
+                             const char *why, uint64_t retry_ms, void *opaque)
+{
+    (void)b;
+    (void)opaque;
+    log_warning("libvirt domain %s (%s): cannot be read: %s; trying again in %.1f s",
+                name[0] ? name : "?", uuid, why, (double)retry_ms / 1000);
 }
 
 /* libvirt prints every error to stderr by default; the client keeps the message for the
@@ -180,6 +215,7 @@ static int module_start(void *opaque, struct daemon *d)
         .limits_changed = on_limits_changed,
         .connection_changed = on_connection_changed,
         .domain_rejected = on_domain_rejected,
+        .domain_failed = on_domain_failed,
     };
 
     lv->daemon = d;
@@ -200,9 +236,7 @@ static int module_start(void *opaque, struct daemon *d)
     }
     uv_timer_init(daemon_loop(d), &lv->rescan_timer);
     lv->rescan_timer.data = lv;
-    if (libvirt_backend_start(lv->backend) < 0)
-        log_warning("libvirt: cannot connect to %s: %s; retrying with backoff", c->uri,
-                    libvirt_backend_last_error(lv->backend));
+    libvirt_backend_start(lv->backend); /* on a worker: connection_changed tells */
     return 0;
 }
 
@@ -221,13 +255,15 @@ static void module_release(void *opaque)
     free(opaque);
 }
 
-/* Only a nudge: the rescan runs on the next loop turn, never inside the control request
- * (libvirtd waits for its hook while the hook waits for the reply). */
+/* Only a nudge: that one domain is looked at by UUID on a worker, never inside the
+ * control request (libvirtd waits for its hook while the hook waits for the reply). An id
+ * that is not a UUID makes a full rescan, on the next loop turn. */
 static void module_vm_event(void *opaque, const char *event, const char *id, const char *name)
 {
     struct libvirt_guests *lv = opaque;
-    log_debug("libvirt hook: %s %s (%s): rescanning", event, name, id);
-    uv_timer_start(&lv->rescan_timer, on_rescan, 0, 0);
+    log_debug("libvirt hook: %s %s (%s): looking at it", event, name, id);
+    if (lv->backend && libvirt_backend_rescan_domain(lv->backend, id) == -EINVAL)
+        uv_timer_start(&lv->rescan_timer, on_rescan, 0, 0);
 }
 
 static const struct daemon_module_ops module_ops = {

@@ -214,6 +214,20 @@ void policy_forget_actual(struct policy_guest *g)
     g->actual_known = false;
 }
 
+uint64_t policy_held_most(const struct policy_guest *g)
+{
+    if (!g->actual_known)
+        return 0;
+    if (g->target_set && !g->target_done && g->target_bytes > g->actual_bytes)
+        return g->target_bytes;
+    return g->actual_bytes;
+}
+
+void policy_forget_target(struct policy_guest *g)
+{
+    g->target_set = false;
+}
+
 /* The snapshot and its counters: the last one is kept, the stall measure fed. */
 static void note_mem(const struct policy_config *cfg, struct policy_guest *g,
                      const struct bp_mem *mem, int64_t now)

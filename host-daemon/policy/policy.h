@@ -282,6 +282,17 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
  * next policy_note_actual(). Pressure history is kept. */
 void policy_forget_actual(struct policy_guest *g);
 
+/* The most g holds toward the host budget until its next commit or size change: its
+ * size, or a target above it still on its way; 0 while its size is unknown. At least
+ * what the budget round counts for it (it counts a target below the size only while the
+ * balloon follows), so a sum of these bounds what all guests hold. */
+uint64_t policy_held_most(const struct policy_guest *g);
+
+/* No move is on its way any more: the link that carried the last one was lost (a QEMU
+ * killed right after the command, say). The next decision starts from the size read
+ * again, not from that target; the move's history (cooldowns, reversals) stays. */
+void policy_forget_target(struct policy_guest *g);
+
 /* Record a pressure message from the guest (level LOW..CRITICAL). mem may be NULL when
  * there is no snapshot. Levels out of range are ignored (the snapshot is still kept). */
 void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,

@@ -4,10 +4,17 @@
 #include "host-daemon/qmp/qmp_message.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+
+#include "virtio/link_backoff.h"
+#include "virtio/link_gate.h"
+#include "virtio/sock_watch.h"
+
+#define NS_PER_MS UINT64_C(1000000)
 
 enum qmp_state {
     QMP_IDLE,         /* made, not started */
@@ -46,6 +53,9 @@ struct qmp_write {
 
 enum pipe_state { PIPE_NONE, PIPE_OPEN, PIPE_CLOSING };
 
+/* Where the current attempt stands in the process's link gate (virtio/link_gate.h). */
+enum gate_state { GATE_NONE, GATE_IN_FLIGHT, GATE_OPEN };
+
 struct qmp_client {
     uv_loop_t *loop;
     char *path;
@@ -60,18 +70,29 @@ struct qmp_client {
     uv_connect_t connect_req;
     uv_timer_t timeout_timer; /* connect/greeting deadline, else earliest command deadline */
     uv_timer_t backoff_timer;
+    struct sock_watch watch;           /* the socket's folder, while disconnected */
+    struct link_gate_waiter gate_wait; /* waiting for the gate to let an attempt through */
+    enum gate_state gate;
+    bool watch_ok;           /* the watch's handle exists (it needs closing) */
+    bool connect_asap;       /* the socket appeared while the pipe was still closing */
     uint64_t phase_deadline; /* QMP_CONNECTING and QMP_GREETING */
-    uint64_t backoff_ms;     /* delay before the next reconnect */
+    struct link_backoff backoff;
+    uint64_t retry_ms; /* the reconnect delay now scheduled */
 
     char *rbuf;
     size_t rlen, rcap;
+    struct qmp_line_scan scan; /* how far rbuf was searched for a line end */
 
     struct qmp_command *pending; /* in send order */
+    unsigned n_pending;
+    unsigned missed; /* command timeouts since the last reply */
     uint64_t next_id;
     int64_t actual, target;
+    const char *failed_phase;
+    struct qmp_client_stats stats;
 
     bool closing;
-    int timers_open;
+    int handles_open; /* timers and the watch */
     qmp_closed_cb closed_cb;
 };
 
@@ -125,6 +146,7 @@ static void fail_all(struct qmp_client *c, int status)
 {
     struct qmp_command *k = c->pending;
     c->pending = NULL;
+    c->n_pending = 0;
     while (k) {
         struct qmp_command *next = k->next;
         fail_command(c, k, status);
@@ -153,10 +175,7 @@ static int send_command(struct qmp_client *c, enum qmp_purpose purpose, const ch
     size_t len;
     int r;
 
-    unsigned n = 0;
-    for (struct qmp_command *p = c->pending; p; p = p->next)
-        n++;
-    if (n >= QMP_MAX_PENDING)
+    if (c->n_pending >= QMP_MAX_PENDING)
         return -EBUSY;
     k = calloc(1, sizeof(*k));
     w = calloc(1, sizeof(*w));
@@ -173,6 +192,14 @@ static int send_command(struct qmp_client *c, enum qmp_purpose purpose, const ch
     r = qmp_build_command(command, args, k->id, &w->bytes, &len);
     if (r < 0)
         goto fail;
+    /* Bytes a monitor has not read stay in libuv's queue, timed-out commands' too: bound
+     * them, so a monitor that stops reading cannot make the daemon grow. */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + len > c->cfg.max_write_queue) {
+        free(w->bytes);
+        c->stats.write_refused++;
+        r = -ENOBUFS;
+        goto fail;
+    }
     w->req.data = c;
     buf = uv_buf_init(w->bytes, (unsigned)len);
     r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, free_write);
@@ -185,6 +212,7 @@ static int send_command(struct qmp_client *c, enum qmp_purpose purpose, const ch
     while (*tail)
         tail = &(*tail)->next;
     *tail = k;
+    c->n_pending++;
     arm_timeout(c);
     return 0;
 
@@ -199,9 +227,27 @@ static void on_backoff(uv_timer_t *t)
     start_connect(t->data);
 }
 
+/* The socket's name changed in its folder: QEMU made it again. Connect now instead of at
+ * the end of the backoff, which starts over (this is a new socket). */
+static void on_socket_appeared(struct sock_watch *w, void *opaque)
+{
+    struct qmp_client *c = opaque;
+    (void)w;
+    if (c->closing || c->state != QMP_BACKOFF)
+        return;
+    c->stats.watch_retries++;
+    link_backoff_reset(&c->backoff);
+    if (c->pipe_state != PIPE_NONE) {
+        c->connect_asap = true; /* on_pipe_closed connects */
+        return;
+    }
+    uv_timer_stop(&c->backoff_timer);
+    start_connect(c);
+}
+
 static void maybe_finish_close(struct qmp_client *c)
 {
-    if (c->timers_open > 0 || c->pipe_state != PIPE_NONE)
+    if (c->handles_open > 0 || c->pipe_state != PIPE_NONE)
         return;
     if (c->closed_cb)
         c->closed_cb(c, c->opaque);
@@ -215,14 +261,31 @@ static void on_pipe_closed(uv_handle_t *h)
     struct qmp_client *c = h->data;
 
     c->pipe_state = PIPE_NONE;
+    /* Every attempt ends here once: its place in the gate is given back. */
+    if (c->gate == GATE_IN_FLIGHT)
+        link_gate_failed(link_gate_shared());
+    else if (c->gate == GATE_OPEN)
+        link_gate_closed(link_gate_shared());
+    c->gate = GATE_NONE;
     if (c->closing) {
         maybe_finish_close(c);
         return;
     }
-    uv_timer_start(&c->backoff_timer, on_backoff, c->backoff_ms, 0);
-    c->backoff_ms *= 2;
-    if (c->backoff_ms > c->cfg.backoff_max_ms)
-        c->backoff_ms = c->cfg.backoff_max_ms;
+    if (c->connect_asap) {
+        c->connect_asap = false;
+        start_connect(c);
+        return;
+    }
+    uv_timer_start(&c->backoff_timer, on_backoff, c->retry_ms, 0);
+}
+
+/* Schedule the next attempt's delay: doubling, unless the connection proved healthy. */
+static void next_backoff(struct qmp_client *c)
+{
+    uint64_t delay_ns = link_backoff_down(&c->backoff, uv_now(c->loop) * NS_PER_MS);
+    c->retry_ms = (delay_ns + NS_PER_MS - 1) / NS_PER_MS;
+    if (c->watch_ok)
+        sock_watch_start(&c->watch);
 }
 
 static void close_pipe(struct qmp_client *c)
@@ -241,11 +304,30 @@ static void drop_connection(struct qmp_client *c, int err, const char *reason)
 
     if (c->closing || c->state == QMP_BACKOFF)
         return;
+    switch (c->state) {
+    case QMP_CONNECTING:
+        c->failed_phase = "connect";
+        break;
+    case QMP_GREETING:
+        c->failed_phase = "greeting";
+        break;
+    case QMP_CAPABILITIES:
+    case QMP_QUERY:
+        c->failed_phase = "handshake";
+        break;
+    default:
+        c->failed_phase = "ready";
+        break;
+    }
     c->state = QMP_BACKOFF;
     c->generation++;
+    c->stats.disconnects++;
     c->rlen = 0;
+    c->scan.scanned = 0;
+    c->missed = 0;
     c->actual = -1;
     c->target = -1;
+    next_backoff(c);
     uv_timer_stop(&c->timeout_timer);
     close_pipe(c);
     fail_all(c, -ECONNRESET);
@@ -264,7 +346,10 @@ static void on_ready(struct qmp_client *c, int64_t actual)
 {
     c->state = QMP_READY;
     c->actual = actual;
-    c->backoff_ms = c->cfg.backoff_min_ms;
+    c->stats.readies++;
+    /* Up, not yet healthy: a monitor that is ready and then drops at once keeps backing
+     * off; one that stays ready for stable_ms starts the delays over. */
+    link_backoff_up(&c->backoff, uv_now(c->loop) * NS_PER_MS);
     arm_timeout(c);
     if (c->cbs.on_ready)
         c->cbs.on_ready(c, actual, c->opaque);
@@ -285,6 +370,8 @@ static void handle_reply(struct qmp_client *c, const struct qmp_message *m)
         return;
     k = *p;
     *p = k->next;
+    c->n_pending--;
+    c->missed = 0; /* the monitor answers */
     arm_timeout(c);
 
     if (m->kind == QMP_MESSAGE_ERROR) {
@@ -324,7 +411,13 @@ static void handle_reply(struct qmp_client *c, const struct qmp_message *m)
     case PURPOSE_QUERY: {
         int64_t actual;
         if (qmp_parse_balloon_actual(m->ret, &actual) < 0) {
+            unsigned gen = c->generation;
+            c->stats.bad_actuals++;
+            if (c->cbs.on_bad_actual)
+                c->cbs.on_bad_actual(c, "query-balloon", c->opaque);
             res.status = -EBADMSG;
+            if (gen != c->generation || c->closing)
+                res.status = c->closing ? -ECANCELED : -ECONNRESET;
             call_done(c, k, &res);
             return;
         }
@@ -362,7 +455,11 @@ static void handle_event(struct qmp_client *c, const struct qmp_message *m)
     if (c->state != QMP_READY || strcmp(m->event, "BALLOON_CHANGE") != 0)
         return;
     if (qmp_parse_balloon_actual(m->data, &actual) < 0) {
-        drop_protocol_error(c, "BALLOON_CHANGE", "event without a valid \"actual\"");
+        /* A size of 0 or less, or none: the value is wrong, not the stream. Ignore it and
+         * keep the link (the next event or query brings a good one). */
+        c->stats.bad_actuals++;
+        if (c->cbs.on_bad_actual)
+            c->cbs.on_bad_actual(c, "BALLOON_CHANGE", c->opaque);
         return;
     }
     c->actual = actual;
@@ -406,14 +503,15 @@ static void handle_line(struct qmp_client *c, const char *line, size_t len)
     qmp_message_clear(&m);
 }
 
-/* Handle every complete line in the receive buffer; keep the partial rest. */
+/* Handle every complete line in the receive buffer; keep the partial rest, and how far it
+ * was searched. */
 static void process_input(struct qmp_client *c)
 {
     unsigned gen = c->generation;
     size_t off = 0;
     long n;
 
-    while ((n = qmp_next_line(c->rbuf + off, c->rlen - off)) >= 0) {
+    while ((n = qmp_scan_line(&c->scan, c->rbuf + off, c->rlen - off)) >= 0) {
         size_t len = (size_t)n;
         if (len > 0 && c->rbuf[off + len - 1] == '\r')
             len--;
@@ -489,6 +587,10 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->state = QMP_GREETING;
+    c->gate = GATE_OPEN;
+    link_gate_connected(link_gate_shared());
+    if (c->watch_ok)
+        sock_watch_stop(&c->watch);
     c->phase_deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
     arm_timeout(c);
     r = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
@@ -496,17 +598,40 @@ static void on_connect(uv_connect_t *req, int status)
         drop_connection(c, r, uv_strerror(r));
 }
 
+static void connect_now(struct qmp_client *c);
+
+static void on_gate_admit(struct link_gate_waiter *w)
+{
+    connect_now((struct qmp_client *)((char *)w - offsetof(struct qmp_client, gate_wait)));
+}
+
+/* An attempt, once the process's link gate lets it through. */
 static void start_connect(struct qmp_client *c)
+{
+    if (c->closing || c->gate_wait.queued)
+        return;
+    c->state = QMP_CONNECTING; /* waiting for the gate counts as connecting */
+    if (link_gate_enter(link_gate_shared(), &c->gate_wait, on_gate_admit))
+        connect_now(c);
+    else
+        c->stats.gate_waits++;
+}
+
+static void connect_now(struct qmp_client *c)
 {
     int r;
 
-    if (c->closing)
-        return;
+    c->gate = GATE_IN_FLIGHT;
     r = uv_pipe_init(c->loop, &c->pipe, 0);
     if (r < 0) {
+        c->gate = GATE_NONE;
+        link_gate_failed(link_gate_shared());
         /* Nothing to close: retry after the backoff as if the connection had failed. */
         c->state = QMP_BACKOFF;
-        uv_timer_start(&c->backoff_timer, on_backoff, c->backoff_ms, 0);
+        c->failed_phase = "connect";
+        c->stats.disconnects++;
+        next_backoff(c);
+        uv_timer_start(&c->backoff_timer, on_backoff, c->retry_ms, 0);
         if (c->cbs.on_disconnect)
             c->cbs.on_disconnect(c, r, uv_strerror(r), false, c->opaque);
         return;
@@ -548,11 +673,23 @@ static void on_timeout(uv_timer_t *t)
                                                                : "query-balloon timed out");
             return;
         }
-        /* A late reply will find no command and be dropped; the connection stays. */
+        /* A late reply will find no command and be dropped; the connection stays, unless
+         * the monitor has now missed too many replies in a row: then it is dead (a QEMU
+         * whose main loop hangs), and only a new connection can tell. */
         *p = k->next;
+        c->n_pending--;
+        c->missed++;
+        c->stats.timeouts++;
         fail_command(c, k, -ETIMEDOUT);
         if (gen != c->generation || c->closing)
             return;
+        if (c->missed >= c->cfg.max_missed_replies) {
+            char reason[80];
+            snprintf(reason, sizeof(reason), "the monitor missed %u replies in a row", c->missed);
+            c->stats.dead_monitors++;
+            drop_connection(c, -ETIMEDOUT, reason);
+            return;
+        }
     }
     arm_timeout(c);
 }
@@ -587,11 +724,19 @@ int qmp_client_new(uv_loop_t *loop, const char *path, const struct qmp_client_co
         c->cfg.backoff_max_ms = c->cfg.backoff_min_ms;
     if (!c->cfg.max_message_bytes)
         c->cfg.max_message_bytes = QMP_DEFAULT_MAX_MESSAGE_BYTES;
+    if (!c->cfg.max_missed_replies)
+        c->cfg.max_missed_replies = QMP_DEFAULT_MAX_MISSED_REPLIES;
+    if (!c->cfg.max_write_queue)
+        c->cfg.max_write_queue = QMP_DEFAULT_MAX_WRITE_QUEUE;
+    if (!c->cfg.stable_ms)
+        c->cfg.stable_ms = c->cfg.backoff_max_ms > 1000 ? c->cfg.backoff_max_ms : 1000;
     if (cbs)
         c->cbs = *cbs;
     c->opaque = opaque;
     c->state = QMP_IDLE;
-    c->backoff_ms = c->cfg.backoff_min_ms;
+    c->failed_phase = "";
+    link_backoff_init(&c->backoff, c->cfg.backoff_min_ms * NS_PER_MS,
+                      c->cfg.backoff_max_ms * NS_PER_MS, c->cfg.stable_ms * NS_PER_MS);
     c->next_id = 1;
     c->actual = -1;
     c->target = -1;
@@ -599,7 +744,11 @@ int qmp_client_new(uv_loop_t *loop, const char *path, const struct qmp_client_co
     uv_timer_init(loop, &c->backoff_timer);
     c->timeout_timer.data = c;
     c->backoff_timer.data = c;
-    c->timers_open = 2;
+    c->handles_open = 2;
+    if (sock_watch_init(loop, &c->watch, c->path, on_socket_appeared, c) == 0) {
+        c->watch_ok = true;
+        c->handles_open++;
+    }
     *ret_client = c;
     return 0;
 }
@@ -669,10 +818,33 @@ const char *qmp_client_path(const struct qmp_client *c)
     return c->path;
 }
 
+const struct qmp_client_stats *qmp_client_stats(const struct qmp_client *c)
+{
+    return &c->stats;
+}
+
+const char *qmp_client_failed_phase(const struct qmp_client *c)
+{
+    return c->failed_phase;
+}
+
+uint64_t qmp_client_retry_ms(const struct qmp_client *c)
+{
+    return c->state == QMP_BACKOFF ? c->retry_ms : 0;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     struct qmp_client *c = h->data;
-    c->timers_open--;
+    c->handles_open--;
+    maybe_finish_close(c);
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    struct sock_watch *w = h->data;
+    struct qmp_client *c = w->opaque;
+    c->handles_open--;
     maybe_finish_close(c);
 }
 
@@ -682,6 +854,7 @@ void qmp_client_close(struct qmp_client *c, qmp_closed_cb closed)
         return;
     c->closing = true;
     c->closed_cb = closed;
+    link_gate_leave(link_gate_shared(), &c->gate_wait);
     c->state = QMP_CLOSED;
     c->generation++;
     c->rlen = 0;
@@ -689,4 +862,6 @@ void qmp_client_close(struct qmp_client *c, qmp_closed_cb closed)
     close_pipe(c);
     uv_close((uv_handle_t *)&c->timeout_timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->backoff_timer, on_timer_closed);
+    if (c->watch_ok)
+        sock_watch_close(&c->watch, on_watch_closed);
 }

@@ -1,5 +1,7 @@
 /* The QMP balloon backend: qmp.c's client behind the balloon interface; it logs its own
- * link (ready, lost and retrying, quieter after the first failure). */
+ * link: a failure when it starts or changes (connect, a hung greeting or handshake, a
+ * dead monitor), then at most a summary a minute while it lasts (util/faillog.h); ready
+ * once per failure episode; a size QEMU got wrong once, then summarised. */
 #include "host-daemon/qmp/qmp_balloon.h"
 
 #include <errno.h>
@@ -8,14 +10,20 @@
 #include <string.h>
 
 #include "host-daemon/qmp/qmp.h"
+#include "host-daemon/util/faillog.h"
 #include "host-daemon/util/log.h"
 
 struct qmp_balloon {
     struct balloon base; /* first: a struct balloon * is a struct qmp_balloon * */
     struct qmp_client *client;
+    uv_loop_t *loop;
     char guest[CONFIG_NAME_MAX + 1];
     char path[CONFIG_PATH_MAX];
-    bool warned; /* a failure was logged; quieter until it is ready again */
+    struct faillog log;     /* the link's failures */
+    bool ready_told;        /* this failure episode's first ready was logged */
+    uint64_t ready_at;      /* loop ms of the last ready */
+    uint64_t stable_ms;     /* ready this long: the failure episode is over */
+    struct faillog bad_log; /* sizes QEMU sent that were not sizes */
     balloon_closed_cb closed;
     void *closed_opaque;
 };
@@ -57,9 +65,17 @@ static void on_ready(struct qmp_client *c, int64_t actual_bytes, void *opaque)
 {
     (void)c;
     struct qmp_balloon *q = opaque;
-    q->warned = false;
-    log_info("guest %s: QMP %s ready, balloon at %.1f MiB", q->guest, q->path,
-             mib((uint64_t)actual_bytes));
+    q->ready_at = uv_now(q->loop);
+    if (!q->log.failing)
+        log_info("guest %s: QMP %s ready, balloon at %.1f MiB", q->guest, q->path,
+                 mib((uint64_t)actual_bytes));
+    else if (!q->ready_told)
+        log_info("guest %s: QMP %s ready after %llu failed attempts, balloon at %.1f MiB", q->guest,
+                 q->path, (unsigned long long)q->log.total, mib((uint64_t)actual_bytes));
+    else /* it keeps dropping soon after: the failure's summary says so */
+        log_debug("guest %s: QMP %s ready again, balloon at %.1f MiB", q->guest, q->path,
+                  mib((uint64_t)actual_bytes));
+    q->ready_told = true;
     balloon_emit_ready(&q->base, (uint64_t)actual_bytes);
 }
 
@@ -73,16 +89,55 @@ static void on_balloon_change(struct qmp_client *c, int64_t actual_bytes, void *
 static void on_disconnect(struct qmp_client *c, int err, const char *reason, bool was_ready,
                           void *opaque)
 {
-    (void)c;
     struct qmp_balloon *q = opaque;
-    if (!q->warned || was_ready)
-        log_warning("guest %s: QMP %s: %s (%s); retrying", q->guest, q->path, strerror(-err),
-                    reason ? reason : "");
-    else
-        log_debug("guest %s: QMP %s: %s (%s); retrying", q->guest, q->path, strerror(-err),
-                  reason ? reason : "");
-    q->warned = true;
-    balloon_emit_lost(&q->base, reason ? reason : strerror(-err));
+    uint64_t now = uv_now(q->loop);
+    const char *phase = qmp_client_failed_phase(c);
+    if (!reason)
+        reason = "";
+    /* A link that stayed ready long enough ended the last failure episode. */
+    if (was_ready && now - q->ready_at >= q->stable_ms && faillog_ok(&q->log, (int64_t)now))
+        q->ready_told = false;
+    switch (faillog_fail(&q->log, err, phase, (int64_t)now)) {
+    case FAILLOG_NEW:
+        q->ready_told = false;
+        log_warning("guest %s: QMP %s: %s (%s, while %s); retrying with backoff", q->guest, q->path,
+                    strerror(-err), reason, phase);
+        break;
+    case FAILLOG_SUMMARY:
+        log_warning("guest %s: QMP %s still failing: %llu times in the last %.0f s, %llu since "
+                    "%.0f s ago (%s: %s, while %s); retrying with backoff",
+                    q->guest, q->path, (unsigned long long)q->log.summarised,
+                    FAILLOG_SUMMARY_MS / 1000.0, (unsigned long long)q->log.total,
+                    (double)((int64_t)now - q->log.since_ms) / 1000, strerror(-err), reason, phase);
+        break;
+    case FAILLOG_QUIET:
+        log_debug("guest %s: QMP %s: %s (%s, while %s); retrying in %llu ms", q->guest, q->path,
+                  strerror(-err), reason, phase, (unsigned long long)qmp_client_retry_ms(c));
+        break;
+    }
+    balloon_emit_lost(&q->base, reason[0] ? reason : strerror(-err));
+}
+
+/* QEMU sent a balloon size that is not a size: ignored by the client; said here. */
+static void on_bad_actual(struct qmp_client *c, const char *where, void *opaque)
+{
+    struct qmp_balloon *q = opaque;
+    int64_t now = (int64_t)uv_now(q->loop);
+    switch (faillog_fail(&q->bad_log, -EBADMSG, where, now)) {
+    case FAILLOG_NEW:
+        log_warning("guest %s: QMP %s: a %s without a valid size (not an integer above 0): "
+                    "ignored; more are counted",
+                    q->guest, q->path, where);
+        break;
+    case FAILLOG_SUMMARY:
+        log_warning("guest %s: QMP %s: %llu more sizes ignored in the last %.0f s (%llu in all)",
+                    q->guest, q->path, (unsigned long long)q->bad_log.summarised,
+                    FAILLOG_SUMMARY_MS / 1000.0,
+                    (unsigned long long)qmp_client_stats(c)->bad_actuals);
+        break;
+    case FAILLOG_QUIET:
+        break;
+    }
 }
 
 static int qb_start(struct balloon *b)
@@ -201,11 +256,15 @@ static int qb_open(uv_loop_t *loop, const struct config_guest *cfg,
         .on_ready = on_ready,
         .on_balloon_change = on_balloon_change,
         .on_disconnect = on_disconnect,
+        .on_bad_actual = on_bad_actual,
     };
     struct qmp_balloon *q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
     balloon_init(&q->base, &qmp_balloon_ops);
+    q->loop = loop;
+    /* As the client's own rule for its backoff (qmp.h, stable_ms). */
+    q->stable_ms = daemon_cfg->reconnect_max_ms > 1000 ? daemon_cfg->reconnect_max_ms : 1000;
     snprintf(q->guest, sizeof(q->guest), "%s", cfg->name);
     snprintf(q->path, sizeof(q->path), "%s", cfg->qmp_path);
     int r = qmp_client_new(loop, cfg->qmp_path, &qc, &cbs, q, &q->client);

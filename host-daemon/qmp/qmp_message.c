@@ -132,6 +132,19 @@ long qmp_next_line(const char *buf, size_t len)
     return nl ? (long)(nl - buf) : -1;
 }
 
+/* See qmp_message.h. */
+long qmp_scan_line(struct qmp_line_scan *s, const char *buf, size_t len)
+{
+    size_t from = s->scanned <= len ? s->scanned : 0;
+    const char *nl = memchr(buf + from, '\n', len - from);
+    if (!nl) {
+        s->scanned = len;
+        return -1;
+    }
+    s->scanned = 0;
+    return (long)(nl - buf);
+}
+
 int qmp_build_command(const char *command, const json_t *args, uint64_t id, char **ret_buf,
                       size_t *ret_len)
 {

@@ -53,6 +53,19 @@ int qmp_parse_balloon_actual(const json_t *obj, int64_t *ret_actual);
  * left for the JSON parser to skip as whitespace), or -1 if no LF is in `len` bytes. */
 long qmp_next_line(const char *buf, size_t len);
 
+/* Incremental search for line ends in a receive buffer that grows at its end: the bytes
+ * already searched are not searched again, so a line dribbled in byte by byte costs time
+ * in proportion to its length, not its length squared. */
+struct qmp_line_scan {
+    size_t scanned; /* bytes at the start of the buffer known to hold no LF */
+};
+
+/* Like qmp_next_line, but starts after s->scanned. When no LF is found, s->scanned
+ * becomes `len`; when one is, s->scanned becomes 0 (the caller consumes the line and
+ * passes the rest, which starts a new search). A buffer moved to a new address keeps its
+ * scan as long as its bytes are the same. */
+long qmp_scan_line(struct qmp_line_scan *s, const char *buf, size_t len);
+
 /* Build `{"execute": command, "arguments": args, "id": id}` followed by CRLF, as a
  * malloc'd buffer. `args` may be NULL (no "arguments") and is not stolen.
  * Returns 0, -EINVAL or -ENOMEM. */

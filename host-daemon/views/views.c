@@ -114,6 +114,7 @@ json_t *view_guest(const struct daemon_view *v, const struct guest *g, bool with
                         g->mem_known ? json_real(g->mem.psi_some_avg10) : json_null());
     json_object_set_new(j, "mem_available",
                         maybe_u64(g->mem_known, g->mem.mem_available_kb * 1024));
+    json_object_set_new(j, "mem_total", maybe_u64(g->mem_known, g->mem.mem_total_kb * 1024));
     json_object_set_new(j, "floor", json_integer((json_int_t)g->cfg.floor_bytes));
     json_object_set_new(j, "ceiling", json_integer((json_int_t)g->cfg.ceiling_bytes));
     json_object_set_new(j, "weight", json_integer(g->cfg.weight));

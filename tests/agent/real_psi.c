@@ -1,6 +1,7 @@
 /* bellows-agent's PSI source for real on /proc/pressure/memory: the triggers it registers,
  * the fallback to 2 s windows when the kernel refuses a 1 s one with EINVAL (callers without
- * CAP_SYS_RESOURCE), the fds it holds, and the errors when PSI or every source is missing.
+ * CAP_SYS_RESOURCE), the fds it holds, the errors when PSI is missing, and the reports-only
+ * agent when every source is missing.
  * usage: real_psi AGENT */
 #include "tests/agent/real_util.h"
 
@@ -193,19 +194,62 @@ int main(int argc, char **argv)
     expect_line(log, "/nonexistent/memory.pressure: No such file or directory");
     free(log);
 
-    /* 5. Neither source: the error names what is missing for each. */
+    /* 5. Neither source, with auto: the agent runs reports-only (a hello with no sources,
+     * reports) instead of exiting, and its log names what is missing for each. */
     const char *args_none[] = {
-        "--print",  "--no-mlock",          "--psi-file", "/nonexistent/pressure",
-        "--cgroup", "/nonexistent/cgroup", NULL};
-    agent_pid = real_spawn_agent(argv[1], args_none, log_path, NULL);
-    waitpid(agent_pid, &status, 0);
+        "--print",  "--no-mlock",          "--psi-file",        "/nonexistent/pressure",
+        "--cgroup", "/nonexistent/cgroup", "--report-interval", "200",
+        NULL};
+    int out;
+    agent_pid = real_spawn_agent(argv[1], args_none, log_path, &out);
+    char lines[8192];
+    size_t len = 0;
+    int reports = 0;
+    /* The hello, then reports every 200 ms: wait for two reports. */
+    while (reports < 2) {
+        struct pollfd p = {.fd = out, .events = POLLIN};
+        CHECK(poll(&p, 1, 5000) == 1, "no output from a reports-only agent within 5 s: %.*s",
+              (int)len, lines);
+        CHECK(len + 1 < sizeof(lines), "too much output: %.*s", (int)len, lines);
+        ssize_t n = read(out, lines + len, sizeof(lines) - 1 - len);
+        CHECK(n > 0, "agent stdout closed: it exited without a source");
+        len += (size_t)n;
+        lines[len] = '\0';
+        reports = 0;
+        for (const char *r = lines; (r = strstr(r, "\"type\":\"report\"")); r++)
+            reports++;
+    }
+    char *eol = strchr(lines, '\n');
+    CHECK(eol, "no complete line: %s", lines);
+    *eol = '\0';
+    CHECK(strstr(lines, "\"type\":\"hello\"") && strstr(lines, "\"sources\":[]") &&
+              strstr(lines, "\"caps\":[\"report\""),
+          "first line is not a hello with no sources and the report cap: %s", lines);
+    close(out);
+    status = real_stop(agent_pid);
     agent_pid = 0;
     log = real_read_file(log_path);
     printf("no source: %s", log);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "exit status 0x%x", status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status 0x%x", status);
     expect_line(log, "no pressure source available: vmpressure: cannot register on "
                      "/nonexistent/cgroup/memory.pressure_level");
     expect_line(log, "psi: cannot register a trigger on /nonexistent/pressure");
+    expect_line(log, "running reports-only: a memory report every 200 ms");
+    free(log);
+
+    /* 6. The same kernel with the sources named on the command line: the operator asked for
+     * them, so it is an error (exit 1), not a reports-only agent. */
+    const char *args_named[] = {
+        "--print",  "--no-mlock",          "--psi-file", "/nonexistent/pressure",
+        "--cgroup", "/nonexistent/cgroup", "--sources",  "vmpressure,psi",
+        NULL};
+    agent_pid = real_spawn_agent(argv[1], args_named, log_path, NULL);
+    waitpid(agent_pid, &status, 0);
+    agent_pid = 0;
+    log = real_read_file(log_path);
+    printf("named sources missing: %s", log);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "exit status 0x%x", status);
+    expect_line(log, "vmpressure: cannot register on /nonexistent/cgroup/memory.pressure_level");
     free(log);
 
     cleanup();

@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "virtio/guest_backoff.h"
 #include "virtio/guest_port.h"
+#include "virtio/link_backoff.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +26,8 @@
 static void backoff_table(void **state)
 {
     (void)state;
-    struct guest_backoff b;
-    guest_backoff_init(&b, 100 * MS, 2000 * MS, 2000 * MS);
+    struct link_backoff b;
+    link_backoff_init(&b, 100 * MS, 2000 * MS, 2000 * MS);
     static const struct {
         char what; /* 'u' up, 'd' down */
         uint64_t t_ms;
@@ -41,21 +41,21 @@ static void backoff_table(void **state)
     };
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         if (steps[i].what == 'u') {
-            guest_backoff_up(&b, steps[i].t_ms * MS);
+            link_backoff_up(&b, steps[i].t_ms * MS);
             continue;
         }
-        uint64_t d = guest_backoff_down(&b, steps[i].t_ms * MS);
+        uint64_t d = link_backoff_down(&b, steps[i].t_ms * MS);
         if (d != steps[i].delay_ms * MS)
             fail_msg("step %zu: delay %llu ms, want %llu", i, (unsigned long long)(d / MS),
                      (unsigned long long)steps[i].delay_ms);
     }
     /* Nonsense limits are made sane: never a zero delay (that would spin). */
-    guest_backoff_init(&b, 0, 0, 0);
-    assert_true(guest_backoff_down(&b, 0) > 0);
+    link_backoff_init(&b, 0, 0, 0);
+    assert_true(link_backoff_down(&b, 0) > 0);
     /* Many failures do not overflow. */
-    guest_backoff_init(&b, 1, UINT64_MAX / 2, 0);
+    link_backoff_init(&b, 1, UINT64_MAX / 2, 0);
     for (int i = 0; i < 200; i++)
-        assert_true(guest_backoff_down(&b, 0) <= UINT64_MAX / 2);
+        assert_true(link_backoff_down(&b, 0) <= UINT64_MAX / 2);
 }
 
 /* --- discovery --- */

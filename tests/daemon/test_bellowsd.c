@@ -339,7 +339,7 @@ struct world {
     char dir[128];
     char config[256];
     char ctl[256];
-    char daemon_section[1024];
+    char daemon_section[2048];
 };
 
 static void world_init(struct world *w)
@@ -352,9 +352,9 @@ static void world_init(struct world *w)
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     /* A calm host: no host pressure, so only the guests' events move balloons. */
     snprintf(w->daemon_section, sizeof(w->daemon_section),
-             "[daemon]\ncontrol_socket = %s\nlog_level = debug\nproc_dir = "
+             "[daemon]\ncontrol_socket = %s\nstate_dir = %s/state\nlog_level = debug\nproc_dir = "
              "%s/tests/daemon/data/proc-calm\nreconnect_min = 10ms\nreconnect_max = 100ms\n",
-             w->ctl, cwd);
+             w->ctl, w->dir, cwd);
 }
 
 static void guest_section(char *out, size_t cap, const char *dir, const char *name, unsigned weight)
@@ -508,7 +508,7 @@ static void dry_run_case(bool by_flag)
     struct chardev c1;
     peer_listen(&q1, w.dir, "g1.qmp", 512 * MIB);
     chardev_listen(&c1, w.dir, "g1.chan");
-    char live_section[1024];
+    char live_section[2048];
     snprintf(live_section, sizeof(live_section), "%s", w.daemon_section);
     if (!by_flag)
         strncat(w.daemon_section, "dry_run = true\n",

@@ -251,12 +251,20 @@ static void pause_resume_and_set(void **state)
     assert_int_equal(f->cfg_arg.ceiling_bytes, 1 << 30);
     assert_string_equal(f->cfg_arg.qmp_path, "/run/web1.qmp"); /* the rest kept */
 
+    /* A guest without a QMP path (a libvirt domain's) takes new limits too. */
+    add_guest(f, "web-1", 256 << 20, 1u << 30);
+    lookup(f, "web-1")->qmp_path[0] = '\0';
+    expect_ok(f, "{\"cmd\":\"set\",\"name\":\"web-1\",\"floor\":\"512M\"}");
+    assert_int_equal(f->sets, 2);
+    assert_int_equal(f->cfg_arg.floor_bytes, 512 << 20);
+    assert_string_equal(f->cfg_arg.qmp_path, "");
+
     /* Invalid combinations change nothing at all. */
     expect_error(f, "{\"cmd\":\"set\",\"name\":\"web1\",\"weight\":9,\"floor\":\"2G\"}",
                  "above ceiling");
     expect_error(f, "{\"cmd\":\"set\",\"name\":\"web1\",\"ceiling\":\"lots\"}", "not a size");
     expect_error(f, "{\"cmd\":\"set\",\"name\":\"web1\",\"weight\":10001}", "weight");
-    assert_int_equal(f->sets, 1);
+    assert_int_equal(f->sets, 2);
 }
 
 static void add_and_remove(void **state)

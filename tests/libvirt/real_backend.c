@@ -6,11 +6,15 @@
  *   second, one without the channel is ignored, bad metadata comes with its error and
  *   defaults;
  * - a destroyed domain is reported gone within a second;
- * - with a guest kernel (scripts/guest-image), set_balloon moves the real balloon and the
- *   BALLOON_CHANGE event brings the new actual size;
- * - with "restart" (the wrapper started libvirtd, so we may restart it): libvirtd killed and
- *   started again, the backend drops every actual size, refuses to move, reconnects and
- *   finds the same running domain again without reporting it gone or new. */
+ * - with a guest kernel (scripts/guest-image), a move goes out on a worker, answers on the
+ *   loop, moves the real balloon, and the BALLOON_CHANGE event brings the new actual size;
+ * - with "restart" (the wrapper started libvirtd, so we may stop it):
+ *   libvirtd frozen (SIGSTOP) for 2 s while a move of A is in flight: the loop's timers keep
+ *   firing on time (the move waits on its worker), a second move is refused as busy; after
+ *   SIGCONT the move answers once, with success;
+ *   then libvirtd killed and started again: the backend drops every actual size, refuses
+ *   to move, reconnects and finds the same running domain again without reporting it gone
+ *   or new. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +31,7 @@
 
 #include "host-daemon/libvirt/libvirt_client.h"
 #include "host-daemon/libvirt/libvirt_event_uv.h"
+#include "host-daemon/libvirt/libvirt_worker.h"
 
 #define MiB (UINT64_C(1) << 20)
 
@@ -50,7 +55,8 @@ static void check(bool ok, const char *fmt, ...)
 
 /* What the backend reported. */
 struct record {
-    int appeared, disappeared, balloon_changes, ups, downs, rejected, limits;
+    int appeared, disappeared, balloon_changes, ups, downs, rejected, limits, moves;
+    int move_status;
     struct libvirt_domain_info last_limits;
     struct libvirt_domain_info last_info;
     uint64_t last_appeared_actual;
@@ -140,6 +146,30 @@ static void on_rejected(struct libvirt_backend *b, const char *name, const char 
     fprintf(stderr, "  rejected %s: %s\n", name, why);
 }
 
+static void on_move(struct libvirt_backend *b, const char *uuid, int status, const char *error,
+                    void *opaque)
+{
+    (void)b;
+    (void)uuid;
+    (void)opaque;
+    rec.moves++;
+    rec.move_status = status;
+    fprintf(stderr, "  move answered: %d %s\n", status, error);
+}
+
+/* A 10 ms ticker: the largest gap between ticks shows whether the loop ever waited. */
+static uv_timer_t ticker;
+static uint64_t last_tick_ms, max_tick_gap_ms;
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = uv_hrtime() / 1000000;
+    if (last_tick_ms && now - last_tick_ms > max_tick_gap_ms)
+        max_tick_gap_ms = now - last_tick_ms;
+    last_tick_ms = now;
+}
+
 static uv_timer_t guard;
 static bool guard_expired;
 
@@ -152,6 +182,9 @@ static void on_guard(uv_timer_t *t)
 /* Run the loop until *count >= want or limit_ms passed. */
 static void run_until(const int *count, int want, uint64_t limit_ms)
 {
+    /* A blocking call of this test (virDomainCreateXML) may have held the loop: the guard
+     * counts from now, not from the loop's last look at the clock. */
+    uv_update_time(&loop);
     guard_expired = false;
     uv_timer_start(&guard, on_guard, limit_ms, 0);
     while ((count == NULL || *count < want) && !guard_expired)
@@ -232,6 +265,7 @@ int main(int argc, char **argv)
 
     uv_loop_init(&loop);
     uv_timer_init(&loop, &guard);
+    uv_timer_init(&loop, &ticker);
     virSetErrorFunc(NULL, on_libvirt_error);
     libvirt_backend_config_defaults(&cfg);
     cfg.keepalive_interval_s = 1;
@@ -260,7 +294,8 @@ int main(int argc, char **argv)
     if (kernel)
         snprintf(os, sizeof(os),
                  "<os><type arch='x86_64' machine='pc'>hvm</type><kernel>%s</kernel>"
-                 "<initrd>%s</initrd><cmdline>console=ttyS0 quiet bellows.agent=0</cmdline></os>",
+                 "<initrd>%s</initrd><cmdline>console=ttyS0 quiet no_timer_check bellows.agent=0"
+                 "</cmdline></os>",
                  kernel, initrd);
     else
         snprintf(os, sizeof(os), "<os><type arch='x86_64' machine='pc'>hvm</type></os>");
@@ -281,8 +316,10 @@ int main(int argc, char **argv)
         goto out;
     virDomainGetUUIDString(a, a_uuid);
 
-    check(libvirt_backend_start(b) == 0, "backend connected: %s", libvirt_backend_last_error(b));
-    check(rec.ups == 1 && rec.appeared == 1, "A discovered at connect (appeared %d)", rec.appeared);
+    check(libvirt_backend_start(b) == 0, "backend started");
+    run_until(&rec.appeared, 1, 10000);
+    check(rec.ups == 1 && rec.appeared == 1, "connected, A discovered (appeared %d): %s",
+          rec.appeared, libvirt_backend_last_error(b));
     check(strcmp(rec.last_info.uuid, a_uuid) == 0 && rec.last_info.floor_bytes == 96 * MiB &&
               rec.last_info.ceiling_bytes == 224 * MiB && rec.last_info.weight == 300 &&
               rec.last_info.floor_from == LIBVIRT_LIMIT_METADATA,
@@ -356,19 +393,22 @@ int main(int argc, char **argv)
     destroy(&c);
     check(libvirt_backend_count(b) == 1, "A still managed");
 
-    check(libvirt_backend_set_balloon(b, "00000000-0000-0000-0000-000000000000", 128 * MiB) ==
-              -ENOENT,
-          "set_balloon on an unmanaged domain refused");
-    check(libvirt_backend_set_balloon(b, a_uuid, 512 * MiB) == -ERANGE,
-          "set_balloon above the domain's maximum refused");
+    check(libvirt_backend_move(b, "00000000-0000-0000-0000-000000000000", 128 * MiB, 0, on_move,
+                               NULL) == -ENOENT,
+          "a move of an unmanaged domain refused");
+    check(libvirt_backend_move(b, a_uuid, 512 * MiB, 0, on_move, NULL) == -ERANGE,
+          "a move above the domain's maximum refused");
 
     if (kernel) {
         /* The guest may still be booting: QEMU keeps the target and the guest's balloon
          * driver takes it when it starts. */
-        int before = rec.balloon_changes;
+        int before = rec.balloon_changes, moves = rec.moves;
         t0 = now_ms();
-        check(libvirt_backend_set_balloon(b, a_uuid, 192 * MiB) == 0, "set_balloon(A, 192 MiB): %s",
-              libvirt_backend_last_error(b));
+        check(libvirt_backend_move(b, a_uuid, 192 * MiB, 256 * MiB, on_move, NULL) == 0,
+              "move(A, 192 MiB) sent to a worker");
+        run_until(&rec.moves, moves + 1, 10000);
+        check(rec.moves == moves + 1 && rec.move_status == 0, "the move answered 0 after %llu ms",
+              (unsigned long long)(now_ms() - t0));
         for (int i = 0; i < 20 && !(rec.balloon_changes > before && rec.last_balloon == 192 * MiB);
              i++)
             run_until(&rec.balloon_changes, rec.balloon_changes + 1, 10000);
@@ -390,7 +430,36 @@ int main(int argc, char **argv)
             fclose(f);
         }
         pid_t pid = (pid_t)atoi(pidtext);
+
+        /* Frozen libvirtd: the move waits on its worker, the loop does not wait at all. */
+        int moves = rec.moves;
+        check(pid > 1 && kill(pid, SIGSTOP) == 0, "libvirtd (pid %d) frozen", (int)pid);
+        check(libvirt_backend_move(b, a_uuid, 200 * MiB, 0, on_move, NULL) == 0,
+              "a move sent while libvirtd is frozen");
+        check(libvirt_backend_move(b, a_uuid, 210 * MiB, 0, on_move, NULL) == -EBUSY,
+              "a second move of the same domain refused: one in flight");
+        last_tick_ms = max_tick_gap_ms = 0;
+        uv_timer_start(&ticker, on_tick, 10, 10);
+        run_until(NULL, 0, 2000); /* under keepalive's 1 s x (2 + 1): the link stays */
+        check(rec.moves == moves, "no answer while libvirtd is frozen");
+        /* Had the loop waited for libvirtd, one gap would span the 2 s freeze; what is left
+         * is this machine's scheduling (other work shares its cores). */
+        check(max_tick_gap_ms < 1000,
+              "the loop's 10 ms timer never waited for libvirtd (longest gap %llu ms of a "
+              "2000 ms freeze)",
+              (unsigned long long)max_tick_gap_ms);
+        check(kill(pid, SIGCONT) == 0, "libvirtd thawed");
+        t0 = now_ms();
+        run_until(&rec.moves, moves + 1, 10000);
+        uv_timer_stop(&ticker);
+        check(rec.moves == moves + 1 && rec.move_status == 0,
+              "the move answered once, with success, %llu ms after the thaw",
+              (unsigned long long)(now_ms() - t0));
+        run_until(NULL, 0, 300);
+        check(rec.moves == moves + 1, "... and only once");
+
         int downs = rec.downs, ups = rec.ups, appeared = rec.appeared, gone = rec.disappeared;
+        int sizes = rec.balloon_changes;
         check(pid > 1 && kill(pid, SIGTERM) == 0, "libvirtd (pid %d) stopped", (int)pid);
         t0 = now_ms();
         run_until(&rec.downs, downs + 1, 10000);
@@ -398,7 +467,7 @@ int main(int argc, char **argv)
               (unsigned long long)(rec.down_ms - t0));
         check(libvirt_backend_actual(b, a_uuid, &actual) == -EAGAIN,
               "A's actual size forgotten while disconnected");
-        check(libvirt_backend_set_balloon(b, a_uuid, 160 * MiB) == -ENOTCONN,
+        check(libvirt_backend_move(b, a_uuid, 160 * MiB, 0, on_move, NULL) == -ENOTCONN,
               "no balloon move while disconnected");
         /* The old daemon must be gone before a new one can take its pid file. */
         for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
@@ -409,10 +478,13 @@ int main(int argc, char **argv)
         run_until(&rec.ups, ups + 1, 20000);
         check(rec.ups == ups + 1, "backend reconnected %llu ms after libvirtd restarted",
               (unsigned long long)(rec.up_ms - t0));
+        /* The listing, then A looked at again on a worker: its size comes back. */
+        run_until(&rec.balloon_changes, sizes + 1, 10000);
         check(rec.appeared == appeared && rec.disappeared == gone,
               "A found again, neither reported gone nor new");
         check(libvirt_backend_actual(b, a_uuid, &actual) == 0,
-              "A's actual size read again: %llu MiB", (unsigned long long)(actual / MiB));
+              "A's actual size read again %llu ms after the reconnect: %llu MiB",
+              (unsigned long long)(rec.balloon_ms - rec.up_ms), (unsigned long long)(actual / MiB));
         /* Our test connection died with libvirtd: open a fresh one to clean up. */
         virDomainFree(a);
         a = NULL;
@@ -435,12 +507,15 @@ out:
     if (conn)
         virConnectClose(conn);
     if (b)
-        libvirt_backend_close(b);
-    for (int i = 0; i < 10 && libvirt_event_uv_pending() > 0; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
-    check(libvirt_event_uv_pending() == 0, "all libvirt handles and timeouts freed (%u left)",
+        libvirt_backend_close(b); /* a worker closes the connection */
+    libvirt_event_uv_release();
+    for (int i = 0; i < 100 && (libvirt_event_uv_pending() > 0 || lv_pool_live_threads() > 0); i++)
+        run_until(NULL, 0, 50);
+    check(libvirt_event_uv_pending() == 0 && lv_pool_live_threads() == 0,
+          "all libvirt handles and timeouts freed (%u left), every worker ended",
           libvirt_event_uv_pending());
     uv_close((uv_handle_t *)&guard, NULL);
+    uv_close((uv_handle_t *)&ticker, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
     check(uv_loop_close(&loop) == 0, "uv loop closes cleanly");
     char sock[300];

@@ -179,6 +179,7 @@ out:
     check(libvirt_event_uv_pending() == 0, "all handles and timeouts freed after close (%u left)",
           libvirt_event_uv_pending());
     uv_close((uv_handle_t *)&guard, NULL);
+    libvirt_event_uv_release(); /* its wake-up handle: nothing is left to wake for */
     uv_run(&loop, UV_RUN_NOWAIT);
     check(uv_loop_close(&loop) == 0, "uv loop closes cleanly");
     return failures ? 1 : 0;

@@ -1,7 +1,8 @@
-/* libvirt_backend: its pure parts (defaults, reconnect backoff), and its libvirt side
- * against libvirt's own in-process test driver (test:///default: no daemon, no root), so
- * the sanitizer build covers discovery, moves, limits and removal. The same against a real
- * libvirtd, with reconnects: real_backend.c. */
+/* libvirt_backend: its pure parts (defaults, reconnect backoff, per-domain retry backoff),
+ * and its libvirt side against libvirt's own in-process test driver (test:///default: no
+ * daemon, no root), so the sanitizer build covers discovery, moves, limits and removal,
+ * with every libvirt call on a worker thread and every result back on the loop. The same
+ * against a real libvirtd, with reconnects: real_backend.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 
 #include "host-daemon/libvirt/libvirt_client.h"
 #include "host-daemon/libvirt/libvirt_event_uv.h"
+#include "host-daemon/libvirt/libvirt_worker.h"
 
 #define MiB (UINT64_C(1) << 20)
 
@@ -51,13 +53,33 @@ static void test_backoff_doubles_within_bounds(void **state)
     assert_int_equal(libvirt_backend_next_backoff(&cfg, 100), 500);
 }
 
+/* A domain that could not be read is retried on its own backoff. */
+static void test_retry_backoff(void **state)
+{
+    (void)state;
+    struct libvirt_backend_config cfg;
+    libvirt_backend_config_defaults(&cfg);
+    assert_int_equal(cfg.retry_min_ms, 1000);
+    assert_int_equal(cfg.retry_max_ms, 60000);
+    uint64_t expected[] = {1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000};
+    uint64_t d = 0;
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
+        d = libvirt_backend_next_retry(&cfg, d);
+        assert_int_equal(d, expected[i]);
+    }
+    assert_int_equal(libvirt_backend_next_retry(&cfg, 10), 1000);
+}
+
 /* --- against test:///default --- */
 
 static uv_loop_t loop;
-static virConnectPtr admin; /* creates and destroys domains in the shared test driver */
+static virConnectPtr admin;    /* creates and destroys domains in the shared test driver */
+static unsigned admin_handles; /* event handles of libvirt's own, for the admin connection */
 
 struct seen {
-    int appeared, disappeared, balloons, limits, rejected, ups, downs;
+    int appeared, disappeared, balloons, limits, rejected, ups, downs, moves;
+    int move_status;
+    char move_error[256];
     struct libvirt_domain_info info; /* last appeared */
     struct libvirt_domain_info limits_info;
     uint64_t actual; /* last appeared or balloon_changed */
@@ -132,11 +154,46 @@ static const struct libvirt_backend_callbacks callbacks = {
     .domain_rejected = on_rejected,
 };
 
-/* Deliver queued libvirt events (the test driver dispatches them from a 0 timeout). */
-static void spin(void)
+/* Run the loop until `cond` holds (results come from worker threads), failing after a
+ * bound; a guard timer keeps the loop turning meanwhile. */
+static uv_timer_t guard;
+static bool guard_fired;
+
+static void on_guard(uv_timer_t *t)
 {
-    for (int i = 0; i < 5; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
+    (void)t;
+    guard_fired = true;
+}
+
+#define RUN_UNTIL(cond)                                                                            \
+    do {                                                                                           \
+        guard_fired = false;                                                                       \
+        uv_timer_start(&guard, on_guard, 5000, 0);                                                 \
+        while (!(cond) && !guard_fired)                                                            \
+            uv_run(&loop, UV_RUN_ONCE);                                                            \
+        uv_timer_stop(&guard);                                                                     \
+        if (!(cond))                                                                               \
+            fail_msg("timed out waiting for %s", #cond);                                           \
+    } while (0)
+
+/* Let the loop run for a while: what must not happen has had its chance to. */
+static void settle(void)
+{
+    guard_fired = false;
+    uv_timer_start(&guard, on_guard, 100, 0);
+    while (!guard_fired)
+        uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void on_move(struct libvirt_backend *b, const char *uuid, int status, const char *error,
+                    void *opaque)
+{
+    (void)b;
+    (void)uuid;
+    assert_ptr_equal(opaque, &seen);
+    seen.moves++;
+    seen.move_status = status;
+    snprintf(seen.move_error, sizeof(seen.move_error), "%s", error);
 }
 
 static virDomainPtr create(const char *name, const char *devices, const char *metadata)
@@ -168,15 +225,19 @@ static struct libvirt_backend *start_backend(void)
     memset(&seen, 0, sizeof(seen));
     assert_int_equal(libvirt_backend_new(&loop, &cfg, &callbacks, &seen, &b), 0);
     assert_int_equal(libvirt_backend_start(b), 0);
+    assert_false(libvirt_backend_connected(b)); /* a worker connects */
+    assert_int_equal(libvirt_backend_start(b), -EALREADY);
+    RUN_UNTIL(seen.ups == 1);
     assert_true(libvirt_backend_connected(b));
-    assert_int_equal(seen.ups, 1);
     return b;
 }
 
+/* Close, and wait until the worker closed the connection and every thread ended: then
+ * nothing of libvirt is left on the loop (the teardown checks it). */
 static void stop_backend(struct libvirt_backend *b)
 {
     libvirt_backend_close(b);
-    spin();
+    RUN_UNTIL(lv_pool_live_threads() == 0 && libvirt_event_uv_pending() == admin_handles);
 }
 
 static void test_discovery(void **state)
@@ -194,8 +255,7 @@ static void test_discovery(void **state)
                               "");
     virDomainPtr g = create("g1", CHANNEL("/run/bellows/g1.sock"),
                             "<bellows:guest " NS " floor='100M' ceiling='448MiB' weight='7'/>");
-    spin();
-    assert_int_equal(seen.appeared, 1);
+    RUN_UNTIL(seen.appeared == 1 && seen.rejected == 1);
     assert_string_equal(seen.info.name, "g1");
     assert_string_equal(seen.info.channel_path, "/run/bellows/g1.sock");
     assert_int_equal(seen.info.floor_bytes, 100 * MiB);
@@ -206,18 +266,22 @@ static void test_discovery(void **state)
     assert_non_null(strstr(seen.rejected_why, "type='pty'"));
     assert_int_equal(libvirt_backend_count(b), 1);
 
-    /* A rescan finds the same domain: not reported again. */
+    /* A rescan, or a look at the one domain, finds the same domain: not reported again. */
     assert_int_equal(libvirt_backend_rescan(b), 0);
+    char uuid[VIR_UUID_STRING_BUFLEN];
+    assert_int_equal(virDomainGetUUIDString(g, uuid), 0);
+    assert_int_equal(libvirt_backend_rescan_domain(b, uuid), 0);
+    assert_int_equal(libvirt_backend_rescan_domain(b, "not-a-uuid"), -EINVAL);
+    settle();
     assert_int_equal(seen.appeared, 1);
     assert_int_equal(seen.disappeared, 0);
 
     assert_int_equal(virDomainDestroy(g), 0);
-    spin();
-    assert_int_equal(seen.disappeared, 1);
+    RUN_UNTIL(seen.disappeared == 1);
     assert_int_equal(libvirt_backend_count(b), 0);
     assert_int_equal(virDomainDestroy(plain), 0);
     assert_int_equal(virDomainDestroy(pty), 0);
-    spin();
+    settle();
     assert_int_equal(seen.disappeared, 1);
     virDomainFree(g);
     virDomainFree(plain);
@@ -229,55 +293,85 @@ static void test_discovered_at_connect(void **state)
 {
     (void)state;
     virDomainPtr g = create("early", CHANNEL("/run/bellows/early.sock"), "");
-    spin();
     struct libvirt_backend *b = start_backend();
-    /* Found by the listing at connect, before any event. */
-    assert_int_equal(seen.appeared, 1);
+    /* Found by the listing at connect. */
+    RUN_UNTIL(seen.appeared == 1);
     assert_string_equal(seen.info.name, "early");
     assert_int_equal(seen.info.floor_bytes, 64 * MiB); /* daemon default */
     assert_int_equal(seen.info.floor_from, LIBVIRT_LIMIT_DEFAULT);
     assert_int_equal(seen.info.ceiling_from, LIBVIRT_LIMIT_MEMORY);
     /* Its STARTED event, still queued, must not report it twice. */
-    spin();
+    settle();
     assert_int_equal(seen.appeared, 1);
     assert_int_equal(virDomainDestroy(g), 0);
     virDomainFree(g);
-    spin();
-    assert_int_equal(seen.disappeared, 1);
+    RUN_UNTIL(seen.disappeared == 1);
     stop_backend(b);
 }
 
-static void test_set_balloon(void **state)
+/* Moves go out on a worker and answer on the loop, one in flight per domain; the size is
+ * read first, and a move decided on an old size is not sent. */
+static void test_move(void **state)
 {
     (void)state;
     struct libvirt_backend *b = start_backend();
     virDomainPtr g = create("mover", CHANNEL("/run/bellows/mover.sock"), "");
     char uuid[VIR_UUID_STRING_BUFLEN];
     uint64_t actual = 0;
-    spin();
+    RUN_UNTIL(seen.appeared == 1);
     assert_int_equal(virDomainGetUUIDString(g, uuid), 0);
     assert_int_equal(libvirt_backend_actual(b, uuid, &actual), 0);
     assert_int_equal(actual, 384 * MiB);
 
-    assert_int_equal(
-        libvirt_backend_set_balloon(b, "6695eb01-0000-0000-0000-000000000000", 256 * MiB), -ENOENT);
-    assert_int_equal(libvirt_backend_set_balloon(b, uuid, 513 * MiB), -ERANGE); /* > <memory> */
-    assert_int_equal(libvirt_backend_set_balloon(b, uuid, 1000), -ERANGE);
-    assert_int_equal(libvirt_backend_set_balloon(b, uuid, 256 * MiB), 0);
-    /* libvirt now says 256 MiB (in KiB); the backend reads it before the next move. */
+    assert_int_equal(libvirt_backend_move(b, "6695eb01-0000-0000-0000-000000000000", 256 * MiB, 0,
+                                          on_move, &seen),
+                     -ENOENT);
+    assert_int_equal(libvirt_backend_move(b, uuid, 513 * MiB, 0, on_move, &seen), -ERANGE);
+    assert_int_equal(libvirt_backend_move(b, uuid, 1000, 0, on_move, &seen), -ERANGE);
+    assert_int_equal(libvirt_backend_move(b, uuid, 256 * MiB, 384 * MiB, on_move, &seen), 0);
+    assert_int_equal(seen.moves, 0); /* never from inside the call */
+    assert_int_equal(libvirt_backend_move(b, uuid, 300 * MiB, 0, on_move, &seen), -EBUSY);
+    RUN_UNTIL(seen.moves == 1);
+    assert_int_equal(seen.move_status, 0);
+    assert_string_equal(seen.move_error, "");
     virDomainInfo info;
     assert_int_equal(virDomainGetInfo(g, &info), 0);
     assert_int_equal(info.memory, 256 * 1024);
+
+    /* Decided on 384 MiB, but it is at 256 MiB now: the fresh size first, then -ESTALE. */
     int before = seen.balloons;
-    assert_int_equal(libvirt_backend_set_balloon(b, uuid, 300 * MiB), 0);
+    assert_int_equal(libvirt_backend_move(b, uuid, 300 * MiB, 384 * MiB, on_move, &seen), 0);
+    RUN_UNTIL(seen.moves == 2);
+    assert_int_equal(seen.move_status, -ESTALE);
     assert_int_equal(seen.balloons, before + 1);
     assert_int_equal(seen.actual, 256 * MiB);
+    assert_int_equal(virDomainGetInfo(g, &info), 0);
+    assert_int_equal(info.memory, 256 * 1024); /* nothing was sent */
+    /* without an expected size it goes */
+    assert_int_equal(libvirt_backend_move(b, uuid, 300 * MiB, 0, on_move, &seen), 0);
+    RUN_UNTIL(seen.moves == 3);
+    assert_int_equal(seen.move_status, 0);
 
+    /* a move in flight when the domain stops is answered -ENOENT, once */
+    assert_int_equal(libvirt_backend_move(b, uuid, 320 * MiB, 0, on_move, &seen), 0);
     assert_int_equal(virDomainDestroy(g), 0);
     virDomainFree(g);
-    spin();
-    assert_int_equal(libvirt_backend_set_balloon(b, uuid, 256 * MiB), -ENOENT);
-    stop_backend(b);
+    RUN_UNTIL(seen.disappeared == 1 && seen.moves == 4);
+    settle();
+    assert_int_equal(seen.moves, 4);
+    assert_int_equal(libvirt_backend_move(b, uuid, 256 * MiB, 0, on_move, &seen), -ENOENT);
+
+    /* closing with a move in flight answers it -ECANCELED inside the close */
+    virDomainPtr h = create("mover2", CHANNEL("/run/bellows/mover2.sock"), "");
+    RUN_UNTIL(seen.appeared == 2);
+    assert_int_equal(virDomainGetUUIDString(h, uuid), 0);
+    assert_int_equal(libvirt_backend_move(b, uuid, 256 * MiB, 0, on_move, &seen), 0);
+    libvirt_backend_close(b);
+    assert_int_equal(seen.moves, 5);
+    assert_int_equal(seen.move_status, -ECANCELED);
+    RUN_UNTIL(lv_pool_live_threads() == 0 && libvirt_event_uv_pending() == admin_handles);
+    assert_int_equal(virDomainDestroy(h), 0);
+    virDomainFree(h);
 }
 
 static void test_limits_change(void **state)
@@ -286,26 +380,25 @@ static void test_limits_change(void **state)
     struct libvirt_backend *b = start_backend();
     virDomainPtr g =
         create("tuned", CHANNEL("/run/bellows/tuned.sock"), "<bellows:guest " NS " floor='100M'/>");
-    spin();
+    RUN_UNTIL(seen.appeared == 1);
     assert_int_equal(seen.info.floor_bytes, 100 * MiB);
     /* Another namespace's metadata: nothing to re-read. */
     assert_int_equal(virDomainSetMetadata(g, VIR_DOMAIN_METADATA_ELEMENT, "<x a='1'/>", "o",
                                           "https://example.org/other", VIR_DOMAIN_AFFECT_LIVE),
                      0);
-    spin();
+    settle();
     assert_int_equal(seen.limits, 0);
     assert_int_equal(virDomainSetMetadata(g, VIR_DOMAIN_METADATA_ELEMENT,
                                           "<guest floor='200M' weight='zero'/>", "bellows",
                                           LIBVIRT_BELLOWS_XMLNS, VIR_DOMAIN_AFFECT_LIVE),
                      0);
-    spin();
-    assert_int_equal(seen.limits, 1);
+    RUN_UNTIL(seen.limits == 1);
     assert_int_equal(seen.limits_info.floor_bytes, 200 * MiB);
     assert_int_equal(seen.limits_info.weight, 100); /* bad: default, and said why */
     assert_non_null(strstr(seen.limits_info.errors, "weight=\"zero\""));
     assert_int_equal(virDomainDestroy(g), 0);
     virDomainFree(g);
-    spin();
+    RUN_UNTIL(seen.disappeared == 1);
     stop_backend(b);
 }
 
@@ -318,8 +411,11 @@ static void test_unreachable_uri_retries(void **state)
     /* A daemon socket that is not there: the remote driver fails at once. */
     cfg.uri = "qemu+unix:///system?socket=/nonexistent-bellows/libvirt-sock";
     memset(&seen, 0, sizeof(seen));
+    cfg.reconnect_min_ms = 20;
+    cfg.reconnect_max_ms = 40;
     assert_int_equal(libvirt_backend_new(&loop, &cfg, &callbacks, &seen, &b), 0);
-    assert_int_equal(libvirt_backend_start(b), -ENOTCONN);
+    assert_int_equal(libvirt_backend_start(b), 0);
+    RUN_UNTIL(seen.downs == 3); /* each attempt fails, and is tried again */
     assert_false(libvirt_backend_connected(b));
     assert_non_null(strstr(libvirt_backend_last_error(b), "virConnectOpen"));
     assert_int_equal(libvirt_backend_rescan(b), -ENOTCONN);
@@ -339,7 +435,9 @@ static int setup(void **state)
     virSetErrorFunc(NULL, quiet);
     if (uv_loop_init(&loop) != 0 || libvirt_event_uv_register(&loop) != 0)
         return -1;
+    uv_timer_init(&loop, &guard);
     admin = virConnectOpen("test:///default");
+    admin_handles = libvirt_event_uv_pending();
     return admin ? 0 : -1;
 }
 
@@ -347,7 +445,10 @@ static int teardown(void **state)
 {
     (void)state;
     virConnectClose(admin);
-    spin();
+    uv_close((uv_handle_t *)&guard, NULL);
+    libvirt_event_uv_release();
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
     if (libvirt_event_uv_pending() != 0)
         return -1;
     return uv_loop_close(&loop) == 0 ? 0 : -1;
@@ -358,9 +459,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_backoff_doubles_within_bounds),
+        cmocka_unit_test(test_retry_backoff),
         cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_discovered_at_connect),
-        cmocka_unit_test(test_set_balloon),
+        cmocka_unit_test(test_move),
         cmocka_unit_test(test_limits_change),
         cmocka_unit_test(test_unreachable_uri_retries),
     };

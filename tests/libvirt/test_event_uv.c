@@ -1,6 +1,7 @@
 /* libvirt's event API (virEventAddHandle & co.) dispatched to libvirt_event_uv on a uv loop,
  * exercised with pipes and socketpairs: events delivered, disabled, removed (also from
- * inside callbacks), free callbacks run later, timeout semantics -1 / 0 / N ms. */
+ * inside callbacks and from other threads), free callbacks run later, on the loop,
+ * timeout semantics -1 / 0 / N ms. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -366,20 +367,112 @@ static void test_unknown_ids(void **state)
     assert_int_equal(libvirt_event_uv_pending(), 0);
 }
 
-static void add_from_thread(void *arg)
+/* What a thread asks, and what it got back. */
+struct thread_ask {
+    int fd;
+    struct seen *seen;
+    int watch, timer;
+    int step; /* 0: add both; 1: update them; 2: remove them */
+};
+
+static uv_thread_t main_thread;
+
+static void on_handle_checked(int watch, int fd, int events, void *opaque)
 {
-    *(int *)arg = virEventAddTimeout(0, on_timeout, NULL, NULL);
+    uv_thread_t self = uv_thread_self();
+    if (!uv_thread_equal(&self, &main_thread))
+        ((struct seen *)opaque)->remove_self = -1; /* marks a callback off the loop thread */
+    on_handle(watch, fd, events, opaque);
 }
 
-static void test_other_thread_refused(void **state)
+static void on_timeout_checked(int timer, void *opaque)
+{
+    uv_thread_t self = uv_thread_self();
+    if (!uv_thread_equal(&self, &main_thread))
+        ((struct seen *)opaque)->remove_self = -1;
+    on_timeout(timer, opaque);
+}
+
+static void from_thread(void *arg)
+{
+    struct thread_ask *a = arg;
+    switch (a->step) {
+    case 0:
+        a->watch = virEventAddHandle(a->fd, VIR_EVENT_HANDLE_READABLE, on_handle_checked,
+                                     &a->seen[0], on_free);
+        a->timer = virEventAddTimeout(10, on_timeout_checked, &a->seen[1], on_free);
+        break;
+    case 1:
+        virEventUpdateHandle(a->watch, 0);
+        virEventUpdateTimeout(a->timer, -1);
+        break;
+    case 2:
+        assert_int_equal(virEventRemoveHandle(a->watch), 0);
+        assert_int_equal(virEventRemoveTimeout(a->timer), 0);
+        break;
+    }
+}
+
+static void run_in_thread(struct thread_ask *a, int step)
+{
+    uv_thread_t th;
+    a->step = step;
+    assert_int_equal(uv_thread_create(&th, from_thread, a), 0);
+    uv_thread_join(&th);
+}
+
+/* libvirt's remote driver changes its watch from whichever thread makes a call: adds,
+ * updates and removals from another thread take effect on the loop (woken for it), and
+ * every callback and free callback runs on the loop's thread. */
+static void test_other_thread(void **state)
 {
     (void)state;
-    uv_thread_t th;
-    int id = 0;
-    assert_int_equal(uv_thread_create(&th, add_from_thread, &id), 0);
-    uv_thread_join(&th);
-    assert_int_equal(id, -1);
+    struct seen s[2] = {{0}, {0}};
+    struct thread_ask a = {.seen = s};
+    int fds[2];
+    make_pipe(fds);
+    a.fd = fds[0];
+    main_thread = uv_thread_self();
+
+    run_in_thread(&a, 0);
+    assert_true(a.watch > 0);
+    assert_true(a.timer > 0);
+    assert_true(a.watch != a.timer);
+    assert_int_equal(libvirt_event_uv_pending(), 2);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    run_until(&s[0].calls, 1, 2000); /* the loop was woken and polls the pipe */
+    run_until(&s[1].calls, 2, 2000); /* and the periodic timeout runs */
+    assert_true(s[0].calls >= 1);
+    assert_true(s[1].calls >= 2);
+    assert_int_equal(s[0].last_events, VIR_EVENT_HANDLE_READABLE);
+
+    /* disabled from the thread: no more calls, though the byte is still there */
+    run_in_thread(&a, 1);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the change applies */
+    int calls[2] = {s[0].calls, s[1].calls};
+    run_until(NULL, 0, 50);
+    assert_int_equal(s[0].calls, calls[0]);
+    assert_int_equal(s[1].calls, calls[1]);
+
+    /* removed from the thread: freed on the loop, never inside the remove call */
+    run_in_thread(&a, 2);
+    assert_int_equal(s[0].frees + s[1].frees, 0);
+    drain();
+    assert_int_equal(s[0].frees, 1);
+    assert_int_equal(s[1].frees, 1);
+    assert_int_equal(s[0].remove_self, 0); /* no callback ran off the loop thread */
+    assert_int_equal(s[1].remove_self, 0);
     assert_int_equal(libvirt_event_uv_pending(), 0);
+
+    /* added and removed from the thread before the loop ever ran: only freed */
+    run_in_thread(&a, 0);
+    run_in_thread(&a, 2);
+    drain();
+    assert_int_equal(s[0].frees, 2);
+    assert_int_equal(s[1].frees, 2);
+    assert_int_equal(libvirt_event_uv_pending(), 0);
+    close(fds[0]);
+    close(fds[1]);
 }
 
 static void test_register_twice(void **state)
@@ -405,6 +498,7 @@ static int teardown(void **state)
 {
     (void)state;
     uv_close((uv_handle_t *)&guard, NULL);
+    libvirt_event_uv_release(); /* the wake-up handle, so that the loop can close */
     drain();
     /* Every test removed what it added: nothing may be left open. */
     if (libvirt_event_uv_pending() != 0)
@@ -427,7 +521,7 @@ int main(void)
         cmocka_unit_test(test_timeout_periodic),
         cmocka_unit_test(test_timeout_removed_inside_callback),
         cmocka_unit_test(test_unknown_ids),
-        cmocka_unit_test(test_other_thread_refused),
+        cmocka_unit_test(test_other_thread),
         cmocka_unit_test(test_register_twice),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -53,6 +53,7 @@ struct outcome {
     unsigned decoded;          /* frames decoded without error */
     unsigned rejected;         /* frames the decoder refused */
     enum bp_error first_error; /* the first refusal */
+    char first_detail[128];    /* ... and the decoder's reason for it */
     struct bp_framer framer;
 };
 
@@ -73,10 +74,13 @@ static void on_frame(const char *payload, size_t len, void *opaque)
 {
     struct outcome *o = opaque;
     struct bp_msg msg;
-    enum bp_error err = bp_decode(payload, len, &msg, NULL, 0);
+    char detail[sizeof(o->first_detail)] = "";
+    enum bp_error err = bp_decode(payload, len, &msg, detail, sizeof(detail));
     if (err != BP_OK) {
-        if (o->rejected++ == 0)
+        if (o->rejected++ == 0) {
             o->first_error = err;
+            memcpy(o->first_detail, detail, sizeof(detail));
+        }
         append(o, "error %s\n", bp_error_name(err));
         return;
     }
@@ -190,7 +194,9 @@ static void test_valid_cases(void **state)
 
 /* invalid/<case>/input is refused exactly once, for the reason named in error: a
  * bp_error_name(), or a framer outcome: oversized, truncated (cut by a new RS) or
- * incomplete (the input ends inside a frame). Nothing in it decodes. */
+ * incomplete (the input ends inside a frame). Nothing in it decodes. A refusal by the
+ * decoder gives exactly the text of detail, so a case cannot pass for another reason of
+ * the same class (a negative seq refused as "over the maximum", say). */
 static void test_invalid_cases(void **state)
 {
     (void)state;
@@ -219,6 +225,20 @@ static void test_invalid_cases(void **state)
         if (o.decoded != 0 || rejections != 1 || strcmp(got, want) != 0)
             fail_msg("%s: want one rejection, %s; got %s, %llu rejections, %u decoded:\n%s", dir,
                      want, got, rejections, o.decoded, o.text);
+        size_t detail_len;
+        char *detail = read_file(dir, "detail", &detail_len);
+        if (o.rejected && !detail)
+            fail_msg("%s: refused by the decoder (%s): needs a detail file with its reason, "
+                     "here '%s'",
+                     dir, got, o.first_detail);
+        if (!o.rejected && detail)
+            fail_msg("%s: the framer refuses it: a detail file has nothing to pin", dir);
+        if (detail) {
+            detail[strcspn(detail, "\n")] = '\0';
+            if (strcmp(detail, o.first_detail) != 0)
+                fail_msg("%s: detail '%s', want '%s'", dir, o.first_detail, detail);
+        }
+        free(detail);
         free(input);
         free(want);
     }

@@ -45,10 +45,15 @@ static void check_message(const char *line, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data;
+    struct qmp_line_scan scan = {0};
     long n;
 
-    while ((n = qmp_next_line(p, size)) >= 0) {
-        if ((size_t)n >= size)
+    /* Half of the input first, then all of it: the scan resumes as the client's does when
+     * a line arrives in two reads, and must find the same line end qmp_next_line finds. */
+    if (qmp_scan_line(&scan, p, size / 2) >= 0)
+        scan.scanned = 0;
+    while ((n = qmp_scan_line(&scan, p, size)) >= 0) {
+        if ((size_t)n >= size || n != qmp_next_line(p, size))
             abort();
         check_message(p, (size_t)n);
         p += n + 1;

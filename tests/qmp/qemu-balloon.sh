@@ -44,7 +44,7 @@ start_qemu() {
     : > "$console"
     qemu-system-x86_64 -accel tcg -m $mem_mib -display none -no-reboot -monitor none \
         -kernel "$vmlinuz" -initrd "$initrd" \
-        -append "console=ttyS0 quiet bellows.agent=0 bellows.run=$run" \
+        -append "console=ttyS0 quiet no_timer_check bellows.agent=0 bellows.run=$run" \
         -serial "file:$console" \
         -device virtio-balloon-pci,id=balloon0 \
         -qmp "unix:$work/qmp.sock,server=on,wait=off" &

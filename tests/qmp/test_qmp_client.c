@@ -73,7 +73,10 @@ struct fx {
     char disc_reason[256];
     uint64_t disc_time[32];
     uint64_t ready_time;
+    int bad_actual_count;
     bool close_in_ready;
+    bool hangup_in_ready;
+    uint64_t disc_retry[32]; /* qmp_client_retry_ms() at each disconnect */
     bool closed;
 };
 
@@ -91,6 +94,15 @@ static void trace(struct fx *fx, const char *fmt, ...)
 static void on_guard(uv_timer_t *t)
 {
     ((struct fx *)t->data)->guard_fired = true;
+}
+
+/* Run the loop for `ms` of loop time, whatever happens meanwhile. */
+static void run_for(struct fx *fx, uint64_t ms)
+{
+    fx->guard_fired = false;
+    uv_timer_start(&fx->guard, on_guard, ms, 0);
+    while (!fx->guard_fired)
+        uv_run(&fx->loop, UV_RUN_ONCE);
 }
 
 /* Run the loop until `cond` holds; fail the test if it does not within `ms`. */
@@ -223,6 +235,22 @@ static void peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+static void peer_alloc_big(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char sink[1 << 16];
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(sink, sizeof(sink));
+}
+
+/* A peer that reads and drops everything (to drain the client's write queue). */
+static void peer_read_discard(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)s;
+    (void)nread;
+    (void)buf;
+}
+
 static void peer_on_connection(uv_stream_t *server, int status)
 {
     struct fx *fx = server->data;
@@ -267,6 +295,8 @@ static void cb_ready(struct qmp_client *c, int64_t actual, void *opaque)
     trace(fx, "ready:%lld ", (long long)actual);
     if (fx->close_in_ready)
         qmp_client_close(c, NULL);
+    if (fx->hangup_in_ready)
+        peer_hangup(fx);
 }
 
 static void cb_change(struct qmp_client *c, int64_t actual, void *opaque)
@@ -288,6 +318,7 @@ static void cb_disconnect(struct qmp_client *c, int err, const char *reason, boo
         fx->disc_err[fx->disc_count] = err;
         fx->disc_was_ready[fx->disc_count] = was_ready;
         fx->disc_time[fx->disc_count] = uv_now(&fx->loop);
+        fx->disc_retry[fx->disc_count] = qmp_client_retry_ms(c);
     }
     snprintf(fx->disc_reason, sizeof(fx->disc_reason), "%s", reason);
     fx->disc_count++;
@@ -313,6 +344,14 @@ static void cb_done(struct qmp_client *c, const struct qmp_result *res, void *op
     trace(d->fx, "done:%s:%d ", d->label, res->status);
 }
 
+static void cb_bad_actual(struct qmp_client *c, const char *where, void *opaque)
+{
+    struct fx *fx = opaque;
+    assert_true(qmp_client_is_ready(c));
+    fx->bad_actual_count++;
+    trace(fx, "bad:%s ", where);
+}
+
 static void cb_closed(struct qmp_client *c, void *opaque)
 {
     struct fx *fx = opaque;
@@ -324,6 +363,7 @@ static const struct qmp_callbacks callbacks = {
     .on_ready = cb_ready,
     .on_balloon_change = cb_change,
     .on_disconnect = cb_disconnect,
+    .on_bad_actual = cb_bad_actual,
 };
 
 /* ---- fixture ---- */
@@ -486,6 +526,14 @@ static void test_pending_bounded(void **state)
     RUN_UNTIL(fx, fx->closed, 5000);
 }
 
+/* Never answer the handshake: a monitor that hangs before it is usable. */
+static bool hook_hold_handshake(struct fx *fx, json_t *cmd)
+{
+    (void)fx;
+    (void)cmd;
+    return true;
+}
+
 static bool hook_refuse_balloon(struct fx *fx, json_t *cmd)
 {
     if (strcmp(json_string_value(json_object_get(cmd, "execute")), "balloon") != 0)
@@ -624,16 +672,10 @@ static void test_junk_reconnects(void **state)
     assert_true(fx->disc_was_ready[0]);
     assert_non_null(strstr(fx->disc_reason, "bad QMP message"));
 
-    /* a BALLOON_CHANGE we cannot read is junk too */
-    peer_event(fx, "BALLOON_CHANGE", json_pack("{ss}", "actual", "lots"));
-    RUN_UNTIL(fx, fx->ready_count == 3, 5000);
-    assert_int_equal(fx->disc_err[1], -EPROTO);
-    assert_non_null(strstr(fx->disc_reason, "BALLOON_CHANGE"));
-
     /* a second greeting is a protocol error */
     peer_send_raw(fx, "{\"QMP\": {}}\n", 12);
-    RUN_UNTIL(fx, fx->ready_count == 4, 5000);
-    assert_int_equal(fx->disc_err[2], -EPROTO);
+    RUN_UNTIL(fx, fx->ready_count == 3, 5000);
+    assert_int_equal(fx->disc_err[1], -EPROTO);
 
     /* replies nobody asked for, and objects of no known kind, are ignored */
     peer_send_raw(
@@ -643,7 +685,7 @@ static void test_junk_reconnects(void **state)
     assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &q), 0);
     RUN_UNTIL(fx, q.calls == 1, 5000);
     assert_int_equal(q.status, 0);
-    assert_int_equal(fx->disc_count, 3);
+    assert_int_equal(fx->disc_count, 2);
 }
 
 /* The receive buffer is bounded: a longer message ends the connection. */
@@ -738,6 +780,7 @@ static void test_backoff(void **state)
 
     fx->cfg.backoff_min_ms = 20;
     fx->cfg.backoff_max_ms = 320;
+    fx->cfg.stable_ms = 100;
     new_client(fx); /* nothing listens at the path yet */
     assert_int_equal(qmp_client_start(fx->c), 0);
     RUN_UNTIL(fx, fx->disc_count == 7, 10000);
@@ -751,11 +794,195 @@ static void test_backoff(void **state)
 
     peer_listen(fx);
     RUN_UNTIL(fx, fx->ready_count == 1, 5000);
+    run_for(fx, 150); /* ready for longer than stable_ms: healthy */
     peer_hangup(fx);
     RUN_UNTIL(fx, fx->disc_count == 8, 5000);
+    assert_int_equal(qmp_client_retry_ms(fx->c), 20); /* reset: 20 ms, not 320 */
+    assert_string_equal(qmp_client_failed_phase(fx->c), "ready");
     RUN_UNTIL(fx, fx->ready_count == 2, 5000);
-    /* reset: 20 ms, not 640 */
     assert_true(fx->ready_time - fx->disc_time[7] < 320);
+}
+
+/* A monitor that completes the handshake and drops at once is not healthy: the delays
+ * keep doubling instead of starting over at every ready. */
+static void test_ready_then_drop_backs_off(void **state)
+{
+    struct fx *fx = *state;
+    const uint64_t want[] = {10, 20, 40, 80, 80};
+
+    fx->cfg.backoff_min_ms = 10;
+    fx->cfg.backoff_max_ms = 80;
+    fx->cfg.stable_ms = 5000;
+    fx->hangup_in_ready = true;
+    peer_listen(fx);
+    new_client(fx);
+    assert_int_equal(qmp_client_start(fx->c), 0);
+    RUN_UNTIL(fx, fx->disc_count == 5, 10000);
+    for (int i = 0; i < 5; i++) {
+        assert_true(fx->disc_was_ready[i]);
+        if (fx->disc_retry[i] != want[i])
+            fail_msg("retry %d: %llu ms, want %llu", i, (unsigned long long)fx->disc_retry[i],
+                     (unsigned long long)want[i]);
+    }
+    assert_int_equal(qmp_client_stats(fx->c)->readies, 5);
+}
+
+/* A balloon size of 0 or less, or not a number, is a wrong value, not a broken stream:
+ * ignored and counted, the link kept and the last good size kept. */
+static void test_bad_actual_ignored(void **state)
+{
+    struct fx *fx = *state;
+    struct done_rec q = {.fx = fx, .label = "query"};
+
+    start_ready(fx);
+    peer_event(fx, "BALLOON_CHANGE", json_pack("{ss}", "actual", "lots"));
+    peer_event(fx, "BALLOON_CHANGE", json_pack("{si}", "actual", 0));
+    peer_event(fx, "BALLOON_CHANGE", json_pack("{sI}", "actual", (json_int_t)(-5 * MiB)));
+    peer_event(fx, "BALLOON_CHANGE", json_pack("{sI}", "actual", (json_int_t)(300 * MiB)));
+    RUN_UNTIL(fx, fx->change_count == 1, 5000);
+    assert_int_equal(fx->bad_actual_count, 3);
+    assert_int_equal(qmp_client_stats(fx->c)->bad_actuals, 3);
+    assert_int_equal(qmp_client_actual(fx->c), 300 * MiB);
+
+    /* a query-balloon reply with a bad size fails that query only */
+    fx->peer_actual = 0;
+    assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &q), 0);
+    RUN_UNTIL(fx, q.calls == 1, 5000);
+    assert_int_equal(q.status, -EBADMSG);
+    assert_int_equal(qmp_client_stats(fx->c)->bad_actuals, 4);
+    assert_int_equal(qmp_client_actual(fx->c), 300 * MiB);
+    assert_true(qmp_client_is_ready(fx->c));
+    assert_int_equal(fx->disc_count, 0);
+    assert_string_equal(fx->trace, "ready:536870912 bad:BALLOON_CHANGE bad:BALLOON_CHANGE "
+                                   "bad:BALLOON_CHANGE change:314572800 bad:query-balloon "
+                                   "done:query:-74 ");
+}
+
+/* A monitor that accepts commands and never answers (a QEMU whose main loop hangs) is dead
+ * after max_missed_replies timeouts in a row: the client reconnects. A reply in between
+ * starts the count again. */
+static void test_dead_monitor_reconnected(void **state)
+{
+    struct fx *fx = *state;
+    struct done_rec d = {.fx = fx, .label = "held"}, ok = {.fx = fx, .label = "ok"};
+
+    fx->cfg.command_timeout_ms = 40;
+    fx->cfg.max_missed_replies = 3;
+    start_ready(fx);
+    fx->hook = hook_hold;
+    /* two missed, then one answered: the count starts over */
+    assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &d), 0);
+    assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &d), 0);
+    RUN_UNTIL(fx, d.calls == 2, 5000);
+    fx->hook = NULL;
+    assert_int_equal(qmp_client_execute(fx->c, "query-version", NULL, cb_done, &ok), 0);
+    RUN_UNTIL(fx, ok.calls == 1, 5000);
+    fx->hook = hook_hold;
+    assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &d), 0);
+    assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &d), 0);
+    RUN_UNTIL(fx, d.calls == 4, 5000);
+    assert_int_equal(fx->disc_count, 0);
+    assert_true(qmp_client_is_ready(fx->c));
+    /* the third in a row: the monitor is dead */
+    assert_int_equal(qmp_client_set_balloon(fx->c, 300 * MiB, cb_done, &d), 0);
+    RUN_UNTIL(fx, fx->disc_count == 1, 5000);
+    assert_int_equal(d.calls, 5);
+    assert_int_equal(d.status, -ETIMEDOUT);
+    assert_int_equal(fx->disc_err[0], -ETIMEDOUT);
+    assert_true(fx->disc_was_ready[0]);
+    assert_non_null(strstr(fx->disc_reason, "missed 3 replies in a row"));
+    assert_int_equal(qmp_client_stats(fx->c)->dead_monitors, 1);
+    assert_int_equal(qmp_client_stats(fx->c)->timeouts, 5);
+    assert_string_equal(qmp_client_failed_phase(fx->c), "ready");
+    RUN_UNTIL(fx, fx->ready_count == 2, 5000); /* the handshake is answered */
+}
+
+/* A monitor that stops reading: the bytes queued for it are bounded, further commands are
+ * refused with -ENOBUFS, and once it reads again commands are accepted again. */
+static void test_write_queue_bounded(void **state)
+{
+    struct fx *fx = *state;
+    struct done_rec d = {.fx = fx, .label = "big"};
+    char *pad = malloc(32 * 1024);
+    int accepted = 0, r = 0;
+
+    fx->cfg.max_write_queue = 64 * 1024;
+    fx->cfg.command_timeout_ms = 60000;
+    start_ready(fx);
+    fx->hook = hook_hold;
+    assert_int_equal(uv_read_stop((uv_stream_t *)&fx->conn->pipe), 0);
+    memset(pad, 'x', 32 * 1024 - 1);
+    pad[32 * 1024 - 1] = '\0';
+    json_t *args = json_pack("{ss}", "pad", pad);
+    /* the kernel's socket buffer takes some; then libuv's queue grows up to the bound */
+    while (accepted < QMP_MAX_PENDING &&
+           (r = qmp_client_execute(fx->c, "x-pad", args, cb_done, &d)) == 0)
+        accepted++;
+    assert_int_equal(r, -ENOBUFS);
+    assert_true(accepted < QMP_MAX_PENDING);
+    assert_int_equal(qmp_client_stats(fx->c)->write_refused, 1);
+    /* the bound is in bytes: a small command still fits where a big one did not */
+    assert_int_equal(qmp_client_query_balloon(fx->c, cb_done, &d), 0);
+    assert_true(accepted * 32 * 1024 > 64 * 1024); /* the kernel took its share first */
+    /* the monitor reads again: the queue drains, commands go out again */
+    assert_int_equal(
+        uv_read_start((uv_stream_t *)&fx->conn->pipe, peer_alloc_big, peer_read_discard), 0);
+    RUN_UNTIL(fx, qmp_client_query_balloon(fx->c, cb_done, &d) == 0, 5000);
+    json_decref(args);
+    free(pad);
+    qmp_client_close(fx->c, cb_closed); /* `d` lives on this stack */
+    RUN_UNTIL(fx, fx->closed, 5000);
+}
+
+/* Stop the peer listening and remove its socket, as a QEMU that exits does. */
+static void peer_unlisten(struct fx *fx)
+{
+    peer_hangup(fx);
+    uv_close((uv_handle_t *)&fx->server, close_cb_noop);
+    fx->listening = false;
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    unlink(fx->path);
+}
+
+/* QEMU back after a long outage: the backoff has reached 10 s, yet the client is ready
+ * well within a second of the socket appearing (its folder is watched). */
+static void test_socket_reappearing_noticed(void **state)
+{
+    struct fx *fx = *state;
+
+    fx->cfg.backoff_min_ms = 10000;
+    fx->cfg.backoff_max_ms = 10000;
+    start_ready(fx);
+    peer_unlisten(fx);
+    RUN_UNTIL(fx, fx->disc_count == 1, 5000);
+    run_for(fx, 200);
+    assert_int_equal(fx->ready_count, 1);
+    uint64_t t0 = uv_now(&fx->loop);
+    peer_listen(fx);
+    RUN_UNTIL(fx, fx->ready_count == 2, 5000);
+    assert_true(fx->ready_time - t0 < 1000);
+    assert_true(qmp_client_stats(fx->c)->watch_retries >= 1);
+}
+
+/* Where an attempt ended, for logs that only speak on a change. */
+static void test_failed_phase(void **state)
+{
+    struct fx *fx = *state;
+
+    fx->cfg.command_timeout_ms = 50;
+    new_client(fx);
+    assert_string_equal(qmp_client_failed_phase(fx->c), "");
+    assert_int_equal(qmp_client_start(fx->c), 0);
+    RUN_UNTIL(fx, fx->disc_count == 1, 5000);
+    assert_string_equal(qmp_client_failed_phase(fx->c), "connect");
+    fx->greet = false;
+    peer_listen(fx);
+    RUN_UNTIL(fx, fx->disc_err[fx->disc_count - 1] == -ETIMEDOUT, 5000);
+    assert_string_equal(qmp_client_failed_phase(fx->c), "greeting");
+    fx->greet = true;
+    fx->hook = hook_hold_handshake;
+    RUN_UNTIL(fx, strcmp(qmp_client_failed_phase(fx->c), "handshake") == 0, 5000);
+    assert_non_null(strstr(fx->disc_reason, "qmp_capabilities timed out"));
 }
 
 /* Closing fails pending commands at once and calls nothing else; handles are released. */
@@ -844,6 +1071,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_greeting_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_refused_never_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ready_then_drop_backs_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_actual_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_monitor_reconnected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_queue_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_reappearing_noticed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_phase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_while_connecting, setup, teardown),

@@ -205,6 +205,36 @@ static void test_next_line(void **state)
     assert_int_equal(qmp_next_line("", 0), -1);
 }
 
+/* The scan resumes where it stopped: bytes already searched are not searched again. The
+ * proof: an LF planted in the searched part afterwards is not seen. */
+static void test_scan_line_resumes(void **state)
+{
+    (void)state;
+    struct qmp_line_scan sc = {0};
+    char buf[32] = "aaaa";
+
+    assert_int_equal(qmp_scan_line(&sc, buf, 4), -1);
+    assert_int_equal(sc.scanned, 4);
+    buf[1] = '\n'; /* never happens on the wire; shows the first 4 bytes are not read again */
+    memcpy(buf + 4, "bb\ncc", 5);
+    assert_int_equal(qmp_scan_line(&sc, buf, 9), 6);
+    assert_int_equal(sc.scanned, 0); /* a line was found: the rest is a new search */
+    assert_int_equal(qmp_scan_line(&sc, buf + 7, 2), -1);
+    assert_int_equal(sc.scanned, 2);
+    /* a byte at a time: each call looks at the new byte only */
+    struct qmp_line_scan one = {0};
+    const char *line = "{\"return\": {}}\r\n";
+    size_t n = strlen(line);
+    for (size_t i = 1; i < n; i++) {
+        assert_int_equal(qmp_scan_line(&one, line, i), -1);
+        assert_int_equal(one.scanned, i);
+    }
+    assert_int_equal(qmp_scan_line(&one, line, n), (long)n - 1);
+    /* a scan position past a buffer that shrank (a reset) starts over */
+    struct qmp_line_scan stale = {.scanned = 100};
+    assert_int_equal(qmp_scan_line(&stale, "x\n", 2), 1);
+}
+
 static void test_build_command(void **state)
 {
     (void)state;
@@ -250,10 +280,15 @@ static void test_build_command(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greeting),  cmocka_unit_test(test_return_with_id),
-        cmocka_unit_test(test_error),     cmocka_unit_test(test_event),
-        cmocka_unit_test(test_garbage),   cmocka_unit_test(test_balloon_actual),
-        cmocka_unit_test(test_next_line), cmocka_unit_test(test_build_command),
+        cmocka_unit_test(test_greeting),
+        cmocka_unit_test(test_return_with_id),
+        cmocka_unit_test(test_error),
+        cmocka_unit_test(test_event),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_balloon_actual),
+        cmocka_unit_test(test_next_line),
+        cmocka_unit_test(test_build_command),
+        cmocka_unit_test(test_scan_line_resumes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

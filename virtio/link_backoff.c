@@ -1,23 +1,25 @@
 /* Doubling reconnect backoff with a reset after a stable connection. */
-#include "virtio/guest_backoff.h"
+#include "virtio/link_backoff.h"
 
-void guest_backoff_init(struct guest_backoff *b, uint64_t min_ns, uint64_t max_ns,
-                        uint64_t stable_ns)
+/* See link_backoff.h. */
+void link_backoff_init(struct link_backoff *b, uint64_t min_ns, uint64_t max_ns, uint64_t stable_ns)
 {
     if (min_ns == 0)
         min_ns = 1;
     if (max_ns < min_ns)
         max_ns = min_ns;
-    *b = (struct guest_backoff){.min_ns = min_ns, .max_ns = max_ns, .stable_ns = stable_ns};
+    *b = (struct link_backoff){.min_ns = min_ns, .max_ns = max_ns, .stable_ns = stable_ns};
 }
 
-void guest_backoff_up(struct guest_backoff *b, uint64_t now_ns)
+/* See link_backoff.h. */
+void link_backoff_up(struct link_backoff *b, uint64_t now_ns)
 {
     b->up = true;
     b->up_since_ns = now_ns;
 }
 
-uint64_t guest_backoff_down(struct guest_backoff *b, uint64_t now_ns)
+/* See link_backoff.h. */
+uint64_t link_backoff_down(struct link_backoff *b, uint64_t now_ns)
 {
     if (b->up && now_ns - b->up_since_ns >= b->stable_ns)
         b->failures = 0;
@@ -31,4 +33,10 @@ uint64_t guest_backoff_down(struct guest_backoff *b, uint64_t now_ns)
     if (delay < b->max_ns)
         b->failures++;
     return delay;
+}
+
+/* See link_backoff.h. */
+void link_backoff_reset(struct link_backoff *b)
+{
+    b->failures = 0;
 }

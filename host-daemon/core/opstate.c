@@ -1,0 +1,176 @@
+/* The operator's run-time state kept across restarts: `pause`, limits set with `set`,
+ * guests added with `add` (state/state.h), in <state_dir>/state.json. Read once at start;
+ * written (off the loop) after each change; applied to each guest as it is added, found
+ * by its VM id (a libvirt domain's UUID, so a domain's pause survives the domain's
+ * restart) or else by name. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "host-daemon/core/daemon_internal.h"
+#include "host-daemon/state/state_store.h"
+#include "host-daemon/util/log.h"
+
+static void on_saved(struct state_store *s, int err, void *opaque)
+{
+    (void)s;
+    struct daemon *d = opaque;
+    if (err < 0 && !d->opstate_warned) {
+        log_error("operator state: cannot write %s/%s: %s; pause, set and add are kept in "
+                  "memory only until a write works",
+                  d->cfg.daemon.state_dir, STATE_FILE_NAME, strerror(-err));
+        d->opstate_warned = true;
+    } else if (err == 0 && d->opstate_warned) {
+        log_info("operator state: %s/%s written again", d->cfg.daemon.state_dir, STATE_FILE_NAME);
+        d->opstate_warned = false;
+    }
+}
+
+/* See daemon_internal.h. */
+void opstate_start(struct daemon *d)
+{
+    char err[400];
+    const char *dir = d->cfg.daemon.state_dir;
+    state_init(&d->opstate);
+    int r = state_file_load(dir, &d->opstate, err, sizeof(err));
+    if (r == -EINVAL) {
+        /* A file we cannot read is kept aside for people, not overwritten. */
+        log_error("operator state: %s; set aside as %s.bad, starting without it", err,
+                  STATE_FILE_NAME);
+        state_file_set_aside(dir);
+    } else if (r < 0) {
+        log_warning("operator state: %s; pause, set and add are not kept across restarts", err);
+        return;
+    }
+    if (state_store_new(d->loop, dir, on_saved, d, &d->opstate_store) < 0)
+        return;
+    if (d->opstate.n)
+        log_info("operator state: %zu guests' settings read from %s/%s", d->opstate.n, dir,
+                 STATE_FILE_NAME);
+}
+
+/* See daemon_internal.h. */
+void opstate_restore_added(struct daemon *d)
+{
+    for (size_t i = 0; i < d->opstate.n; i++) {
+        struct state_guest sg = d->opstate.guests[i];
+        if (!sg.added)
+            continue;
+        if (daemon_find_guest(d, sg.name)) {
+            log_warning("guest %s: added at run time before the restart, but that name is "
+                        "taken now (the config file?): not added again",
+                        sg.name);
+            continue;
+        }
+        struct config_guest cfg = {
+            .floor_bytes = sg.floor_bytes, .ceiling_bytes = sg.ceiling_bytes, .weight = sg.weight};
+        snprintf(cfg.name, sizeof(cfg.name), "%s", sg.name);
+        snprintf(cfg.qmp_path, sizeof(cfg.qmp_path), "%s", sg.qmp_path);
+        snprintf(cfg.channel_path, sizeof(cfg.channel_path), "%s", sg.channel_path);
+        struct daemon_guest_spec spec = {.cfg = &cfg, .detail = NULL};
+        char err[240];
+        if (daemon_add_guest(d, &spec, NULL, err, sizeof(err)) < 0)
+            log_error("guest %s: added at run time before the restart, cannot be added again: %s",
+                      sg.name, err);
+    }
+}
+
+/* See daemon_internal.h. */
+void opstate_apply(struct daemon *d, struct guest *g)
+{
+    struct state_guest *sg = state_find(&d->opstate, g->name, g->vm_id);
+    if (!sg)
+        return;
+    struct policy_guest *p = registry_policy(&d->reg, g);
+    if (sg->has_limits && !sg->added) {
+        struct config_guest cfg = g->cfg;
+        cfg.floor_bytes = sg->floor_bytes;
+        cfg.ceiling_bytes = sg->ceiling_bytes;
+        cfg.weight = sg->weight;
+        char err[200];
+        if (config_guest_check_limits(&cfg, err, sizeof(err)) == 0) {
+            registry_update_limits(&d->reg, g, &cfg);
+            g->operator_limits = true;
+            log_info("guest %s: floor %.1f MiB, ceiling %.1f MiB, weight %" PRIu32
+                     " as set before the restart",
+                     g->name, daemon_mib(cfg.floor_bytes), daemon_mib(cfg.ceiling_bytes),
+                     cfg.weight);
+        }
+    }
+    if (sg->paused && !p->paused) {
+        p->paused = true;
+        log_info("guest %s: management paused, as before the restart", g->name);
+    }
+}
+
+/* The guest's entry as it is now. */
+static struct state_guest entry_of(const struct daemon *d, const struct guest *g)
+{
+    const struct policy_guest *p = registry_policy((struct registry *)&d->reg, g);
+    struct state_guest sg = {.paused = p->paused};
+    snprintf(sg.name, sizeof(sg.name), "%s", g->name);
+    snprintf(sg.uuid, sizeof(sg.uuid), "%s", g->vm_id);
+    sg.added = !g->from_file && !g->source;
+    sg.has_limits = g->operator_limits || sg.added;
+    sg.floor_bytes = g->cfg.floor_bytes;
+    sg.ceiling_bytes = g->cfg.ceiling_bytes;
+    sg.weight = g->cfg.weight;
+    if (sg.added) {
+        snprintf(sg.qmp_path, sizeof(sg.qmp_path), "%s", g->cfg.qmp_path);
+        snprintf(sg.channel_path, sizeof(sg.channel_path), "%s", g->cfg.channel_path);
+    }
+    return sg;
+}
+
+static void save(struct daemon *d)
+{
+    if (d->opstate_store && state_store_save(d->opstate_store, &d->opstate) < 0)
+        log_error("operator state: out of memory; not written");
+}
+
+static bool same_entry(const struct state_guest *a, const struct state_guest *b)
+{
+    return a->paused == b->paused && a->has_limits == b->has_limits && a->added == b->added &&
+           (!a->has_limits || (a->floor_bytes == b->floor_bytes &&
+                               a->ceiling_bytes == b->ceiling_bytes && a->weight == b->weight)) &&
+           (!a->added || (strcmp(a->qmp_path, b->qmp_path) == 0 &&
+                          strcmp(a->channel_path, b->channel_path) == 0)) &&
+           strcmp(a->name, b->name) == 0;
+}
+
+/* See daemon_internal.h. */
+void opstate_record(struct daemon *d, struct guest *g)
+{
+    struct state_guest sg = entry_of(d, g);
+    struct state_guest *old = state_find(&d->opstate, sg.name, sg.uuid);
+    if (old ? same_entry(old, &sg) : !sg.paused && !sg.has_limits && !sg.added)
+        return; /* nothing new to keep */
+    if (state_put(&d->opstate, &sg) < 0) {
+        log_error("guest %s: operator state full or out of memory; not kept", g->name);
+        return;
+    }
+    save(d);
+}
+
+/* See daemon_internal.h. */
+void opstate_forget(struct daemon *d, const struct guest *g)
+{
+    if (!state_find(&d->opstate, g->name, g->vm_id))
+        return;
+    state_remove(&d->opstate, g->name, g->vm_id);
+    save(d);
+}
+
+/* See daemon_internal.h. */
+void opstate_stop(struct daemon *d)
+{
+    state_store_close(d->opstate_store); /* what waits is written before it goes */
+    d->opstate_store = NULL;
+}
+
+/* See daemon_internal.h. */
+void opstate_free(struct daemon *d)
+{
+    state_free(&d->opstate);
+}

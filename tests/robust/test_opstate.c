@@ -1,0 +1,263 @@
+/* The operator's state in the core, on a real loop with a fake balloon backend: a guest
+ * brought by a source (a libvirt domain, here a fake module's) and paused keeps its pause
+ * when its VM restarts (it goes, and comes back under the same VM id, even under another
+ * name), and after the daemon itself restarts; a guest the operator removes is forgotten. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "host-daemon/core/daemon.h"
+#include "host-daemon/state/state_store.h"
+
+static uv_loop_t loop;
+
+/* ---- a fake balloon: starts, refuses moves, closes on a later turn ---- */
+
+struct fake_balloon {
+    struct balloon base;
+    uv_timer_t close_timer;
+    balloon_closed_cb closed_cb;
+    void *closed_opaque;
+};
+
+static int fake_start(struct balloon *b)
+{
+    (void)b;
+    return 0;
+}
+
+static int fake_set_target(struct balloon *b, uint64_t target_bytes, uint64_t token,
+                           balloon_done_cb done, void *opaque, char *error, size_t error_cap)
+{
+    (void)b;
+    (void)target_bytes;
+    (void)token;
+    (void)done;
+    (void)opaque;
+    snprintf(error, error_cap, "fake");
+    return -ENOTCONN;
+}
+
+static int fake_query(struct balloon *b, balloon_query_cb done, void *opaque)
+{
+    (void)b;
+    (void)done;
+    (void)opaque;
+    return -EAGAIN;
+}
+
+static void on_fake_closed(uv_handle_t *h)
+{
+    struct fake_balloon *f = h->data;
+    if (f->closed_cb)
+        f->closed_cb(f->closed_opaque);
+    free(f);
+}
+
+static void fake_close(struct balloon *b, balloon_closed_cb closed, void *opaque)
+{
+    struct fake_balloon *f = (struct fake_balloon *)b;
+    f->closed_cb = closed;
+    f->closed_opaque = opaque;
+    uv_close((uv_handle_t *)&f->close_timer, on_fake_closed);
+}
+
+static void fake_describe(const struct balloon *b, char *buf, size_t cap)
+{
+    (void)b;
+    snprintf(buf, cap, "fake balloon");
+}
+
+static void fake_view(const struct balloon *b, json_t *guest)
+{
+    (void)b;
+    (void)guest;
+}
+
+static const struct balloon_ops fake_ops = {
+    .kind = "fake",
+    .move_note = "",
+    .fds = 0,
+    .start = fake_start,
+    .set_target = fake_set_target,
+    .query = fake_query,
+    .close = fake_close,
+    .describe = fake_describe,
+    .view = fake_view,
+};
+
+static struct balloon *fake_new(void)
+{
+    struct fake_balloon *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    balloon_init(&f->base, &fake_ops);
+    uv_timer_init(&loop, &f->close_timer);
+    f->close_timer.data = f;
+    return &f->base;
+}
+
+static int fake_open(uv_loop_t *l, const struct config_guest *cfg,
+                     const struct config_daemon *daemon_cfg, struct balloon **ret)
+{
+    (void)l;
+    (void)cfg;
+    (void)daemon_cfg;
+    *ret = fake_new();
+    return 0;
+}
+
+static const struct balloon_factory fake_factory = {.kind = "fake", .open = fake_open};
+
+/* ---- the daemon ---- */
+
+#define UUID "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+static char dir[64];
+
+static struct daemon *start(void)
+{
+    char text[512];
+    struct config cfg;
+    struct config_errors errs;
+    snprintf(text, sizeof(text),
+             "[daemon]\nstate_dir = %s/state\ncontrol_socket = %s/ctl.sock\nlog_level = debug\n"
+             "[guest filed]\nqmp = %s/f.qmp\nchannel = %s/f.chan\nfloor = 256M\nceiling = 1G\n",
+             dir, dir, dir, dir);
+    assert_int_equal(config_parse_buffer(text, strlen(text), &cfg, &errs), 0);
+    struct daemon *d = daemon_new();
+    assert_non_null(d);
+    assert_int_equal(daemon_start(d, &loop, &cfg, NULL, false, &fake_factory), 0);
+    return d;
+}
+
+static void stop(struct daemon *d)
+{
+    daemon_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT); /* closes everything, writes the state's last change */
+    daemon_free(d);
+}
+
+/* The VM of a source comes (back), under `name`. */
+static struct guest *vm_appears(struct daemon *d, const char *name)
+{
+    struct config_guest cfg = {.floor_bytes = 128 << 20, .ceiling_bytes = 1 << 30, .weight = 100};
+    snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+    snprintf(cfg.channel_path, sizeof(cfg.channel_path), "%s/%s.chan", dir, name);
+    struct daemon_guest_spec spec = {
+        .cfg = &cfg, .balloon = fake_new(), .source = "fakevirt", .vm_id = UUID};
+    struct guest *g = NULL;
+    char err[200];
+    assert_int_equal(daemon_add_guest(d, &spec, &g, err, sizeof(err)), 0);
+    return g;
+}
+
+static bool paused(struct daemon *d, const char *name)
+{
+    struct daemon_view v;
+    daemon_view(d, &v);
+    const struct guest *g = daemon_find_guest(d, name);
+    assert_non_null(g);
+    return registry_policy_of(v.reg, g)->paused;
+}
+
+static void pause_survives_vm_and_daemon_restarts(void **state)
+{
+    (void)state;
+    struct daemon *d = start();
+    struct guest *g = vm_appears(d, "vm-one");
+    assert_false(paused(d, "vm-one"));
+    daemon_set_paused(d, g, true);
+    daemon_set_paused(d, daemon_find_guest(d, "filed"), true);
+    /* the VM stops: its source removes its guest; the state stays */
+    char err[200];
+    assert_int_equal(daemon_remove_guest(d, g, "fakevirt", err, sizeof(err)), 0);
+    /* it starts again, even under another name: paused again, found by its VM id */
+    vm_appears(d, "vm-one-renamed");
+    assert_true(paused(d, "vm-one-renamed"));
+    stop(d);
+
+    /* the daemon restarts: both are paused again */
+    d = start();
+    assert_true(paused(d, "filed"));
+    vm_appears(d, "vm-one");
+    assert_true(paused(d, "vm-one"));
+    /* resumed: that is kept too */
+    daemon_set_paused(d, daemon_find_guest(d, "vm-one"), false);
+    stop(d);
+    d = start();
+    vm_appears(d, "vm-one");
+    assert_false(paused(d, "vm-one"));
+    assert_true(paused(d, "filed"));
+    stop(d);
+}
+
+/* The operator removes a run-time guest: forgotten, not added again after a restart;
+ * operator limits come back, and go when the guest's source changes them. */
+static void remove_forgets_and_source_limits_win(void **state)
+{
+    (void)state;
+    struct daemon *d = start();
+    struct config_guest cfg = {.floor_bytes = 300 << 20, .ceiling_bytes = 900 << 20, .weight = 5};
+    snprintf(cfg.name, sizeof(cfg.name), "later");
+    snprintf(cfg.qmp_path, sizeof(cfg.qmp_path), "%s/l.qmp", dir);
+    snprintf(cfg.channel_path, sizeof(cfg.channel_path), "%s/l.chan", dir);
+    struct daemon_guest_spec spec = {.cfg = &cfg};
+    char err[200];
+    assert_int_equal(daemon_add_guest(d, &spec, NULL, err, sizeof(err)), 0);
+    struct guest *filed = daemon_find_guest(d, "filed");
+    struct config_guest lim = filed->cfg;
+    lim.weight = 9;
+    daemon_set_operator_limits(d, filed, &lim);
+    stop(d);
+
+    d = start();
+    assert_non_null(daemon_find_guest(d, "later"));
+    assert_int_equal(daemon_find_guest(d, "later")->cfg.weight, 5);
+    assert_int_equal(daemon_find_guest(d, "filed")->cfg.weight, 9);
+    assert_int_equal(daemon_remove_guest(d, daemon_find_guest(d, "later"), NULL, err, sizeof(err)),
+                     0);
+    /* the source (the file, say) sets new limits: the operator's are not kept any more */
+    filed = daemon_find_guest(d, "filed");
+    lim = filed->cfg;
+    lim.weight = 33;
+    daemon_set_limits(d, filed, &lim);
+    stop(d);
+
+    d = start();
+    assert_null(daemon_find_guest(d, "later"));
+    assert_int_equal(daemon_find_guest(d, "filed")->cfg.weight, 100); /* the file's */
+    stop(d);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/bellows-opstate-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return uv_loop_init(&loop);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return uv_loop_close(&loop) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(pause_survives_vm_and_daemon_restarts, setup, teardown),
+        cmocka_unit_test_setup_teardown(remove_forgets_and_source_limits_win, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
