@@ -142,7 +142,9 @@ static int write_file(const char *path, const char *text)
     return fclose(f) == 0 ? 0 : -errno;
 }
 
-/* A calm host: no PSI, plenty of MemAvailable, so host pressure never steers decisions. */
+/* A calm host: no PSI, plenty of MemAvailable, so host pressure never steers decisions;
+ * 64 TiB, room for 10,000 guests at their 4G ceiling, so the host budget (on, as by
+ * default) never cuts a move but its check is part of every decision's cost. */
 static int write_fake_proc(void)
 {
     char path[128];
@@ -155,8 +157,8 @@ static int write_fake_proc(void)
     if (r < 0)
         return r;
     snprintf(path, sizeof(path), "%s/proc/meminfo", dir);
-    return write_file(path, "MemTotal:       1073741824 kB\nMemFree:        1000000000 kB\n"
-                            "MemAvailable:   1000000000 kB\nSwapTotal:             0 kB\n"
+    return write_file(path, "MemTotal:       68719476736 kB\nMemFree:        67000000000 kB\n"
+                            "MemAvailable:   67000000000 kB\nSwapTotal:             0 kB\n"
                             "SwapFree:              0 kB\n");
 }
 
