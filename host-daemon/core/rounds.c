@@ -434,6 +434,8 @@ void rounds_move_done(void *opaque, uint64_t token, int status, const char *erro
     g->move_in_flight = false;
     if (status == 0) {
         move_worked(d, g);
+        if (!g->removing) /* one move in flight: this answer is the last commit's */
+            policy_note_delivered(registry_policy(&d->reg, g), daemon_now(d));
         if (e && e->result == MOVE_PENDING) {
             e->result = MOVE_DONE;
             if (!g->removing)

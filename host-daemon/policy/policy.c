@@ -228,6 +228,13 @@ void policy_forget_target(struct policy_guest *g)
     g->target_set = false;
 }
 
+void policy_note_delivered(struct policy_guest *g, int64_t now)
+{
+    /* Until its command is delivered, a balloon cannot follow: judged from now on. */
+    if (g->target_set && !g->target_done && now > g->target_at)
+        g->target_at = now;
+}
+
 /* The snapshot and its counters: the last one is kept, the stall measure fed. */
 static void note_mem(const struct policy_config *cfg, struct policy_guest *g,
                      const struct bp_mem *mem, int64_t now)

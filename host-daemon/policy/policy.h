@@ -293,6 +293,11 @@ uint64_t policy_held_most(const struct policy_guest *g);
  * again, not from that target; the move's history (cooldowns, reversals) stays. */
 void policy_forget_target(struct policy_guest *g);
 
+/* The last committed move's command was accepted (QMP answered, libvirt returned): the
+ * balloon's progress toward it is judged from now, not from the commit (a libvirtd or a
+ * monitor that held the command for seconds must not make a balloon look stuck). */
+void policy_note_delivered(struct policy_guest *g, int64_t now);
+
 /* Record a pressure message from the guest (level LOW..CRITICAL). mem may be NULL when
  * there is no snapshot. Levels out of range are ignored (the snapshot is still kept). */
 void policy_note_event(const struct policy_config *cfg, struct policy_guest *g, enum bp_level level,

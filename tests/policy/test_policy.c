@@ -58,6 +58,7 @@ enum op {
     OP_REPORT,          /* report of .level with a snapshot: the guest uses .bytes */
     OP_ACTUAL,          /* the balloon reports .bytes */
     OP_FORGET,          /* QMP link lost */
+    OP_DELIVERED,       /* the backend accepted the last move's command */
     OP_EXPECT,          /* decide: expect .action/.reason (and .bytes as target unless 0); a move
                          * is committed and the balloon arrives at once */
     OP_EXPECT_NOARRIVE, /* same, but the balloon stays where it was */
@@ -90,6 +91,7 @@ struct scenario {
 #define REPORT(t, lvl, used) {t, OP_REPORT, BP_LEVEL_##lvl, used, 0, 0, 0, NULL}
 #define ACTUAL(t, b) {t, OP_ACTUAL, 0, b, 0, 0, 0, NULL}
 #define FORGET(t) {t, OP_FORGET, 0, 0, 0, 0, 0, NULL}
+#define DELIVERED(t) {t, OP_DELIVERED, 0, 0, 0, 0, 0, NULL}
 #define EXPECT(t, act, why, to) {t, OP_EXPECT, 0, to, POLICY_##act, POLICY_R_##why, 0, NULL}
 #define EXPECT_NOARRIVE(t, act, why, to) \
     {t, OP_EXPECT_NOARRIVE, 0, to, POLICY_##act, POLICY_R_##why, 0, NULL}
@@ -296,6 +298,13 @@ static const struct scenario scenarios[] = {
         EXPECT(1019999, HOLD, STUCK, 0), /* 10 minutes the second time */
         EXPECT(1020000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
     }},
+    {"a move whose command was held (libvirtd frozen) is judged from its delivery",
+     1 * GIB, 4 * GIB, 512 * MIB, {
+        EXPECT_NOARRIVE(0, DEFLATE, BELOW_FLOOR, 1 * GIB),
+        DELIVERED(10000), /* libvirtd answered 10 s late */
+        EXPECT(14999, HOLD, SETTLING, 0), /* on its way: not decided again */
+        EXPECT(15000, DEFLATE, BELOW_FLOOR, 1 * GIB), /* 5 s after delivery, no progress */
+    }},
     {"a balloon faking slow progress is stuck", 1 * GIB, 4 * GIB, 4 * GIB, {
         REPORT(120000, NONE, 512 * MIB),
         EXPECT_NOARRIVE(120000, INFLATE, QUIET, 4 * GIB - INFLATE_STEP),
@@ -399,6 +408,9 @@ static void run_scenario(void **state)
             break;
         case OP_FORGET:
             policy_forget_actual(&g);
+            break;
+        case OP_DELIVERED:
+            policy_note_delivered(&g, s->t);
             break;
         case OP_PAUSE:
             g.paused = s->level != 0;
