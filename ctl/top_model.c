@@ -138,6 +138,8 @@ int top_frame_parse(const char *json_text, struct top_frame *ret, char *err, siz
         size_of(json_object_get(host, "mem_total"), &f.host_total);
         size_of(json_object_get(host, "mem_available"), &f.host_avail);
         f.host_pressure = json_is_true(json_object_get(host, "pressure"));
+        f.budget_known = size_of(json_object_get(host, "budget"), &f.budget);
+        f.held_known = size_of(json_object_get(host, "held"), &f.held);
     }
     f.n = json_array_size(guests);
     f.guests = calloc(f.n ? f.n : 1, sizeof(*f.guests));
@@ -263,10 +265,19 @@ void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort
         snprintf(line2, cap, "host: not read yet");
         return;
     }
-    char avail[24], total[24];
-    snprintf(line2, cap, "host: PSI some 10s %.2f%%  available %s of %s  %s", f->host_psi,
+    char avail[24], total[24], held[24], budget[24], hold[80] = "";
+    /* What the guests hold against the budget: "held X of budget Y", or "held X, no
+     * budget" while none is in force (off, or not computed yet). */
+    if (f->held_known && f->budget_known)
+        snprintf(hold, sizeof(hold), "  held %s of budget %s",
+                 size_text(true, f->held, held, sizeof(held)),
+                 size_text(true, f->budget, budget, sizeof(budget)));
+    else if (f->held_known)
+        snprintf(hold, sizeof(hold), "  held %s, no budget",
+                 size_text(true, f->held, held, sizeof(held)));
+    snprintf(line2, cap, "host: PSI some 10s %.2f%%  available %s of %s%s  %s", f->host_psi,
              size_text(true, f->host_avail, avail, sizeof(avail)),
-             size_text(true, f->host_total, total, sizeof(total)),
+             size_text(true, f->host_total, total, sizeof(total)), hold,
              f->host_pressure ? "UNDER PRESSURE" : "calm");
 }
 

@@ -30,6 +30,8 @@ struct top_frame {
     double host_psi;
     uint64_t host_total, host_avail;
     bool host_pressure;
+    bool budget_known, held_known;
+    uint64_t budget, held; /* the host budget in force; what the guests' balloons hold */
     struct top_guest *guests;
     size_t n;
     size_t levels[4]; /* guests at each level */

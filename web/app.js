@@ -23,7 +23,7 @@ function emptyHist() {
   return { t: [], actual: [], target: [], used: [], psi: [], level: [], decisions: [] };
 }
 function emptyHostHist() {
-  return { t: [], available: [], total: [], budget: [], psi: [], pressure: [] };
+  return { t: [], available: [], total: [], budget: [], held: [], psi: [], pressure: [] };
 }
 
 /* ---- formatting ---- */
@@ -134,7 +134,8 @@ async function loadHostHistory() {
   const h = await getJSON("api/v1/host/history");
   state.hostHist = {
     t: h.t, available: h.available.map(mib), total: h.total.map(mib),
-    budget: h.budget.map(mib), psi: h.psi_some, pressure: h.pressure,
+    budget: h.budget.map(mib), held: (h.held || h.t.map(() => null)).map(mib),
+    psi: h.psi_some, pressure: h.pressure,
   };
   drawHost();
 }
@@ -146,11 +147,29 @@ function setHost(h) {
   document.getElementById("host-psi").textContent = fmtPct(h.psi_some_avg10 ?? h.psi_some);
   const avail = h.mem_available ?? h.available, total = h.mem_total ?? h.total;
   document.getElementById("host-avail").textContent = fmtBytes(avail) + " of " + fmtBytes(total);
-  document.getElementById("host-budget").textContent =
-    h.budget === null || h.budget === undefined ? "–" : fmtBytes(h.budget);
+  setBudget(h.budget, h.held);
   const st = document.getElementById("host-state");
   st.textContent = h.pressure ? "under pressure" : "calm";
   st.className = h.pressure ? "lvl-3" : "lvl-0";
+}
+
+/* What the guests hold against the host budget: "3.00 GiB of 12.00 GiB" and a bar, or
+ * "3.00 GiB, no budget" while none is in force (off, or not computed yet). */
+function setBudget(budget, held) {
+  const known = v => v !== null && v !== undefined;
+  const dd = document.getElementById("host-budget");
+  const bar = document.getElementById("host-budget-bar");
+  if (!known(budget)) {
+    dd.textContent = known(held) ? fmtBytes(held) + ", no budget" : "–";
+    bar.hidden = true;
+    return;
+  }
+  dd.textContent = (known(held) ? fmtBytes(held) : "–") + " of " + fmtBytes(budget);
+  const fill = bar.querySelector(".held");
+  const share = known(held) && budget > 0 ? held / budget : 0;
+  fill.style.width = Math.max(0, Math.min(100, share * 100)) + "%";
+  fill.classList.toggle("over", share > 1);
+  bar.hidden = false;
 }
 
 /* ---- the table ---- */
@@ -474,7 +493,7 @@ function renderPlots(rows) {
 let hostPlot = null;
 function drawHost() {
   const h = state.hostHist;
-  const data = [h.t, h.psi, h.available, h.budget];
+  const data = [h.t, h.psi, h.available, h.budget, h.held];
   if (hostPlot) { hostPlot.setData(data); return; }
   const container = document.querySelector("#hostplot .plot");
   hostPlot = new uPlot({
@@ -488,6 +507,7 @@ function drawHost() {
       { label: "host PSI some 10 s", scale: "psi", stroke: COLORS.psi, width: 1.5, value: (u, v) => fmtPct(v) },
       { label: "available", scale: "mem", stroke: COLORS.deflate, width: 2, value: (u, v) => fmtMiB(v) },
       { label: "budget", scale: "mem", stroke: COLORS.limit, width: 1, dash: [6, 4], value: (u, v) => fmtMiB(v) },
+      { label: "guests hold", scale: "mem", stroke: COLORS.actual, width: 1.5, value: (u, v) => fmtMiB(v) },
     ]),
     hooks: { drawClear: [u => drawLevels(u, h.t, h.pressure.map(p => (p ? 3 : 0)))] },
   }, data, container);
@@ -541,9 +561,10 @@ function onTick(ev) {
     if (!h.t.length || h.t[h.t.length - 1] < tick.t) {
       h.t.push(tick.t); h.psi.push(tick.host.psi_some); h.available.push(mib(tick.host.available));
       h.total.push(mib(tick.host.total)); h.budget.push(mib(tick.host.budget));
+      h.held.push(mib(tick.host.held));
       h.pressure.push(tick.host.pressure ? 1 : 0);
       trim(h);
-      if (hostPlot) hostPlot.setData([h.t, h.psi, h.available, h.budget]);
+      if (hostPlot) hostPlot.setData([h.t, h.psi, h.available, h.budget, h.held]);
     }
   }
   render();

@@ -6,7 +6,7 @@
 #include <string.h>
 
 _Static_assert(sizeof(struct history_sample) == 20, "a guest sample is 20 bytes");
-_Static_assert(sizeof(struct history_host_sample) == 20, "a host sample is 20 bytes");
+_Static_assert(sizeof(struct history_host_sample) == 24, "a host sample is 24 bytes");
 
 /* See history.h. */
 uint32_t history_kib(bool known, uint64_t bytes)
@@ -192,8 +192,8 @@ size_t history_host_bytes(const struct history_host *h)
 /* See history.h. */
 json_t *history_host_json(const struct history_host *h, uint32_t since)
 {
-    static const char *const names[] = {"t",      "available", "total",
-                                        "budget", "psi_some",  "pressure"};
+    static const char *const names[] = {"t",    "available", "total",   "budget",
+                                        "held", "psi_some",  "pressure"};
     enum { N = sizeof(names) / sizeof(names[0]) };
     json_t *arrays[N];
     json_t *j = columns(names, N, arrays);
@@ -203,9 +203,10 @@ json_t *history_host_json(const struct history_host *h, uint32_t since)
         const struct history_host_sample *s = ring_at(&h->samples, i);
         if (s->t < since)
             continue;
-        json_t *row[N] = {json_integer(s->t),     kib_json(s->available_kib),
-                          kib_json(s->total_kib), kib_json(s->budget_kib),
-                          psi_json(s->psi_some),  json_integer(s->pressure)};
+        json_t *row[N] = {json_integer(s->t),       kib_json(s->available_kib),
+                          kib_json(s->total_kib),   kib_json(s->budget_kib),
+                          kib_json(s->held_kib),    psi_json(s->psi_some),
+                          json_integer(s->pressure)};
         if (!append_row(arrays, row, N)) {
             json_decref(j);
             return NULL;

@@ -1,6 +1,6 @@
 /* What the dashboard shows of the past: per guest, one compact sample a second (balloon
  * size and target, used memory, PSI, the highest pressure level of that second) and its
- * recent decisions; for the host, one sample a second (MemAvailable, MemTotal, budget,
+ * recent decisions; for the host, one sample a second (MemAvailable, MemTotal, budget, held,
  * PSI, pressure state). Each lives in a ring of fixed size allocated once, so memory is
  * known in advance: history_sample is 20 bytes, an hour at 1 s about 70 KiB per guest
  * (docs/operations.md gives the measured figure).
@@ -44,12 +44,13 @@ struct history_decision {
     uint32_t to_kib;
 };
 
-/* One second of the host. */
+/* One second of the host: 24 bytes (86,400 for an hour). */
 struct history_host_sample {
     uint32_t t;
     uint32_t available_kib;
     uint32_t total_kib;
     uint32_t budget_kib; /* HISTORY_UNKNOWN without a budget */
+    uint32_t held_kib;   /* the guests' balloon sizes summed: what they hold against it */
     uint16_t psi_some;   /* hundredths of a percent */
     uint8_t pressure;    /* 1 while the policy holds the host under pressure */
     uint8_t pad;
@@ -100,7 +101,8 @@ void history_host_free(struct history_host *h);
 void history_host_sample(struct history_host *h, const struct history_host_sample *s);
 size_t history_host_bytes(const struct history_host *h);
 
-/* {"t":[..],"available":[..],"total":[..],"budget":[..],"psi_some":[..],"pressure":[..]} */
+/* {"t":[..],"available":[..],"total":[..],"budget":[..],"held":[..],"psi_some":[..],
+ *  "pressure":[..]} */
 json_t *history_host_json(const struct history_host *h, uint32_t since);
 
 #endif

@@ -187,6 +187,10 @@ static void reply_metrics(struct http_module *m, struct http_reply *r)
             .mem_total_bytes = h->meminfo.mem_total_kb * 1024,
             .mem_available_bytes = h->meminfo.mem_available_kb * 1024,
             .pressure = v.host->pressure,
+            .budget_known = v.host->budget_known,
+            .budget_bytes = v.host->budget_bytes,
+            .budget_cgroup = daemon_config(m->daemon)->daemon.budget_cgroup,
+            .guests_held_bytes = view_held_bytes(&v),
         };
     }
     size_t len;

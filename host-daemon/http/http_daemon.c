@@ -13,6 +13,7 @@
 #include "host-daemon/http/http_daemon_internal.h"
 #include "host-daemon/http/sse.h"
 #include "host-daemon/util/log.h"
+#include "host-daemon/views/views.h"
 
 static int64_t wall_ms(void)
 {
@@ -208,20 +209,23 @@ static void on_tick(uv_timer_t *t)
     json_t *host = json_null();
     if (v.host_sample) {
         const struct hostmem_sample *h = v.host_sample;
+        uint64_t held = view_held_bytes(&v);
         struct history_host_sample hs = {
             .t = now_s,
             .available_kib = history_kib(true, h->meminfo.mem_available_kb * 1024),
             .total_kib = history_kib(true, h->meminfo.mem_total_kb * 1024),
-            .budget_kib = HISTORY_UNKNOWN,
+            .budget_kib = history_kib(v.host->budget_known, v.host->budget_bytes),
+            .held_kib = history_kib(true, held),
             .psi_some = history_psi(true, h->psi.some.avg10),
             .pressure = v.host->pressure,
         };
         history_host_sample(&m->host_hist, &hs);
         if (live)
-            host = json_pack("{sfsIsIsosb}", "psi_some", h->psi.some.avg10, "available",
+            host = json_pack("{sfsIsIsosIsb}", "psi_some", h->psi.some.avg10, "available",
                              (json_int_t)(h->meminfo.mem_available_kb * 1024), "total",
-                             (json_int_t)(h->meminfo.mem_total_kb * 1024), "budget", json_null(),
-                             "pressure", v.host->pressure);
+                             (json_int_t)(h->meminfo.mem_total_kb * 1024), "budget",
+                             maybe_bytes(v.host->budget_known, v.host->budget_bytes), "held",
+                             (json_int_t)held, "pressure", v.host->pressure);
     }
     if (live)
         broadcast(m, "tick",

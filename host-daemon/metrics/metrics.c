@@ -265,9 +265,22 @@ static void write_host(struct prom_buf *b, const struct metrics_host *h)
     one_gauge(b, "bellows_host_under_pressure",
               "1 while the policy holds the host under memory pressure (it reclaims from guests).",
               h->pressure);
-    if (h->budget_known)
-        one_gauge(b, "bellows_host_budget_bytes", "Memory the guests may have in all.",
-                  h->budget_bytes);
+    one_gauge(b, "bellows_host_guests_held_bytes",
+              "What the guests hold against the host budget: their balloon sizes summed (the "
+              "guests whose size is known).",
+              h->guests_held_bytes);
+    /* Absent, not 0, without a budget in force: 0 would read as "no room at all". */
+    if (!h->budget_known)
+        return;
+    one_gauge(b, "bellows_host_budget_bytes", "Memory the guests may have in all.",
+              h->budget_bytes);
+    bool cgroup = h->budget_cgroup && h->budget_cgroup[0];
+    struct prom_label l[] = {{"source", cgroup ? "cgroup" : "meminfo"},
+                             {"cgroup", h->budget_cgroup}};
+    prom_family(b, "bellows_host_budget_info", PROM_GAUGE,
+                "1; where the host budget comes from: the host's MemTotal (meminfo) or a memory "
+                "cgroup's limit (cgroup, with its path).");
+    prom_sample_u64(b, "bellows_host_budget_info", l, cgroup ? 2 : 1, 1);
 }
 
 static void write_http(struct prom_buf *b, const struct metrics_http *h)

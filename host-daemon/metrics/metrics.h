@@ -83,9 +83,11 @@ struct metrics_host {
     uint64_t psi_full_total_us;
     uint64_t mem_total_bytes;
     uint64_t mem_available_bytes;
-    bool pressure; /* the policy's host pressure state */
-    bool budget_known;
-    uint64_t budget_bytes; /* memory the guests may have in all */
+    bool pressure;              /* the policy's host pressure state */
+    bool budget_known;          /* false: budget off, or not computed yet: no budget series */
+    uint64_t budget_bytes;      /* memory the guests may have in all */
+    const char *budget_cgroup;  /* the memory cgroup whose limit it is; NULL or "": MemTotal */
+    uint64_t guests_held_bytes; /* the guests' balloon sizes summed (the known ones) */
 };
 
 /* The HTTP surface's own counters. */

@@ -146,6 +146,18 @@ json_t *view_guest(const struct daemon_view *v, const struct guest *g, bool with
 }
 
 /* See views.h. */
+uint64_t view_held_bytes(const struct daemon_view *v)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < registry_count(v->reg); i++) {
+        const struct policy_guest *p = registry_policy_of(v->reg, registry_at(v->reg, i));
+        if (p->actual_known)
+            sum += p->actual_bytes;
+    }
+    return sum;
+}
+
+/* See views.h. */
 json_t *view_host(const struct daemon_view *v)
 {
     if (!v->host_sample)
@@ -159,6 +171,8 @@ json_t *view_host(const struct daemon_view *v)
         json_object_set_new(j, "budget",
                             v->host->budget_known ? json_integer((json_int_t)v->host->budget_bytes)
                                                   : json_null());
+    if (j)
+        json_object_set_new(j, "held", json_integer((json_int_t)view_held_bytes(v)));
     return j;
 }
 

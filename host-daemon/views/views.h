@@ -6,6 +6,7 @@
 #define BELLOWS_VIEWS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -20,6 +21,10 @@ json_t *view_decision(const struct decision_entry *e);
 
 /* A guest's ring, newest first. */
 json_t *view_decisions(const struct guest *g);
+
+/* What the guests hold against the host budget: the sum of their balloons' sizes (the
+ * memory each balloon leaves its guest), over the guests whose size is known. */
+uint64_t view_held_bytes(const struct daemon_view *v);
 
 /* The host's last reading and pressure state; JSON null before the first reading. */
 json_t *view_host(const struct daemon_view *v);

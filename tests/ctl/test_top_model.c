@@ -21,7 +21,7 @@
 static const char reply[] =
     "{\"ok\":true,\"dry_run\":true,"
     "\"host\":{\"psi_some_avg10\":1.5,\"mem_total\":25769803776,\"mem_available\":"
-    "21474836480,\"pressure\":false},"
+    "21474836480,\"pressure\":false,\"budget\":12884901888,\"held\":5368709120},"
     "\"guests\":["
     "{\"name\":\"idle\",\"level\":\"none\",\"paused\":false,\"psi_some_avg10\":0.1,"
     "\"mem_available\":536870912,\"mem_total\":1073741824,\"floor\":268435456,"
@@ -133,7 +133,9 @@ static void text(void **state)
     assert_non_null(strstr(l1, "4 guests: 1 critical, 1 medium, 1 low, 1 calm"));
     assert_non_null(strstr(l1, "sort: pressure"));
     assert_non_null(strstr(l1, "DRY RUN"));
-    assert_string_equal(l2, "host: PSI some 10s 1.50%  available 20.00G of 24.00G  calm");
+    assert_string_equal(
+        l2,
+        "host: PSI some 10s 1.50%  available 20.00G of 24.00G  held 5.00G of budget 12.00G  calm");
 
     top_format_columns(cols, sizeof(cols));
     top_format_row(&f.guests[0], T0_MS, row, sizeof(row));
@@ -192,6 +194,28 @@ static void errors(void **state)
     top_frame_free(&f);
 }
 
+/* No budget in force (off, or not computed yet): what the guests hold, and that. */
+static void summary_without_budget(void **state)
+{
+    (void)state;
+    struct top_frame f;
+    char err[128], l1[256], l2[256];
+    assert_int_equal(top_frame_parse("{\"ok\":true,\"host\":{\"psi_some_avg10\":0,"
+                                     "\"mem_total\":2147483648,\"mem_available\":1073741824,"
+                                     "\"pressure\":true,\"budget\":null,\"held\":536870912},"
+                                     "\"guests\":[]}",
+                                     &f, err, sizeof(err)),
+                     0);
+    assert_false(f.budget_known);
+    assert_true(f.held_known);
+    assert_int_equal(f.held, 512 * MIB);
+    top_format_summary(&f, T0_MS, TOP_SORT_NAME, l1, l2, sizeof(l1));
+    assert_string_equal(
+        l2,
+        "host: PSI some 10s 0.00%  available 1.00G of 2.00G  held 512M, no budget  UNDER PRESSURE");
+    top_frame_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +223,7 @@ int main(void)
         cmocka_unit_test(sort),
         cmocka_unit_test(text),
         cmocka_unit_test(errors),
+        cmocka_unit_test(summary_without_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -128,6 +128,8 @@ def test_batch(s, bellowsctl):
     assert len(frames) == 3, out.stdout
     for f in frames:
         assert "host: PSI some 10s" in f, f
+        # What the guests hold, against the budget when one is in force.
+        assert re.search(r"  held \S+( of budget \S+|, no budget)  ", f), f
         names = [ln.split()[0] for ln in f.splitlines() if ln.split() and ln.split()[0] in NAMES]
         assert sorted(names) == sorted(NAMES), f
     assert "\x1b" not in out.stdout, "terminal control codes in batch mode"

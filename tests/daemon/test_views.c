@@ -86,6 +86,8 @@ static void list_shows_every_guest(void **state)
     assert_int_equal(json_integer_value(json_object_get(host, "mem_total")), 1000 * 1024);
     assert_true(json_is_false(json_object_get(host, "pressure")));
     assert_true(json_is_null(json_object_get(host, "budget"))); /* none set */
+    /* What the guests hold: web1's known balloon; db's size is not known yet. */
+    assert_int_equal(json_integer_value(json_object_get(host, "held")), 768 << 20);
     json_t *guests = json_object_get(reply, "guests");
     assert_int_equal(json_array_size(guests), 2);
     json_t *g = json_array_get(guests, 0);
@@ -195,6 +197,27 @@ static void registry_removal_keeps_state(void **state)
     assert_int_equal(registry_add(&w->reg, n), -EEXIST);
 }
 
+/* The budget in force and what the guests hold against it, in bytes. */
+static void host_budget_and_held(void **state)
+{
+    struct world *w = *state;
+    policy_host_budget(&w->host, 3ull << 30);
+    policy_note_actual(&w->pc, registry_policy(&w->reg, registry_find(&w->reg, "web1")), 768u << 20,
+                       99000);
+    policy_note_actual(&w->pc, registry_policy(&w->reg, registry_find(&w->reg, "db")), 1u << 30,
+                       99000);
+    assert_int_equal(view_held_bytes(&w->view), (768u << 20) + (1u << 30));
+    json_t *host = view_host(&w->view);
+    assert_int_equal(json_integer_value(json_object_get(host, "budget")), 3ll << 30);
+    assert_int_equal(json_integer_value(json_object_get(host, "held")), (768 << 20) + (1 << 30));
+    json_decref(host);
+    /* Off again: null, not 0. */
+    policy_host_no_budget(&w->host);
+    host = view_host(&w->view);
+    assert_true(json_is_null(json_object_get(host, "budget")));
+    json_decref(host);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +225,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(show_has_recent_decisions_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(backend_part_and_source, setup, teardown),
         cmocka_unit_test_setup_teardown(registry_removal_keeps_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(host_budget_and_held, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

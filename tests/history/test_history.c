@@ -148,7 +148,8 @@ static void host_json(void **state)
             .t = t,
             .available_kib = history_kib(true, 1000 * MIB),
             .total_kib = history_kib(true, 4000 * MIB),
-            .budget_kib = HISTORY_UNKNOWN,
+            .budget_kib = history_kib(t == 12, 3000 * MIB), /* computed from the third */
+            .held_kib = history_kib(true, 2048 * MIB),
             .psi_some = history_psi(true, 0.5),
             .pressure = t == 12,
         };
@@ -159,11 +160,18 @@ static void host_json(void **state)
     assert_int_equal(json_array_size(t), 2); /* ring of 2: the oldest went */
     assert_int_equal(json_integer_value(json_array_get(t, 0)), 11);
     assert_true(json_is_null(json_array_get(json_object_get(j, "budget"), 0)));
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "budget"), 1)),
+                     3000 * MIB);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "held"), 0)), 2048 * MIB);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "pressure"), 1)), 1);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "available"), 0)),
                      1000 * MIB);
     json_decref(j);
-    assert_int_equal(history_host_bytes(&h), sizeof(h) + 2 * 20);
+    assert_int_equal(history_host_bytes(&h), sizeof(h) + 2 * 24);
+    history_host_free(&h);
+    /* The figure docs/operations.md gives for the host: an hour at 1 s. */
+    assert_int_equal(history_host_init(&h, 3600), 0);
+    assert_int_equal(history_host_bytes(&h), sizeof(h) + 86400);
     history_host_free(&h);
 }
 

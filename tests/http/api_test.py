@@ -98,8 +98,11 @@ def check_api(s):
     assert future["t"] == [] and future["decisions"] == [], future
     host = get_json(s, "/api/v1/host")
     assert host["mem_total"] > 0 and host["pressure"] is False, host
+    # The budget in force (null while none is) and what the guests hold against it.
+    assert "budget" in host and host["held"] >= 0, host
     hh = get_json(s, "/api/v1/host/history")
     assert len(hh["t"]) >= 1 and hh["available"][0] > 0, hh
+    assert len(hh["budget"]) == len(hh["held"]) == len(hh["t"]), hh
     index = get_json(s, "/api/v1")
     assert "/api/v1/events" in index["endpoints"] and "/metrics" in index["endpoints"], index
 
@@ -212,8 +215,18 @@ def check_metrics(s, promtool):
     assert any(ln.startswith('bellows_guest_info{guest="idle",backend="qmp",source="file"')
                for ln in samples), text
     assert value('bellows_host_memory_total_bytes') > 0
-    print("metrics: promtool check metrics: no finding (%d families, %d samples); counts: ok"
-          % (len(families), len(samples)))
+    # What the guests hold: their balloon sizes summed. The budget and where it comes from
+    # (proc_dir's meminfo here), both or neither.
+    actual = sum(float(ln.split()[-1]) for ln in samples
+                 if ln.startswith("bellows_guest_balloon_actual_bytes{"))
+    assert value('bellows_host_guests_held_bytes') == actual, text
+    has_budget = any(ln.startswith("bellows_host_budget_bytes ") for ln in samples)
+    has_info = any(ln == 'bellows_host_budget_info{source="meminfo"} 1' for ln in samples)
+    assert has_budget == has_info, text
+    print("metrics: promtool check metrics: no finding (%d families, %d samples); counts: ok; "
+          "held %d MiB, budget %s" % (len(families), len(samples), actual / 2**20,
+                                      "%d MiB" % (value('bellows_host_budget_bytes') / 2**20)
+                                      if has_budget else "none"))
 
 
 def check_reload(s):

@@ -107,6 +107,8 @@ static struct metrics_view view(bool host_known)
                 .pressure = false,
                 .budget_known = true,
                 .budget_bytes = 16384 * MIB,
+                .budget_cgroup = "/sys/fs/cgroup/machine.slice",
+                .guests_held_bytes = 3072 * MIB,
             },
         .guests = guests,
         .n_guests = 2,
@@ -274,6 +276,42 @@ static void unknown_values_absent(void **state)
     free(text);
 }
 
+/* Rendered view v, checked for structure. */
+static char *render_view(const struct metrics_view *v)
+{
+    size_t len = 0;
+    char *text = metrics_render(v, &len);
+    assert_non_null(text);
+    check_structure(text);
+    return text;
+}
+
+static void budget_series(void **state)
+{
+    (void)state;
+    /* A cgroup's budget: its size, what the guests hold, where it comes from. */
+    struct metrics_view v = view(true);
+    char *text = render_view(&v);
+    assert_true(value_of(text, "bellows_host_budget_bytes") == 16384.0 * MIB);
+    assert_true(value_of(text, "bellows_host_guests_held_bytes") == 3072.0 * MIB);
+    assert_true(value_of(text, "bellows_host_budget_info{source=\"cgroup\",cgroup=\"/sys/fs/"
+                               "cgroup/machine.slice\"}") == 1);
+    free(text);
+    /* The host's own memory: no cgroup label. */
+    v.host.budget_cgroup = "";
+    text = render_view(&v);
+    assert_true(value_of(text, "bellows_host_budget_info{source=\"meminfo\"}") == 1);
+    free(text);
+    /* No budget in force (off, or not computed yet): no budget series, not a 0; what the
+     * guests hold is still there. */
+    v.host.budget_known = false;
+    text = render_view(&v);
+    assert_null(strstr(text, "bellows_host_budget_bytes"));
+    assert_null(strstr(text, "bellows_host_budget_info"));
+    assert_true(value_of(text, "bellows_host_guests_held_bytes") == 3072.0 * MIB);
+    free(text);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--print") == 0) {
@@ -290,6 +328,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(structure),
         cmocka_unit_test(values),
         cmocka_unit_test(unknown_values_absent),
+        cmocka_unit_test(budget_series),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,6 +158,19 @@ async function checkPage(page, base, guests, out) {
     null, { timeout: WAIT_MS });
   ok("the host plot has data");
 
+  /* The host budget (computed from proc-calm's meminfo once the guests' sizes are known):
+   * the header says what the guests hold of it, with a bar; the host plot draws both. */
+  await until("a host budget in /api/v1/host", async () => (await getJSON(base, "/api/v1/host")).budget);
+  await page.waitForFunction(() => {
+    const t = document.getElementById("host-budget").textContent;
+    const h = state.hostHist;
+    return / of \d/.test(t) && !document.getElementById("host-budget-bar").hidden &&
+      hostPlot && hostPlot.series.length === 5 &&
+      h.budget.some(v => v !== null) && h.held.some(v => v !== null && v > 0);
+  }, null, { timeout: WAIT_MS });
+  const budgetText = await page.$eval("#host-budget", e => e.textContent);
+  ok("the header shows what the guests hold of the budget (" + budgetText + "), the host plot both");
+
   /* A pressure event, live within a second. */
   const before = await page.$eval('tr[data-guest="idle"] .lvl', e => e.textContent);
   if (before !== "none") throw new Error("idle starts at " + before);
