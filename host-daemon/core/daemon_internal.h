@@ -57,6 +57,9 @@ struct daemon {
     struct state opstate;
     struct state_store *opstate_store; /* NULL when it is not kept (no state_dir) */
     bool opstate_warned;
+    uv_timer_t policy_timer; /* every OPSTATE_POLICY_SAVE_MS: policy lines that changed */
+    bool policy_timer_on;
+    bool policy_due;       /* an entry's policy line changed since the last save */
     uv_timer_t host_timer; /* host PSI and MemAvailable sampling */
     uv_signal_t sig_hup, sig_term, sig_int;
     struct daemon_module modules[DAEMON_MAX_MODULES];
@@ -116,17 +119,20 @@ struct guest *guests_path_owner(struct daemon *d, const struct config_guest *cfg
 /* Remove every guest (daemon_stop). */
 void guests_remove_all(struct daemon *d);
 
-/* opstate.c: the operator's run-time state across restarts */
+/* opstate.c: the operator's run-time state and the guests' policy state across restarts */
 /* Read <state_dir>/state.json (at start, before any guest). */
 void opstate_start(struct daemon *d);
 /* Add again the guests added at run time before the restart (after the file's). */
 void opstate_restore_added(struct daemon *d);
-/* A guest was added: pause it, give it its operator limits, as kept. */
+/* A guest was added: pause it, give it its operator limits and its policy state, as kept. */
 void opstate_apply(struct daemon *d, struct guest *g);
 /* The operator changed g (pause, set, add): keep what it is now. */
 void opstate_record(struct daemon *d, struct guest *g);
 /* The operator (or the config file) removed g: forget its state. */
 void opstate_forget(struct daemon *d, const struct guest *g);
+/* g goes but may come back (its domain stopped, the daemon stops): keep its policy line
+ * as it is now (written with the next save). */
+void opstate_keep_policy(struct daemon *d, struct guest *g);
 /* daemon_stop: the last write goes out; daemon_free: the memory. */
 void opstate_stop(struct daemon *d);
 void opstate_free(struct daemon *d);

@@ -66,6 +66,7 @@ struct guest {
     uint64_t move_backoff_ms; /* the last delay after a failed move; 0 after a success */
     int64_t move_retry_at;    /* after a failed move: no move before this (loop ms) */
     bool operator_limits;     /* the limits in force were set with `set` (kept in the state) */
+    uint64_t policy_kept; /* hash of policy_state_key() when its line was last kept (opstate.c) */
 
     /* The decision scheduler (rounds.c): decided again only when something changed */
     bool dirty;                     /* an input changed since its last decision */

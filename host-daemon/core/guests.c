@@ -193,6 +193,8 @@ int daemon_remove_guest(struct daemon *d, struct guest *g, const char *by, char 
     }
     if (!by)
         opstate_forget(d, g);
+    else
+        opstate_keep_policy(d, g); /* its VM may come back */
     remove_now(d, g);
     return 0;
 }
@@ -200,8 +202,11 @@ int daemon_remove_guest(struct daemon *d, struct guest *g, const char *by, char 
 /* See daemon_internal.h. */
 void guests_remove_all(struct daemon *d)
 {
-    while (d->reg.n > 0)
-        remove_now(d, d->reg.guests[d->reg.n - 1]);
+    while (d->reg.n > 0) {
+        struct guest *g = d->reg.guests[d->reg.n - 1];
+        opstate_keep_policy(d, g); /* the daemon stops: for when it starts again */
+        remove_now(d, g);
+    }
 }
 
 static void set_limits(struct daemon *d, struct guest *g, const struct config_guest *cfg,

@@ -2,7 +2,13 @@
  * guests added with `add` (state/state.h), in <state_dir>/state.json. Read once at start;
  * written (off the loop) after each change; applied to each guest as it is added, found
  * by its VM id (a libvirt domain's UUID, so a domain's pause survives the domain's
- * restart) or else by name. */
+ * restart) or else by name.
+ *
+ * Each guest's policy state (what policy_state_format keeps: hurt size, reversals, ...)
+ * rides in the same entries. It changes with decisions, so it is not written at each
+ * change: every OPSTATE_POLICY_SAVE_MS the guests whose policy_state_key changed get a
+ * fresh line, and the file is written once if any did; a guest that goes (its domain
+ * stops, the daemon stops) gets its line at once, and a clean stop writes it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +17,12 @@
 #include "host-daemon/core/daemon_internal.h"
 #include "host-daemon/state/state_store.h"
 #include "host-daemon/util/log.h"
+
+/* Policy lines are looked at, and the file written for them, at most this often. What a
+ * crash can lose is then 30 s of learning, against a hurt memory of minutes and a flip
+ * backoff of an hour; and 10,000 guests cost one scan of their keys (microseconds each)
+ * and at most one write of a ~3 MB file per 30 s, whatever their decisions do. */
+#define OPSTATE_POLICY_SAVE_MS 30000
 
 static void on_saved(struct state_store *s, int err, void *opaque)
 {
@@ -25,6 +37,19 @@ static void on_saved(struct state_store *s, int err, void *opaque)
         log_info("operator state: %s/%s written again", d->cfg.daemon.state_dir, STATE_FILE_NAME);
         d->opstate_warned = false;
     }
+}
+
+static void on_policy_timer(uv_timer_t *t);
+
+/* FNV-1a of a guest's policy key: a change shows as another value. */
+static uint64_t key_hash(const struct policy_guest *p)
+{
+    char key[POLICY_STATE_MAX];
+    int n = policy_state_key(p, key, sizeof(key));
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (int i = 0; i < n; i++)
+        h = (h ^ (unsigned char)key[i]) * UINT64_C(1099511628211);
+    return h;
 }
 
 /* See daemon_internal.h. */
@@ -45,6 +70,11 @@ void opstate_start(struct daemon *d)
     }
     if (state_store_new(d->loop, dir, on_saved, d, &d->opstate_store) < 0)
         return;
+    uv_timer_init(d->loop, &d->policy_timer);
+    d->policy_timer.data = d;
+    uv_timer_start(&d->policy_timer, on_policy_timer, OPSTATE_POLICY_SAVE_MS,
+                   OPSTATE_POLICY_SAVE_MS);
+    d->policy_timer_on = true;
     if (d->opstate.n)
         log_info("operator state: %zu guests' settings read from %s/%s", d->opstate.n, dir,
                  STATE_FILE_NAME);
@@ -76,9 +106,33 @@ void opstate_restore_added(struct daemon *d)
     }
 }
 
+/* g's policy state as kept in sg, on its freshly initialised one. Text the policy does not
+ * read (another version, junk) is dropped with one line: g starts fresh. */
+static void restore_policy(struct daemon *d, struct guest *g, struct state_guest *sg)
+{
+    struct policy_guest *p = registry_policy(&d->reg, g);
+    if (sg->policy[0] && policy_state_parse(&d->cfg.policy, p, sg->policy, strlen(sg->policy),
+                                            daemon_now(d), daemon_wall_ms()) == 0) {
+        log_debug("guest %s: policy state as before: %s", g->name, sg->policy);
+        g->policy_kept = key_hash(p);
+        return;
+    }
+    if (!sg->policy[0] && !sg->policy_bad)
+        return;
+    log_warning("guest %s: its policy state in %s/%s is not one this version reads; it "
+                "starts fresh (the operator's settings are kept)",
+                g->name, d->cfg.daemon.state_dir, STATE_FILE_NAME);
+    struct state_guest clean = *sg;
+    clean.policy[0] = '\0';
+    clean.policy_bad = false;
+    state_put(&d->opstate, &clean); /* replaces sg (or removes it): never grows */
+    d->policy_due = true;
+}
+
 /* See daemon_internal.h. */
 void opstate_apply(struct daemon *d, struct guest *g)
 {
+    g->policy_kept = key_hash(registry_policy(&d->reg, g)); /* fresh: nothing to keep */
     struct state_guest *sg = state_find(&d->opstate, g->name, g->vm_id);
     if (!sg)
         return;
@@ -102,6 +156,7 @@ void opstate_apply(struct daemon *d, struct guest *g)
         p->paused = true;
         log_info("guest %s: management paused, as before the restart", g->name);
     }
+    restore_policy(d, g, sg);
 }
 
 /* The guest's entry as it is now. */
@@ -120,11 +175,16 @@ static struct state_guest entry_of(const struct daemon *d, const struct guest *g
         snprintf(sg.qmp_path, sizeof(sg.qmp_path), "%s", g->cfg.qmp_path);
         snprintf(sg.channel_path, sizeof(sg.channel_path), "%s", g->cfg.channel_path);
     }
+    /* The policy line stays as last kept (opstate_keep_policy). */
+    const struct state_guest *old = state_find((struct state *)&d->opstate, g->name, g->vm_id);
+    if (old)
+        memcpy(sg.policy, old->policy, sizeof(sg.policy));
     return sg;
 }
 
 static void save(struct daemon *d)
 {
+    d->policy_due = false; /* the policy lines go with it */
     if (d->opstate_store && state_store_save(d->opstate_store, &d->opstate) < 0)
         log_error("operator state: out of memory; not written");
 }
@@ -163,8 +223,45 @@ void opstate_forget(struct daemon *d, const struct guest *g)
 }
 
 /* See daemon_internal.h. */
+void opstate_keep_policy(struct daemon *d, struct guest *g)
+{
+    if (!d->opstate_store)
+        return; /* nothing is kept */
+    const struct policy_guest *p = registry_policy(&d->reg, g);
+    uint64_t h = key_hash(p);
+    if (h == g->policy_kept)
+        return;
+    struct state_guest sg = entry_of(d, g);
+    if (policy_state_format(p, daemon_now(d), daemon_wall_ms(), sg.policy, sizeof(sg.policy)) < 0)
+        return; /* cannot happen: the line is shorter than POLICY_STATE_MAX */
+    if (state_put(&d->opstate, &sg) < 0) {
+        log_error("guest %s: state full or out of memory; its policy state is not kept", g->name);
+        return;
+    }
+    g->policy_kept = h;
+    d->policy_due = true;
+}
+
+/* Every OPSTATE_POLICY_SAVE_MS: the lines of guests whose policy state changed, one write. */
+static void on_policy_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    for (size_t i = 0; i < d->reg.n; i++)
+        opstate_keep_policy(d, d->reg.guests[i]);
+    if (d->policy_due)
+        save(d);
+}
+
+/* See daemon_internal.h. */
 void opstate_stop(struct daemon *d)
 {
+    if (d->policy_timer_on)
+        uv_close((uv_handle_t *)&d->policy_timer, NULL);
+    d->policy_timer_on = false;
+    for (size_t i = 0; i < d->reg.n; i++) /* none left after guests_remove_all; in case */
+        opstate_keep_policy(d, d->reg.guests[i]);
+    if (d->policy_due)
+        save(d);
     state_store_close(d->opstate_store); /* what waits is written before it goes */
     d->opstate_store = NULL;
 }

@@ -25,6 +25,7 @@
  *   policy_host_commit(&host, now);                  if any of them was a host round's
  *   policy_next_deadline(&cfg, &host, guests, n, now);   arm one timer for it
  *   policy_state_format(...);                        what is worth keeping across a restart
+ *   policy_state_key(&g, buf, cap);                  ... and whether it changed since
  */
 #ifndef BELLOWS_POLICY_H
 #define BELLOWS_POLICY_H
@@ -401,6 +402,12 @@ int64_t policy_guest_deadline(const struct policy_config *cfg, const struct poli
  * NUL), or -ENOSPC when cap is too small (buf then holds an empty string). */
 int policy_state_format(const struct policy_guest *g, int64_t now, int64_t wall_ms, char *buf,
                         size_t cap);
+
+/* What policy_state_format() would keep of g, with its times as they are instead of as
+ * ages, and no wall clock: the same key at two moments means that nothing worth keeping
+ * changed in between (the daemon writes g's line again only when its key changed). Not a
+ * line policy_state_parse() reads. Returns the length (without the NUL), or -ENOSPC. */
+int policy_state_key(const struct policy_guest *g, char *buf, size_t cap);
 
 /* Read a line written by policy_state_format() into g (a guest just initialised) at now
  * and the wall clock wall_ms: time spent while the daemon was down counts as elapsed, and

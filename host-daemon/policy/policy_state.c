@@ -13,6 +13,8 @@
 #include <string.h>
 
 #define STATE_VERSION "bellows-policy-state=1"
+/* The key's head: never read back, so never taken for a state line. */
+#define KEY_VERSION "bellows-policy-key=1"
 /* Ages beyond this are not kept: nothing the policy remembers lasts 30 days. */
 #define MAX_AGE_MS (INT64_C(30) * 24 * 3600 * 1000)
 
@@ -42,23 +44,33 @@ static int64_t age(int64_t at, int64_t now)
     return now > at ? now - at : 0;
 }
 
-int policy_state_format(const struct policy_guest *g, int64_t now, int64_t wall_ms, char *buf,
-                        size_t cap)
+/* A time as its age at now (the file's form), or as it is (the key's form). */
+static int64_t when(int64_t at, int64_t now, bool absolute)
+{
+    return absolute ? at : age(at, now);
+}
+
+/* The line of policy_state_format(), or with absolute times and no wall clock. */
+static int format(const struct policy_guest *g, bool absolute, int64_t now, int64_t wall_ms,
+                  char *buf, size_t cap)
 {
     size_t len = 0;
     if (cap == 0)
         return -ENOSPC;
     buf[0] = '\0';
-    bool ok = put(buf, cap, &len, "%s wall=%" PRId64 " reversals=%" PRIu64, STATE_VERSION, wall_ms,
-                  g->reversals);
+    bool ok = absolute ? put(buf, cap, &len, "%s reversals=%" PRIu64, KEY_VERSION, g->reversals)
+                       : put(buf, cap, &len, "%s wall=%" PRId64 " reversals=%" PRIu64,
+                             STATE_VERSION, wall_ms, g->reversals);
     if (ok && g->hurt_known && g->hurt_at != POLICY_NEVER)
-        ok = put(buf, cap, &len, " hurt=%" PRIu64 "@%" PRId64, g->hurt_bytes, age(g->hurt_at, now));
+        ok = put(buf, cap, &len, " hurt=%" PRIu64 "@%" PRId64, g->hurt_bytes,
+                 when(g->hurt_at, now, absolute));
     if (ok && g->flips > 0)
-        ok = put(buf, cap, &len, " flips=%u@%" PRId64, g->flips, age(g->last_flip_at, now));
+        ok = put(buf, cap, &len, " flips=%u@%" PRId64, g->flips,
+                 when(g->last_flip_at, now, absolute));
     if (ok && g->last_dir != POLICY_HOLD && (unsigned)g->last_dir <= POLICY_INFLATE)
         ok = put(buf, cap, &len, " dir=%s", dir_names[g->last_dir]);
     if (ok && g->last_deflate_at != POLICY_NEVER)
-        ok = put(buf, cap, &len, " deflated=%" PRId64, age(g->last_deflate_at, now));
+        ok = put(buf, cap, &len, " deflated=%" PRId64, when(g->last_deflate_at, now, absolute));
     if (ok && (g->stuck_count > 0 || g->stuck_total > 0))
         ok = put(buf, cap, &len, " stuck=%u/%" PRIu64, g->stuck_count, g->stuck_total);
     if (ok && g->stall.psi_seen)
@@ -68,6 +80,17 @@ int policy_state_format(const struct policy_guest *g, int64_t now, int64_t wall_
         return -ENOSPC;
     }
     return (int)len;
+}
+
+int policy_state_format(const struct policy_guest *g, int64_t now, int64_t wall_ms, char *buf,
+                        size_t cap)
+{
+    return format(g, false, now, wall_ms, buf, cap);
+}
+
+int policy_state_key(const struct policy_guest *g, char *buf, size_t cap)
+{
+    return format(g, true, 0, 0, buf, cap);
 }
 
 /* Unsigned decimal at *p up to a non-digit; false when there is none or it overflows. */

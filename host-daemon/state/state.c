@@ -56,10 +56,16 @@ void state_remove(struct state *st, const char *name, const char *uuid)
     st->n--;
 }
 
+/* The entry holds something worth a line in the file. */
+static bool holds_something(const struct state_guest *g)
+{
+    return g->paused || g->has_limits || g->added || g->policy[0] || g->policy_bad;
+}
+
 /* See state.h. */
 int state_put(struct state *st, const struct state_guest *g)
 {
-    if (!g->paused && !g->has_limits && !g->added) {
+    if (!holds_something(g)) {
         state_remove(st, g->name, g->uuid);
         return 0;
     }
@@ -99,6 +105,8 @@ static json_t *guest_json(const struct state_guest *g)
     if (g->added)
         bad |= json_object_set_new(
             o, "added", json_pack("{ssss}", "qmp", g->qmp_path, "channel", g->channel_path));
+    if (g->policy[0])
+        bad |= json_object_set_new(o, "policy", json_string(g->policy));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -110,7 +118,7 @@ static json_t *guest_json(const struct state_guest *g)
 int state_serialize(const struct state *st, char **ret_text, size_t *ret_len)
 {
     /* One entry per line: readable, and a change shows as a changed line. */
-    size_t len = 0, cap = 64 + st->n * 160;
+    size_t len = 0, cap = 64 + st->n * 320;
     char *out = malloc(cap);
     if (!out)
         return -ENOMEM;
@@ -214,9 +222,24 @@ static int path_of(const json_t *o, const char *key, char *out, const char *what
     return 0;
 }
 
-static int parse_guest(const json_t *o, size_t index, struct state_guest *g, char *err, size_t cap)
+/* A policy line as the policy writes it: printable, one line, short enough. Its words are
+ * the policy's to check. */
+static bool policy_text_valid(const json_t *v)
 {
-    static const char *const keys[] = {"name", "uuid", "paused", "limits", "added", NULL};
+    const char *s = json_string_value(v);
+    if (!s || json_string_length(v) != strlen(s) || strlen(s) >= STATE_POLICY_MAX)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+static int parse_guest(const json_t *o, size_t index, int version, struct state_guest *g, char *err,
+                       size_t cap)
+{
+    static const char *const keys_v1[] = {"name", "uuid", "paused", "limits", "added", NULL};
+    static const char *const keys[] = {"name", "uuid", "paused", "limits", "added", "policy", NULL};
     static const char *const limit_keys[] = {"floor", "ceiling", "weight", NULL};
     static const char *const added_keys[] = {"qmp", "channel", NULL};
     char what[96];
@@ -225,7 +248,7 @@ static int parse_guest(const json_t *o, size_t index, struct state_guest *g, cha
     snprintf(what, sizeof(what), "guests[%zu]", index);
     if (!json_is_object(o))
         return fail(err, cap, "%s: not an object", what);
-    if (check_keys(o, keys, what, err, cap) < 0)
+    if (check_keys(o, version >= 2 ? keys : keys_v1, what, err, cap) < 0)
         return -EINVAL;
     memset(g, 0, sizeof(*g));
     const char *name = json_string_value(json_object_get(o, "name"));
@@ -270,6 +293,12 @@ static int parse_guest(const json_t *o, size_t index, struct state_guest *g, cha
             return fail(err, cap, "%s: a libvirt guest cannot be added at run time", what);
         g->added = true;
     }
+    if ((v = json_object_get(o, "policy"))) {
+        if (policy_text_valid(v) && json_string_value(v)[0])
+            strcpy(g->policy, json_string_value(v));
+        else
+            g->policy_bad = true;
+    }
     return 0;
 }
 
@@ -283,14 +312,16 @@ static int parse_root(const json_t *root, struct state *st, char *err, size_t er
         return -EINVAL;
     const json_t *version = json_object_get(root, "version");
     const json_t *guests = json_object_get(root, "guests");
-    if (!json_is_integer(version) || json_integer_value(version) != STATE_VERSION)
-        return fail(err, err_cap, "\"version\" is not %d", STATE_VERSION);
+    if (!json_is_integer(version) || json_integer_value(version) < STATE_VERSION_MIN ||
+        json_integer_value(version) > STATE_VERSION)
+        return fail(err, err_cap, "\"version\" is not %d to %d", STATE_VERSION_MIN, STATE_VERSION);
     if (!json_is_array(guests) || json_array_size(guests) > STATE_MAX_GUESTS)
         return fail(err, err_cap, "\"guests\" is not an array of at most %d entries",
                     STATE_MAX_GUESTS);
     for (size_t i = 0; i < json_array_size(guests); i++) {
         struct state_guest g;
-        if (parse_guest(json_array_get(guests, i), i, &g, err, err_cap) < 0)
+        if (parse_guest(json_array_get(guests, i), i, (int)json_integer_value(version), &g, err,
+                        err_cap) < 0)
             return -EINVAL;
         if (state_find(st, g.name, g.uuid))
             return fail(err, err_cap, "guest %s: listed twice", g.name);

@@ -170,6 +170,50 @@ static void test_state_format_needs_room(void **state)
     assert_true(policy_state_format(&g, INT64_MAX / 8, -INT64_MAX / 4, buf, sizeof(buf)) > 0);
 }
 
+/* The key does not move with time, only with what is kept; and it is no state line. */
+static void test_state_key_changes_with_what_is_kept(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_guest g, t;
+    char k1[POLICY_STATE_MAX], k2[POLICY_STATE_MAX];
+    policy_config_defaults(&cfg);
+    int64_t now = 3600 * SEC;
+    lived(&g, now);
+    assert_true(policy_state_key(&g, k1, sizeof(k1)) > 0);
+    /* time passes, levels and sizes change: the same key (the line itself would differ) */
+    t = g;
+    t.actual_known = true;
+    t.actual_bytes = 3 * GIB;
+    assert_true(policy_state_key(&t, k2, sizeof(k2)) > 0);
+    assert_string_equal(k1, k2);
+    /* anything kept changes it */
+    t = g;
+    t.reversals++;
+    policy_state_key(&t, k2, sizeof(k2));
+    assert_string_not_equal(k1, k2);
+    t = g;
+    t.hurt_at += SEC;
+    policy_state_key(&t, k2, sizeof(k2));
+    assert_string_not_equal(k1, k2);
+    t = g;
+    t.hurt_known = false;
+    policy_state_key(&t, k2, sizeof(k2));
+    assert_string_not_equal(k1, k2);
+    t = g;
+    t.stuck_total++;
+    policy_state_key(&t, k2, sizeof(k2));
+    assert_string_not_equal(k1, k2);
+    t = g;
+    t.stall.base_pct = 12.5;
+    policy_state_key(&t, k2, sizeof(k2));
+    assert_string_not_equal(k1, k2);
+    /* never read as a state line */
+    policy_guest_init(&t, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_state_parse(&cfg, &t, k1, strlen(k1), now, 0), -EINVAL);
+    assert_int_equal(policy_state_key(&g, k2, 8), -ENOSPC);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_state_expires_over_the_downtime),
         cmocka_unit_test(test_state_junk_is_refused),
         cmocka_unit_test(test_state_format_needs_room),
+        cmocka_unit_test(test_state_key_changes_with_what_is_kept),
     };
     return cmocka_run_group_tests_name("policy-state", tests, NULL, NULL);
 }

@@ -74,7 +74,7 @@ static void round_trip(void **state)
     /* the empty state */
     state_free(&st);
     assert_int_equal(state_serialize(&st, &text, &len), 0);
-    assert_string_equal(text, "{\"version\":1,\"guests\":[]}\n");
+    assert_string_equal(text, "{\"version\":2,\"guests\":[]}\n");
     assert_int_equal(state_parse(text, len, &back, err, sizeof(err)), 0);
     assert_int_equal(back.n, 0);
     free(text);
@@ -109,6 +109,127 @@ static void keys(void **state)
     state_free(&st);
 }
 
+#define LINE "bellows-policy-state=1 wall=1700000000000 reversals=7 hurt=2147483648@300000"
+
+/* The policy part: written with the entry, read back the same; an entry holding only it
+ * is an entry; one holding nothing at all is not. */
+static void policy_round_trip(void **state)
+{
+    (void)state;
+    struct state st, back;
+    state_init(&st);
+    struct state_guest a = paused("web1", NULL), b = {0};
+    strcpy(a.policy, LINE);
+    strcpy(b.name, "lv");
+    strcpy(b.uuid, UUID_A);
+    strcpy(b.policy, "bellows-policy-state=1 wall=5 reversals=0");
+    assert_int_equal(state_put(&st, &a), 0);
+    assert_int_equal(state_put(&st, &b), 0); /* only a policy line: kept */
+    assert_int_equal(st.n, 2);
+
+    char *text, err[200];
+    size_t len;
+    assert_int_equal(state_serialize(&st, &text, &len), 0);
+    assert_non_null(strstr(text, "\"policy\":\"" LINE "\""));
+    assert_int_equal(state_parse(text, len, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.n, 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_memory_equal(&back.guests[i], &st.guests[i], sizeof(struct state_guest));
+    free(text);
+    state_free(&back);
+
+    /* neither operator nor policy state: removed */
+    b.policy[0] = '\0';
+    assert_int_equal(state_put(&st, &b), 0);
+    assert_int_equal(st.n, 1);
+    assert_null(state_find(&st, "lv", UUID_A));
+    state_free(&st);
+}
+
+/* A file of version 1 (before the policy part) reads as it did. */
+static void old_file_without_policy(void **state)
+{
+    (void)state;
+    const char *v1 = "{\"version\":1,\"guests\":[\n"
+                     "{\"name\":\"web1\",\"paused\":true},\n"
+                     "{\"name\":\"lv\",\"uuid\":\"" UUID_A "\",\"limits\":{\"floor\":268435456,"
+                     "\"ceiling\":1073741824,\"weight\":300}}\n]}\n";
+    struct state st;
+    char err[200] = "";
+    assert_int_equal(state_parse(v1, strlen(v1), &st, err, sizeof(err)), 0);
+    assert_int_equal(st.n, 2);
+    assert_true(st.guests[0].paused);
+    assert_string_equal(st.guests[0].policy, "");
+    assert_false(st.guests[0].policy_bad);
+    assert_true(st.guests[1].has_limits);
+    assert_int_equal(st.guests[1].weight, 300);
+    assert_string_equal(st.guests[1].policy, "");
+    /* written again, it is version 2 */
+    char *text;
+    size_t len;
+    assert_int_equal(state_serialize(&st, &text, &len), 0);
+    assert_true(strncmp(text, "{\"version\":2,", 13) == 0);
+    free(text);
+    state_free(&st);
+}
+
+/* A policy part the state cannot keep (not a string, a control character, too long) is
+ * marked bad for that guest alone: the file, and that guest's operator part, still load. */
+static void bad_policy_keeps_the_operator_part(void **state)
+{
+    (void)state;
+    char longline[STATE_POLICY_MAX + 20];
+    memset(longline, 'a', sizeof(longline) - 1);
+    longline[sizeof(longline) - 1] = '\0';
+    const char *bad[] = {"7", "{\"x\":1}", "\"\"", "\"a\\nb\"", "\"caf\\u00e9\"", NULL};
+    char text[1024];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *policy = bad[i];
+        char quoted[STATE_POLICY_MAX + 40];
+        if (!policy) { /* the long one */
+            snprintf(quoted, sizeof(quoted), "\"%s\"", longline);
+            policy = quoted;
+        }
+        snprintf(text, sizeof(text),
+                 "{\"version\":2,\"guests\":[{\"name\":\"web1\",\"paused\":true,\"policy\":%s},"
+                 "{\"name\":\"ok\",\"policy\":\"" LINE "\"}]}",
+                 policy);
+        struct state st;
+        char err[200] = "";
+        if (state_parse(text, strlen(text), &st, err, sizeof(err)) != 0)
+            fail_msg("policy %s: refused the file: %s", policy, err);
+        assert_int_equal(st.n, 2);
+        assert_true(st.guests[0].paused);
+        assert_true(st.guests[0].policy_bad);
+        assert_string_equal(st.guests[0].policy, "");
+        assert_false(st.guests[1].policy_bad);
+        assert_string_equal(st.guests[1].policy, LINE);
+        /* the bad part is not written back */
+        char *out;
+        size_t len;
+        assert_int_equal(state_serialize(&st, &out, &len), 0);
+        assert_non_null(strstr(out, "{\"name\":\"web1\",\"paused\":true}"));
+        free(out);
+        state_free(&st);
+    }
+    /* an entry with nothing but a bad policy part is still listed, for the daemon to say
+     * so; written back, it holds nothing and goes */
+    snprintf(text, sizeof(text), "{\"version\":2,\"guests\":[{\"name\":\"x\",\"policy\":7}]}");
+    struct state st, back;
+    char err[200] = "";
+    assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
+    assert_int_equal(st.n, 1);
+    assert_true(st.guests[0].policy_bad);
+    char *out;
+    size_t len;
+    assert_int_equal(state_serialize(&st, &out, &len), 0);
+    assert_int_equal(state_parse(out, len, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.n, 0);
+    free(out);
+    state_free(&back);
+    state_free(&st);
+}
+
 /* Anything wrong refuses the whole text, with a reason; nothing half-read. */
 static void refusals(void **state)
 {
@@ -118,7 +239,11 @@ static void refusals(void **state)
     } cases[] = {
         {"", "not JSON"},
         {"[]", "not a JSON object"},
-        {"{\"version\":2,\"guests\":[]}", "\"version\" is not 1"},
+        {"{\"version\":3,\"guests\":[]}", "\"version\" is not 1 to 2"},
+        {"{\"version\":0,\"guests\":[]}", "\"version\" is not 1 to 2"},
+        /* version 1 had no policy part */
+        {"{\"version\":1,\"guests\":[{\"name\":\"a\",\"policy\":\"x\"}]}",
+         "unknown key \"policy\""},
         {"{\"version\":1}", "\"guests\""},
         {"{\"version\":1,\"guests\":[],\"extra\":1}", "unknown key \"extra\""},
         {"{\"version\":1,\"version\":1,\"guests\":[]}", "not JSON"},
@@ -340,6 +465,9 @@ int main(void)
         cmocka_unit_test(round_trip),
         cmocka_unit_test(keys),
         cmocka_unit_test(refusals),
+        cmocka_unit_test(policy_round_trip),
+        cmocka_unit_test(old_file_without_policy),
+        cmocka_unit_test(bad_policy_keeps_the_operator_part),
         cmocka_unit_test_setup_teardown(file_load_and_write, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(store_coalesces, make_dir, remove_dir),
         cmocka_unit_test(config_key),
