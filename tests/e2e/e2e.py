@@ -265,7 +265,9 @@ def calm_host(env):
 
 def start_daemon(env, guests, floors, policy=None, dry_run=False, extra=None):
     """Write the configuration and start bellowsd; wait until QEMU shows it connected to
-    every guest's QMP socket and channel. Returns the process."""
+    every guest's QMP socket and channel, and bellowsd has each agent's hello (the agent
+    retries its port every 2 s at most: a workload started before that ran unwatched).
+    Returns the process."""
     config = os.path.join(env.tmp, "bellowsd.conf")
     env.control = os.path.join(env.tmp, "control.sock")
     daemon = {"control_socket": env.control, "log_level": "debug",
@@ -283,7 +285,15 @@ def start_daemon(env, guests, floors, policy=None, dry_run=False, extra=None):
     env.daemon = proc
     for g in guests:
         wait_daemon_connected(env, g)
+        wait_agent_hello(env, g)
     return proc
+
+
+def wait_agent_hello(env, g, timeout=30):
+    if not env.args.bellowsctl:
+        return
+    guestlib.wait_for(lambda: ctl_guest(env, g.name)["agent"], timeout,
+                      "the agent's hello in %s" % g.name)
 
 
 def wait_daemon_connected(env, g, timeout=30):
