@@ -150,10 +150,20 @@ static void print_list(json_t *reply)
 {
     json_t *host = json_object_get(reply, "host");
     if (json_is_object(host)) {
-        char avail[32];
-        printf("host: PSI some avg10 %.2f%%, MemAvailable %s, %s%s\n",
+        char avail[32], held[32], budget[32], hold[96] = "";
+        /* What the guests hold against the host budget, as top shows it. */
+        json_t *budget_v = json_object_get(host, "budget");
+        json_t *held_v = json_object_get(host, "held");
+        if (json_is_integer(held_v) && json_is_integer(budget_v))
+            snprintf(hold, sizeof(hold), ", held %s of budget %s",
+                     size_text(held_v, held, sizeof(held)),
+                     size_text(budget_v, budget, sizeof(budget)));
+        else if (json_is_integer(held_v))
+            snprintf(hold, sizeof(hold), ", held %s, no budget",
+                     size_text(held_v, held, sizeof(held)));
+        printf("host: PSI some avg10 %.2f%%, MemAvailable %s%s, %s%s\n",
                json_number_value(json_object_get(host, "psi_some_avg10")),
-               size_text(json_object_get(host, "mem_available"), avail, sizeof(avail)),
+               size_text(json_object_get(host, "mem_available"), avail, sizeof(avail)), hold,
                json_is_true(json_object_get(host, "pressure")) ? "under pressure" : "no pressure",
                json_is_true(json_object_get(reply, "dry_run")) ? ", advisory mode (dry run)" : "");
     }

@@ -100,6 +100,14 @@ def check_api(s):
     assert host["mem_total"] > 0 and host["pressure"] is False, host
     # The budget in force (null while none is) and what the guests hold against it.
     assert "budget" in host and host["held"] >= 0, host
+    # bellowsctl list says the same on its host line.
+    out = subprocess.run([os.path.join(s.build, "ctl", "bellowsctl"), "--socket", s.control,
+                          "list"], stdout=subprocess.PIPE, text=True, timeout=10, check=True)
+    first = out.stdout.splitlines()[0]
+    held = host["held"]
+    want = "held %.2fG" % (held / 2**30) if held >= 2**30 else "held %.0fM" % (held / 2**20)
+    assert first.startswith("host: ") and want in first, (first, host)
+    assert ("of budget " if host["budget"] is not None else "no budget") in first, first
     hh = get_json(s, "/api/v1/host/history")
     assert len(hh["t"]) >= 1 and hh["available"][0] > 0, hh
     assert len(hh["budget"]) == len(hh["held"]) == len(hh["t"]), hh
