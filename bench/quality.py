@@ -313,6 +313,7 @@ class Arm:
         floor, ceiling = a.floor * MIB, a.ceiling * MIB
         self.controller = None
         self.fake = None
+        self.daemon = None
         if self.name == "mom":
             self.controller = mom.Mom(host_total_bytes=self.cg.limit, guests={})
             for g in self.guests.values():
@@ -328,7 +329,10 @@ class Arm:
             self.fake = FakeHostProc(os.path.join(self.dir, "proc"), self.cg.limit)
             daemon = {"control_socket": os.path.join(self.dir, "ctl.sock"),
                       "proc_dir": self.fake.path, "log_level": "info"}
-            if not old:
+            if old:
+                daemon["state_dir"] = None  # 2f2a273 has no operator state
+            else:
+                daemon["http_listen"] = "off"  # arms side by side would share its port
                 daemon["budget_cgroup"] = self.cg.path
                 # What QEMU itself uses per TCG guest beyond guest RAM, as measured here
                 # (70-110 MiB with a 32 MiB translation cache): the operator's setting.
@@ -343,6 +347,7 @@ class Arm:
             exe = a.bellowsd_old if old else a.bellowsd
             proc = subprocess.Popen([exe, "--config", conf], stdout=out, stderr=subprocess.STDOUT)
             out.close()
+            self.daemon = proc
             return proc
         return None
 
@@ -441,6 +446,11 @@ class Arm:
                     self.controller.tick(now, usage)
                 except (guestlib.GuestError, OSError) as e:
                     self.log("controller: %s" % e)
+            if self.daemon is not None and self.daemon.poll() is not None:
+                with open(self.daemon_log) as f:
+                    tail = f.read()[-500:]
+                raise RuntimeError("%s: bellowsd exited (%s) at %.0f s: %s"
+                                   % (self.name, self.daemon.returncode, t, tail))
             for g in self.guests.values():
                 if g.proc is not None and (g.running or g.lost):
                     self.scan_console(g, t)

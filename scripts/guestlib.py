@@ -454,10 +454,12 @@ def write_config(path, guests, settings=None, daemon=None, policy=None):
     settings: {guest name: {key: value}} for floor, ceiling, weight and the like;
     daemon, policy: {key: value} for the [daemon] and [policy] sections. The operator
     state goes next to the file (state_dir), never in the host's /var/lib/bellows, unless
-    daemon says otherwise: runs must not see each other's pauses."""
+    daemon says otherwise: runs must not see each other's pauses. A key given as None is
+    left out (state_dir for a bellowsd older than it)."""
     settings = settings or {}
     daemon = dict(daemon or {})
     daemon.setdefault("state_dir", os.path.join(os.path.dirname(os.path.abspath(path)), "state"))
+    daemon = {k: v for k, v in daemon.items() if v is not None}
     lines = []
     for section, keys in (("daemon", daemon), ("policy", policy)):
         if keys:
