@@ -60,6 +60,7 @@ struct daemon {
     uv_timer_t policy_timer; /* every OPSTATE_POLICY_SAVE_MS: policy lines that changed */
     bool policy_timer_on;
     bool policy_due;       /* an entry's policy line changed since the last save */
+    unsigned policy_ticks; /* policy_timer ticks since start: the hourly prune */
     uv_timer_t host_timer; /* host PSI and MemAvailable sampling */
     uv_signal_t sig_hup, sig_term, sig_int;
     struct daemon_module modules[DAEMON_MAX_MODULES];

@@ -23,6 +23,11 @@
  * backoff of an hour; and 10,000 guests cost one scan of their keys (microseconds each)
  * and at most one write of a ~3 MB file per 30 s, whatever their decisions do. */
 #define OPSTATE_POLICY_SAVE_MS 30000
+/* Entries of guests gone for good (a deleted domain: a new UUID every time on a busy cloud
+ * host) would pile up for ever: at the first tick and then every hour, those holding only a
+ * policy line older than the policy's lifetime go, and the lines of guests present are
+ * written again once half that old, so that only a guest away that long loses its line. */
+#define OPSTATE_PRUNE_TICKS (3600000 / OPSTATE_POLICY_SAVE_MS)
 
 static void on_saved(struct state_store *s, int err, void *opaque)
 {
@@ -242,10 +247,42 @@ void opstate_keep_policy(struct daemon *d, struct guest *g)
     d->policy_due = true;
 }
 
+/* The entry belongs to a guest the daemon has now. */
+static bool guest_present(const struct state_guest *sg, void *opaque)
+{
+    struct daemon *d = opaque;
+    struct guest *g = daemon_find_guest(d, sg->name);
+    return g && (!sg->uuid[0] || strcmp(g->vm_id, sg->uuid) == 0);
+}
+
+/* See OPSTATE_PRUNE_TICKS. */
+static void prune(struct daemon *d)
+{
+    int64_t wall = daemon_wall_ms();
+    for (size_t i = 0; i < d->reg.n; i++) {
+        struct guest *g = d->reg.guests[i];
+        const struct state_guest *sg = state_find(&d->opstate, g->name, g->vm_id);
+        int64_t written;
+        if (sg && sg->policy[0] && policy_state_wall(sg->policy, &written) == 0 &&
+            written < wall - POLICY_STATE_LIFETIME_MS / 2)
+            g->policy_kept = ~key_hash(registry_policy(&d->reg, g)); /* written again below */
+    }
+    size_t dropped =
+        state_prune_policy(&d->opstate, wall - POLICY_STATE_LIFETIME_MS, guest_present, d);
+    if (dropped) {
+        log_info("operator state: dropped the policy state of %zu guests gone away (last "
+                 "written %.0f days ago or more)",
+                 dropped, (double)POLICY_STATE_LIFETIME_MS / (24 * 3600 * 1000));
+        d->policy_due = true;
+    }
+}
+
 /* Every OPSTATE_POLICY_SAVE_MS: the lines of guests whose policy state changed, one write. */
 static void on_policy_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
+    if (d->policy_ticks++ % OPSTATE_PRUNE_TICKS == 0)
+        prune(d);
     for (size_t i = 0; i < d->reg.n; i++)
         opstate_keep_policy(d, d->reg.guests[i]);
     if (d->policy_due)

@@ -416,4 +416,12 @@ int policy_state_key(const struct policy_guest *g, char *buf, size_t cap);
 int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, const char *text,
                        size_t len, int64_t now, int64_t wall_ms);
 
+/* The wall clock a line of policy_state_format() was written at (its `wall=`). Returns 0,
+ * or -EINVAL for text that is not such a line or has none. */
+int policy_state_wall(const char *text, int64_t *ret_wall_ms);
+
+/* Nothing in a policy line outlives this (its ages are clamped to it): a line written this
+ * long ago tells a guest nothing. */
+#define POLICY_STATE_LIFETIME_MS (INT64_C(30) * 24 * 3600 * 1000)
+
 #endif

@@ -16,7 +16,7 @@
 /* The key's head: never read back, so never taken for a state line. */
 #define KEY_VERSION "bellows-policy-key=1"
 /* Ages beyond this are not kept: nothing the policy remembers lasts 30 days. */
-#define MAX_AGE_MS (INT64_C(30) * 24 * 3600 * 1000)
+#define MAX_AGE_MS POLICY_STATE_LIFETIME_MS
 
 static const char *const dir_names[] = {"hold", "deflate", "inflate"};
 
@@ -230,5 +230,24 @@ int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, 
     if (deflate_age >= 0 && deflate_age + down < MAX_AGE_MS)
         t.last_deflate_at = now - deflate_age - down;
     *g = t;
+    return 0;
+}
+
+int policy_state_wall(const char *text, int64_t *ret_wall_ms)
+{
+    size_t vlen = strlen(STATE_VERSION);
+    if (strncmp(text, STATE_VERSION, vlen) != 0 || text[vlen] != ' ')
+        return -EINVAL;
+    const char *w = strstr(text + vlen, " wall=");
+    if (!w)
+        return -EINVAL;
+    const char *v = w + strlen(" wall=");
+    bool neg = *v == '-';
+    if (neg)
+        v++;
+    uint64_t n;
+    if (!number(&v, &n) || n > (uint64_t)INT64_MAX / 2 || (*v != ' ' && *v != '\0'))
+        return -EINVAL;
+    *ret_wall_ms = neg ? -(int64_t)n : (int64_t)n;
     return 0;
 }

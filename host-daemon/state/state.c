@@ -63,6 +63,28 @@ static bool holds_something(const struct state_guest *g)
 }
 
 /* See state.h. */
+size_t state_prune_policy(struct state *st, int64_t before_wall_ms,
+                          bool (*present)(const struct state_guest *g, void *opaque), void *opaque)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        const struct state_guest *g = &st->guests[i];
+        int64_t wall;
+        bool stale = !g->paused && !g->has_limits && !g->added && g->policy[0] &&
+                     policy_state_wall(g->policy, &wall) == 0 && wall < before_wall_ms &&
+                     !present(g, opaque);
+        if (stale)
+            continue;
+        if (kept != i)
+            st->guests[kept] = st->guests[i];
+        kept++;
+    }
+    size_t dropped = st->n - kept;
+    st->n = kept;
+    return dropped;
+}
+
+/* See state.h. */
 int state_put(struct state *st, const struct state_guest *g)
 {
     if (!holds_something(g)) {

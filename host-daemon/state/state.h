@@ -73,6 +73,14 @@ int state_put(struct state *st, const struct state_guest *g);
 /* Remove the entry of a guest (same key rule as state_find). */
 void state_remove(struct state *st, const char *name, const char *uuid);
 
+/* Drop the entries that hold nothing but a policy line written before before_wall_ms
+ * (policy_state_wall), except those present(entry, opaque) says belong to a guest the
+ * daemon has now: what a guest that went away (a deleted domain) left behind, once it tells
+ * nothing. The operator's entries (pause, set, add) are never dropped. Returns how many
+ * were dropped; the others keep their order. */
+size_t state_prune_policy(struct state *st, int64_t before_wall_ms,
+                          bool (*present)(const struct state_guest *g, void *opaque), void *opaque);
+
 /* The state as JSON text with a trailing newline (malloc'd, *ret_len without NUL), entries
  * in the state's order. Returns 0 or -ENOMEM. */
 int state_serialize(const struct state *st, char **ret_text, size_t *ret_len);

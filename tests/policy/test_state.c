@@ -79,6 +79,31 @@ static void test_state_round_trip(void **state)
     assert_memory_equal(&fresh, &fresh2, sizeof(fresh));
 }
 
+/* The wall clock a line was written at, for pruning lines of guests gone for good. */
+static void test_state_wall_read_back(void **state)
+{
+    (void)state;
+    struct policy_guest g;
+    char buf[POLICY_STATE_MAX];
+    int64_t now = 5 * 3600 * SEC, wall = 1700000000123, got = 0;
+    lived(&g, now);
+    assert_true(policy_state_format(&g, now, wall, buf, sizeof(buf)) > 0);
+    assert_int_equal(policy_state_wall(buf, &got), 0);
+    assert_int_equal(got, wall);
+    assert_int_equal(policy_state_wall("bellows-policy-state=1 wall=-5", &got), 0);
+    assert_int_equal(got, -5);
+    const char *bad[] = {"",
+                         "bellows-policy-state=1",
+                         "bellows-policy-state=1 reversals=2",
+                         "bellows-policy-state=2 wall=5",
+                         "bellows-policy-state=1 wall=5x",
+                         "bellows-policy-state=1 wall=",
+                         "bellows-policy-key=1 wall=5",
+                         "bellows-policy-state=1 wall=99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(policy_state_wall(bad[i], &got), -EINVAL);
+}
+
 /* Downtime counts: what would have expired while the daemon was down is dropped. */
 static void test_state_expires_over_the_downtime(void **state)
 {
@@ -218,6 +243,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_round_trip),
+        cmocka_unit_test(test_state_wall_read_back),
         cmocka_unit_test(test_state_expires_over_the_downtime),
         cmocka_unit_test(test_state_junk_is_refused),
         cmocka_unit_test(test_state_format_needs_room),

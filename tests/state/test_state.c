@@ -146,6 +146,54 @@ static void policy_round_trip(void **state)
     state_free(&st);
 }
 
+/* An entry holding nothing but a policy line (written at wall) for name. */
+static struct state_guest policy_only(const char *name, const char *uuid, const char *line)
+{
+    struct state_guest g = {0};
+    snprintf(g.name, sizeof(g.name), "%s", name);
+    snprintf(g.uuid, sizeof(g.uuid), "%s", uuid ? uuid : "");
+    snprintf(g.policy, sizeof(g.policy), "%s", line);
+    return g;
+}
+
+static bool name_is_here(const struct state_guest *g, void *opaque)
+{
+    return strcmp(g->name, (const char *)opaque) == 0;
+}
+
+/* What guests gone for good left behind goes once old enough; nothing else does. */
+static void prune_drops_old_policy_lines_of_absent_guests(void **state)
+{
+    (void)state;
+    struct state st;
+    state_init(&st);
+    const char *old = "bellows-policy-state=1 wall=1000 reversals=3";
+    const char *young = "bellows-policy-state=1 wall=9000 reversals=3";
+    struct state_guest gone = policy_only("gone", UUID_A, old);
+    struct state_guest here = policy_only("here", NULL, old);
+    struct state_guest recent = policy_only("recent", UUID_B, young);
+    struct state_guest held = paused("held", NULL);
+    snprintf(held.policy, sizeof(held.policy), "%s", old);
+    struct state_guest odd = policy_only("odd", NULL, "bellows-policy-state=1 reversals=3");
+    struct state_guest gone2 = policy_only("gone2", NULL, old);
+    const struct state_guest *all[] = {&gone, &here, &recent, &held, &odd, &gone2};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(state_put(&st, all[i]), 0);
+
+    assert_int_equal(state_prune_policy(&st, 1000, name_is_here, "here"), 0); /* not before */
+    assert_int_equal(st.n, 6);
+    assert_int_equal(state_prune_policy(&st, 5000, name_is_here, "here"), 2);
+    /* Kept, in their order: the present guest's, the recent line, the operator's pause (its
+     * line too), a line without a wall clock (not ours to judge). */
+    const char *want[] = {"here", "recent", "held", "odd"};
+    assert_int_equal(st.n, 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(st.guests[i].name, want[i]);
+    assert_string_equal(st.guests[2].policy, old);
+    assert_null(state_find(&st, "gone", UUID_A));
+    state_free(&st);
+}
+
 /* A file of version 1 (before the policy part) reads as it did. */
 static void old_file_without_policy(void **state)
 {
@@ -468,6 +516,7 @@ int main(void)
         cmocka_unit_test(policy_round_trip),
         cmocka_unit_test(old_file_without_policy),
         cmocka_unit_test(bad_policy_keeps_the_operator_part),
+        cmocka_unit_test(prune_drops_old_policy_lines_of_absent_guests),
         cmocka_unit_test_setup_teardown(file_load_and_write, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(store_coalesces, make_dir, remove_dir),
         cmocka_unit_test(config_key),
