@@ -203,18 +203,29 @@ async function checkPage(page, base, guests, out) {
     const t = g.plot.data[0];
     return d && t.length && t[t.length - 1] >= d.t / 1000;
   }, null, { timeout: WAIT_MS });
-  await page.locator('.card[data-guest="idle"]').scrollIntoViewIfNeeded();
-  const spot = await page.evaluate(() => {
-    const g = state.guests.get("idle");
-    const d = g.hist.decisions[g.hist.decisions.length - 1];
-    const u = g.plot, r = u.over.getBoundingClientRect();
-    return { x: r.left + u.valToPos(d.t / 1000, "x"), y: r.top + u.valToPos(d.to / 1048576, "mem") };
-  });
-  await page.mouse.move(spot.x, spot.y);
-  await page.waitForFunction(() => {
-    const t = document.getElementById("tooltip");
-    return !t.hidden && t.textContent.includes("deflate because critical");
-  }, null, { timeout: WAIT_MS });
+  /* The plot moves with every tick (early on, when it spans a few seconds, by many pixels),
+   * and the page may lay out again: the marker is looked up and hovered again until the
+   * tooltip shows, not hovered once where it was a tick ago. */
+  const hoverUntil = Date.now() + WAIT_MS;
+  for (let tries = 1; ; tries++) {
+    await page.locator('.card[data-guest="idle"]').scrollIntoViewIfNeeded();
+    const spot = await page.evaluate(() => {
+      const g = state.guests.get("idle");
+      const d = g.hist.decisions[g.hist.decisions.length - 1];
+      const u = g.plot, r = u.over.getBoundingClientRect();
+      return { x: r.left + u.valToPos(d.t / 1000, "x"), y: r.top + u.valToPos(d.to / 1048576, "mem") };
+    });
+    await page.mouse.move(0, 0);
+    await page.mouse.move(spot.x, spot.y);
+    const shown = await page.waitForFunction(() => {
+      const t = document.getElementById("tooltip");
+      return !t.hidden && t.textContent.includes("deflate because critical");
+    }, null, { timeout: 500 }).then(() => true, () => false);
+    if (shown)
+      break;
+    if (Date.now() > hoverUntil)
+      throw new Error("hovering idle's marker never showed its reason (" + tries + " tries)");
+  }
   ok("hovering the marker shows: " + await page.$eval("#tooltip", t => t.textContent));
   await page.mouse.move(0, 0);
 
