@@ -425,8 +425,10 @@ class Env:
         self.tap.start()
         host = calm_host(self.tmp)
         policy = policy or {}
+        # state_dir in the run directory: never the host's /var/lib/bellows, whose state
+        # another run left (a reversal backoff learned there blocked this run's inflate).
         lines = ["[daemon]", "control_socket = " + self.control, "log_level = debug",
-                 "proc_dir = " + host, ""]
+                 "proc_dir = " + host, "state_dir = " + os.path.join(self.tmp, "state"), ""]
         if policy:
             lines += ["[policy]"] + ["%s = %s" % kv for kv in policy.items()] + [""]
         lines += ["[guest distro]", "qmp = " + g.qmp_path, "channel = " + tap_path,

@@ -77,8 +77,8 @@ class Surface:
         with open(os.path.join(self.dir, "guests.conf")) as f:
             guests_conf = f.read()
         with open(os.path.join(self.dir, "bellowsd.conf"), "w") as f:
-            f.write("[daemon]\ncontrol_socket = %s\nproc_dir = %s\nlog_level = %s\n"
-                    % (self.control, proc, self.log_level))
+            f.write("[daemon]\ncontrol_socket = %s\nproc_dir = %s\nstate_dir = %s\nlog_level = %s\n"
+                    % (self.control, proc, os.path.join(self.dir, "state"), self.log_level))
             f.write("http_listen = %s\n" % ("127.0.0.1:%d" % self.port if self.port else "off"))
             f.write(self.daemon_cfg)
             if self.policy_cfg:

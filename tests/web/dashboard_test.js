@@ -101,7 +101,8 @@ async function startDaemon(build, dir, port) {
   fs.cpSync(path.join(SOURCE, "tests", "daemon", "data", "proc-calm"), proc, { recursive: true });
   const conf = path.join(dir, "bellowsd.conf");
   fs.writeFileSync(conf, "[daemon]\ncontrol_socket = " + path.join(dir, "control.sock") +
-    "\nproc_dir = " + proc + "\nhttp_listen = 127.0.0.1:" + port + "\n\n" +
+    "\nproc_dir = " + proc + "\nstate_dir = " + path.join(dir, "state") +
+    "\nhttp_listen = 127.0.0.1:" + port + "\n\n" +
     fs.readFileSync(path.join(dir, "guests.conf"), "utf8"));
   const log = fs.openSync(path.join(dir, "bellowsd.log"), "w");
   return spawn(path.join(build, "host-daemon", "bellowsd"), ["--config", conf],
