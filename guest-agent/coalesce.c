@@ -32,13 +32,21 @@ static bool wanted(const struct coalescer *c, enum bp_level level)
     return c->cfg.levels == 0 || (c->cfg.levels & (1u << level));
 }
 
-/* How long a repeat of the level a source last sent must wait after it: critical_repeat_ns
- * for critical, repeat_ns for the others. */
-static uint64_t hold_ns(const struct coalescer *c, const struct co_source *s, enum bp_level level)
+/* When a message from source s at level may be queued (0: at once). A critical waits out
+ * critical_repeat_ns after the agent's last critical from any source: two sources each
+ * signalling critical hundreds of times a second send at most one per interval between
+ * them. Any other level goes at once when it is a rise for its source; the same level
+ * again or a fall (no news the host must act on) waits out repeat_ns after the source's
+ * last message. So an honest agent stays well inside the host's frame budget (20 a second
+ * by default), and the host never has to drop a frame of it (docs/agent.md). */
+static uint64_t may_queue_at(const struct coalescer *c, const struct co_source *s,
+                             enum bp_level level)
 {
-    if (level == BP_LEVEL_CRITICAL && s->sent_level == BP_LEVEL_CRITICAL)
-        return c->cfg.critical_repeat_ns;
-    return c->cfg.repeat_ns;
+    if (level == BP_LEVEL_CRITICAL)
+        return c->critical_sent ? add_sat(c->critical_sent_ns, c->cfg.critical_repeat_ns) : 0;
+    if (level > s->sent_level)
+        return 0;
+    return add_sat(s->sent_ns, c->cfg.repeat_ns);
 }
 
 static void queue_pressure(struct coalescer *c, struct co_source *s, const struct bp_pressure *p,
@@ -49,6 +57,10 @@ static void queue_pressure(struct coalescer *c, struct co_source *s, const struc
     outq_push(&c->queue, &m);
     s->sent_level = p->level;
     s->sent_ns = now_ns;
+    if (p->level == BP_LEVEL_CRITICAL) {
+        c->critical_sent = true;
+        c->critical_sent_ns = now_ns;
+    }
     c->stats.queued++;
 }
 
@@ -72,8 +84,7 @@ int co_event(struct coalescer *c, enum bp_source source, enum bp_level level, ui
         c->stats.filtered++;
         return CO_FILTERED;
     }
-    /* A change goes at once; the same level again waits out the hold. */
-    bool held = level == s->sent_level && now_ns - s->sent_ns < hold_ns(c, s, level);
+    bool held = now_ns < may_queue_at(c, s, level);
     if (!held) {
         /* A waiting repeat is older news than this one. */
         if (s->has_deferred)
@@ -102,7 +113,7 @@ bool co_tick(struct coalescer *c, uint64_t now_ns)
 {
     for (int i = 0; i < BP_SOURCE_COUNT; i++) {
         struct co_source *s = &c->src[i];
-        if (s->has_deferred && now_ns - s->sent_ns >= hold_ns(c, s, s->deferred.level)) {
+        if (s->has_deferred && now_ns >= may_queue_at(c, s, s->deferred.level)) {
             s->has_deferred = false;
             queue_pressure(c, s, &s->deferred, now_ns);
         }
@@ -140,7 +151,7 @@ uint64_t co_next_deadline(const struct coalescer *c)
         const struct co_source *s = &c->src[i];
         uint64_t d = CO_NEVER;
         if (s->has_deferred)
-            d = add_sat(s->sent_ns, hold_ns(c, s, s->deferred.level));
+            d = may_queue_at(c, s, s->deferred.level);
         else if (s->level != BP_LEVEL_NONE)
             d = add_sat(s->last_event_ns, c->cfg.quiet_ns);
         if (d < t)

@@ -1,11 +1,13 @@
 /* When the agent sends what: the coalescing rules between the kernel's notifications and
  * the outgoing queue. Pure: every function takes the current time; no I/O, no clock.
  *
- *  - A level change is queued at once, so is a critical after any other level.
- *  - Repeats of the level a source last sent are rate-limited to one per repeat_ns
- *    (critical_repeat_ns for critical, much shorter: vmpressure can signal critical hundreds
- *    of times a second under a hard squeeze); the newest repeat waits and is queued when the
- *    interval has passed, late by at most that long, unless a change makes it stale first.
+ *  - A rise of a source's level is queued at once.
+ *  - Criticals, from all sources together, are rate-limited to one per critical_repeat_ns
+ *    (vmpressure and PSI can each signal critical hundreds of times a second under a hard
+ *    squeeze); the agent's first critical in that time is never held back.
+ *  - The same level again or a fall is rate-limited to one per repeat_ns after the source's
+ *    last message. A held message waits, the newest of a source replacing an older one,
+ *    and is queued when its interval has passed, unless a rise makes it stale first.
  *  - A source's level falls back to none after quiet_ns without notifications; when the
  *    agent's level (the highest over all sources) becomes none, a report is due at once.
  *  - A heartbeat report is due every report_ns (0: no heartbeat).
@@ -59,8 +61,10 @@ struct coalescer {
     struct co_config cfg;
     struct outqueue queue;
     struct co_source src[BP_SOURCE_COUNT];
-    uint64_t next_report_ns; /* CO_NEVER when there is no heartbeat */
-    bool report_now;         /* the agent just became quiet */
+    bool critical_sent;        /* a critical was queued (from any source) */
+    uint64_t critical_sent_ns; /* when the last one was */
+    uint64_t next_report_ns;   /* CO_NEVER when there is no heartbeat */
+    bool report_now;           /* the agent just became quiet */
     struct co_stats stats;
 };
 
