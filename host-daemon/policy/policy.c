@@ -415,6 +415,22 @@ static enum stall_says stall_says(const struct policy_config *cfg, const struct 
     return STALL_UNDER;
 }
 
+bool policy__just_known(const struct policy_config *cfg, const struct policy_guest *g, int64_t now)
+{
+    return g->known_since == POLICY_NEVER || now - g->known_since < cfg->quiet_ms;
+}
+
+bool policy__recently_pressed(const struct policy_config *cfg, const struct policy_guest *g,
+                              int64_t now)
+{
+    int64_t crit = g->last_at[BP_LEVEL_CRITICAL];
+    if (crit != POLICY_NEVER && now - crit < cfg->quiet_ms)
+        return true;
+    int64_t medium = g->last_at[BP_LEVEL_MEDIUM];
+    return medium != POLICY_NEVER && now - medium < cfg->quiet_ms &&
+           stall_says(cfg, g, now) != STALL_UNDER;
+}
+
 /* Stall over its margin: give at once, by a step that grows with the excess (Senpai's
  * backoff); after an inflate that raised the stall, undo that inflate. */
 static void stall_backoff(const struct policy_config *cfg, const struct policy_guest *g,

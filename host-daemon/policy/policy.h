@@ -192,6 +192,7 @@ struct policy_stall {
     uint64_t eval_from;
     uint64_t eval_to;
     double eval_before_pct;  /* the stall measured before it */
+    bool eval_cut;           /* a deflate cut by the budget: smaller than the guest asked */
     unsigned eval_intervals; /* clean intervals measured after it so far */
     double eval_sum_pct;
     bool responded; /* the last inflate raised the stall: undo it */

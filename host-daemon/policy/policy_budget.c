@@ -43,25 +43,32 @@ static uint64_t share_of(const struct policy_host *host, const struct policy__gu
 /* May guest i be squeezed toward its share? Its share when it may. */
 static bool squeezable(const struct policy_config *cfg, const struct policy_host *host,
                        const struct policy__guests *gs, int64_t now,
-                       const struct policy_decision *decisions, size_t i, size_t skip,
+                       const struct policy_decision *decisions, size_t i, size_t skip, bool funding,
                        uint64_t *ret_share)
 {
     const struct policy_guest *g = policy__guest(gs, i);
     const struct policy_decision *d = &decisions[i];
     if (i == skip || g->paused || !g->actual_known || d->action == POLICY_DEFLATE)
         return false;
-    /* A guest already funding this round may go on down to its share. */
+    /* Not a guest already giving this round (funding gives its host step). */
     if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
-        d->reason != POLICY_R_INSENSITIVE && d->reason != POLICY_R_FUND)
+        d->reason != POLICY_R_INSENSITIVE)
         return false;
     if (policy__settling(cfg, g, now) || policy__stuck_until(cfg, g, now) > now)
+        return false;
+    /* Not a guest under pressure, nor, funding, one just known (as policy__donor). */
+    if (policy__recently_pressed(cfg, g, now) || (funding && policy__just_known(cfg, g, now)))
         return false;
     /* Not a guest just given memory: taking it back now would be a reversal. */
     if (g->last_deflate_at != POLICY_NEVER &&
         now - g->last_deflate_at < policy__inflate_wait(cfg, g, now))
         return false;
-    /* Above its share by more than the dead band, counting what it already gives. */
+    /* Above its share by more than the dead band, counting what it already gives. Under
+     * contention a share may be below the guest's working set, never below what it uses
+     * now with the low buffer: weights divide memory, they do not make a guest OOM. */
     uint64_t share = share_of(host, gs, g);
+    if (g->mem_known && g->overhead_known)
+        share = max_u64(share, policy__guest_need(g, cfg->buffer_low_pct));
     uint64_t counted = d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
     if (min_u64(counted, g->actual_bytes) <= add_sat(share, cfg->min_change_bytes))
         return false;
@@ -70,31 +77,32 @@ static bool squeezable(const struct policy_config *cfg, const struct policy_host
 }
 
 /* What policy__share_squeeze() could take at most after policy__take() took all it
- * could, without taking it: per guest, what its share allows beyond its working set. */
+ * could, without taking it. A squeeze is needed only when the take ran out of donors,
+ * and then every donor gave this round (funding: not squeezable), so they are left out. */
 static uint64_t share_capacity(const struct policy_config *cfg, const struct policy_host *host,
                                const struct policy__guests *gs, int64_t now,
                                const struct policy_decision *decisions, size_t skip)
 {
     uint64_t sum = 0, share, limit;
     for (size_t i = 0; i < gs->n; i++) {
-        if (!squeezable(cfg, host, gs, now, decisions, i, skip, &share))
+        if (!squeezable(cfg, host, gs, now, decisions, i, skip, true, &share))
             continue;
         const struct policy_guest *g = policy__guest(gs, i);
         const struct policy_decision *d = &decisions[i];
+        if (policy__donor(cfg, g, d, now, true, &limit))
+            continue;
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
-        if (policy__donor(cfg, g, d, now, &limit) &&
-            (d->action != POLICY_INFLATE || d->reason == POLICY_R_QUIET ||
-             d->reason == POLICY_R_INSENSITIVE))
-            counted = min_u64(counted, limit);
-        sum = add_sat(sum, sub_sat(counted, share));
+        sum = add_sat(sum, min_u64(sub_sat(counted, share),
+                                   step_of(g, cfg->host_step_bytes, cfg->host_step_pct)));
     }
     return sum;
 }
 
 uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct policy_host *host,
                                const struct policy__guests *gs, int64_t now,
-                               struct policy_decision *decisions, size_t skip, uint64_t want)
+                               struct policy_decision *decisions, size_t skip, uint64_t want,
+                               bool funding)
 {
     uint64_t got = 0;
     for (size_t pass = 0; pass < gs->n && got < want; pass++) {
@@ -104,7 +112,7 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
         for (size_t i = 0; i < gs->n; i++) {
             const struct policy_guest *g = policy__guest(gs, i);
             uint64_t share;
-            if (!squeezable(cfg, host, gs, now, decisions, i, skip, &share))
+            if (!squeezable(cfg, host, gs, now, decisions, i, skip, funding, &share))
                 continue;
             /* ESX's min-funding revocation: fewest shares per byte gives first. */
             double ratio = (double)g->weight / (double)g->actual_bytes;
@@ -118,7 +126,9 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
             break;
         const struct policy_guest *g = policy__guest(gs, best);
         struct policy_decision *d = &decisions[best];
-        uint64_t step = max_u64(want - got, cfg->min_change_bytes);
+        /* A host step at most, as for funding. */
+        uint64_t step = min_u64(max_u64(want - got, cfg->min_change_bytes),
+                                step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
         /* From what it holds after this round's decision so far, as in policy__take. */
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
@@ -184,12 +194,15 @@ void policy__budget_round(const struct policy_config *cfg, const struct policy_h
             uint64_t to = min_u64(d->to_bytes, max_u64(funded, min_u64(share, squeezed)));
             if (urgent && fits(cfg, d, held, to)) {
                 uint64_t need = sub_sat(add_sat(use, to - held), budget);
-                use = sub_sat(use, policy__take(cfg, gs, now, decisions, i, need, gs->n, false,
+                /* A host step from each donor at most: its working set is an estimate
+                 * from one snapshot (cache it works from is not in it), so a guest is
+                 * never taken far below where it was in one move. */
+                use = sub_sat(use, policy__take(cfg, gs, now, decisions, i, need, gs->n, true,
                                                 POLICY_R_FUND));
                 need = sub_sat(add_sat(use, to - held), budget);
                 if (need > 0)
-                    use =
-                        sub_sat(use, policy__share_squeeze(cfg, host, gs, now, decisions, i, need));
+                    use = sub_sat(
+                        use, policy__share_squeeze(cfg, host, gs, now, decisions, i, need, true));
                 to = min_u64(to, add_sat(held, sub_sat(budget, use)));
             }
             if (to < d->to_bytes)

@@ -60,7 +60,7 @@ void policy__host_update(const struct policy_config *cfg, struct policy_host *ho
 }
 
 bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g,
-                   const struct policy_decision *d, int64_t now, uint64_t *ret_limit)
+                   const struct policy_decision *d, int64_t now, bool funding, uint64_t *ret_limit)
 {
     if (d->action == POLICY_DEFLATE)
         return false;
@@ -73,13 +73,9 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
          d->reason == POLICY_R_AT_CEILING || d->reason == POLICY_R_BUDGET ||
          d->reason == POLICY_R_CRITICAL_ECHO || d->reason == POLICY_R_DWELL))
         return false;
-    /* Never from a guest under pressure, nor one just given memory, nor one whose balloon
-     * did not follow the last move. */
-    enum bp_level level = policy_guest_level(cfg, g, now);
-    if (level == BP_LEVEL_CRITICAL)
+    if (policy__recently_pressed(cfg, g, now) || (funding && policy__just_known(cfg, g, now)))
         return false;
-    if (level == BP_LEVEL_MEDIUM && d->action == POLICY_HOLD && d->reason == POLICY_R_NOT_QUIET)
-        return false;
+    /* Nor one just given memory, nor one whose balloon did not follow the last move. */
     if (policy__stuck_until(cfg, g, now) > now)
         return false;
     if (g->last_deflate_at != POLICY_NEVER &&
@@ -90,10 +86,9 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
         (g->stall.psi_seen && policy__stall_fresh(cfg, g, now) &&
          policy__stall_excess(g, g->stall.last_pct) > policy__stall_margin(cfg, g)))
         return false;
-    /* A guest that has never sent a snapshot gives only once it has had quiet_ms to send
-     * one: an agent says hello within seconds of boot, and without a snapshot its working
-     * set is only its floor. */
-    if (!g->mem_known && now - g->known_since < cfg->quiet_ms)
+    /* Without a snapshot its working set is only its floor: not before it has had quiet_ms
+     * to send one (an agent says hello within seconds of boot). */
+    if (!g->mem_known && policy__just_known(cfg, g, now))
         return false;
     uint64_t limit = policy_guest_working_set(cfg, g, now);
     if (g->actual_bytes <= add_sat(limit, cfg->min_change_bytes))
@@ -131,14 +126,14 @@ static bool reclaim_before(const struct candidate *a, const struct candidate *b)
  * n when none is left. */
 static size_t next_donor(const struct policy_config *cfg, const struct policy__guests *gs,
                          int64_t now, const struct policy_decision *decisions, size_t skip,
-                         struct candidate *ret)
+                         bool funding, struct candidate *ret)
 {
     size_t n = gs->n;
     struct candidate best = {.index = n};
     for (size_t i = 0; i < n; i++) {
         const struct policy_guest *g = policy__guest(gs, i);
         uint64_t limit;
-        if (i == skip || !policy__donor(cfg, g, &decisions[i], now, &limit))
+        if (i == skip || !policy__donor(cfg, g, &decisions[i], now, funding, &limit))
             continue;
         /* A guest already giving this round gives no more than its decision says. */
         if (decisions[i].action == POLICY_INFLATE && decisions[i].reason != POLICY_R_QUIET &&
@@ -162,16 +157,16 @@ uint64_t policy__take_capacity(const struct policy_config *cfg, const struct pol
         const struct policy_guest *g = policy__guest(gs, i);
         const struct policy_decision *d = &decisions[i];
         uint64_t limit;
-        if (i == skip || !policy__donor(cfg, g, d, now, &limit))
+        if (i == skip || !policy__donor(cfg, g, d, now, true, &limit))
             continue;
         if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
             d->reason != POLICY_R_INSENSITIVE)
             continue;
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
-        uint64_t can = sub_sat(counted, limit);
-        if (g->stall.psi_seen && g->stall.base_pct > 0) /* as in policy__take */
-            can = min_u64(can, step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
+        /* At most a host step each, as policy__take with host_step. */
+        uint64_t can =
+            min_u64(sub_sat(counted, limit), step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
         sum = add_sat(sum, can);
     }
     return sum;
@@ -184,7 +179,7 @@ uint64_t policy__take(const struct policy_config *cfg, const struct policy__gues
     uint64_t got = 0;
     for (size_t pass = 0; pass < gs->n && pass < max_donors && got < want; pass++) {
         struct candidate c;
-        if (next_donor(cfg, gs, now, decisions, skip, &c) == gs->n)
+        if (next_donor(cfg, gs, now, decisions, skip, reason == POLICY_R_FUND, &c) == gs->n)
             break;
         const struct policy_guest *g = policy__guest(gs, c.index);
         struct policy_decision *d = &decisions[c.index];
@@ -254,5 +249,5 @@ void policy__host_round(const struct policy_config *cfg, const struct policy_hos
         return;
     uint64_t got = policy__take(cfg, gs, now, decisions, n, want, n, true, POLICY_R_HOST_PRESSURE);
     if (got < over)
-        policy__share_squeeze(cfg, host, gs, now, decisions, n, over - got);
+        policy__share_squeeze(cfg, host, gs, now, decisions, n, over - got, false);
 }

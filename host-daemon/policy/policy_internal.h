@@ -109,6 +109,16 @@ int64_t policy__inflate_wait(const struct policy_config *cfg, const struct polic
 /* True while the size the guest last hurt at is remembered. */
 bool policy__hurt_live(const struct policy_config *cfg, const struct policy_guest *g, int64_t now);
 
+/* Has the guest's size been known for less than quiet_ms? Just booted (or just back), a
+ * guest uses little and is about to use more: its snapshot is no working set yet. */
+bool policy__just_known(const struct policy_config *cfg, const struct policy_guest *g, int64_t now);
+
+/* Was the guest under pressure within quiet_ms? A critical event, or a medium one unless
+ * its stall is measured under its margin (medium is then the kernel reclaiming cache).
+ * Nobody takes memory from it then. */
+bool policy__recently_pressed(const struct policy_config *cfg, const struct policy_guest *g,
+                              int64_t now);
+
 /* ---- policy_stall.c ---- */
 
 /* Feed one snapshot's counters to the stall measure (called by note_event/note_report). */
@@ -139,29 +149,33 @@ void policy__host_round(const struct policy_config *cfg, const struct policy_hos
                         const struct policy__guests *gs, int64_t now,
                         struct policy_decision *decisions);
 
-/* May the host (or a deflate needing funds) take from guest i? Its lowest size then. */
+/* May the host (or, funding, another guest's deflate) take from guest i? Its lowest size
+ * then. Funding never takes from a guest just known: only the host's own shortage may. */
 bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g,
-                   const struct policy_decision *d, int64_t now, uint64_t *ret_limit);
+                   const struct policy_decision *d, int64_t now, bool funding, uint64_t *ret_limit);
 
 /* Take up to want (at least min_change) from at most max_donors guests in reclaim order,
  * each down to its working set (and by at most a host step when host_step), with this
- * reason; skip: a guest that may not give (n: none). Returns what was taken. */
+ * reason (FUND: as policy__donor funding); skip: a guest that may not give (n: none).
+ * Returns what was taken. */
 uint64_t policy__take(const struct policy_config *cfg, const struct policy__guests *gs, int64_t now,
                       struct policy_decision *decisions, size_t skip, uint64_t want,
                       size_t max_donors, bool host_step, enum policy_reason reason);
 
-/* What policy__take() could take at most (no host step), without taking it. */
+/* What policy__take() for FUND with host_step could take at most, without taking it. */
 uint64_t policy__take_capacity(const struct policy_config *cfg, const struct policy__guests *gs,
                                int64_t now, const struct policy_decision *decisions, size_t skip);
 
 /* ---- policy_budget.c ---- */
 
 /* Under contention, take up to want from the guests furthest above their weighted share
- * (fewest shares per byte first), down to that share; skip as in policy__take. Returns
- * what was taken. */
+ * (fewest shares per byte first), toward that share, a host step each, never below what
+ * they use with the low buffer; skip as in policy__take; funding as in policy__donor.
+ * Returns what was taken. */
 uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct policy_host *host,
                                const struct policy__guests *gs, int64_t now,
-                               struct policy_decision *decisions, size_t skip, uint64_t want);
+                               struct policy_decision *decisions, size_t skip, uint64_t want,
+                               bool funding);
 
 /* Fit the round's deflates into the budget: fund them from guests above their working
  * set, then by weight under contention, else cut them (reason BUDGET when nothing fits). */

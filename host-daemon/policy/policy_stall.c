@@ -44,6 +44,7 @@ void policy__stall_commit(struct policy_guest *g, const struct policy_decision *
     s->eval_from = d->from_bytes;
     s->eval_to = d->to_bytes;
     s->eval_before_pct = s->known ? s->last_pct : 0;
+    s->eval_cut = d->action == POLICY_DEFLATE && d->wanted_bytes > d->to_bytes;
     s->eval_intervals = 0;
     s->eval_sum_pct = 0;
     s->responded = false;
@@ -62,9 +63,11 @@ static void evaluate(const struct policy_config *cfg, struct policy_guest *g)
         return;
     }
     /* Memory given to cure a stall that did not fall by stall_response_pct: that stall
-     * does not respond to size; it becomes the base the margin is counted from. */
+     * does not respond to size; it becomes the base the margin is counted from. Not when
+     * the budget cut the step: less than the guest asked for proves nothing. */
     double before = s->eval_before_pct;
-    if (policy__stall_excess(g, before) > margin && policy__stall_excess(g, after) > margin &&
+    if (!s->eval_cut && policy__stall_excess(g, before) > margin &&
+        policy__stall_excess(g, after) > margin &&
         after >= before * (1.0 - cfg->stall_response_pct / 100.0)) {
         s->base_pct = after;
         /* The size it was given memory at was no hurt size after all. */

@@ -19,7 +19,8 @@
 #define SEC 1000
 #define MIN (60 * SEC)
 
-#define CRIT_STEP (1 * GIB) /* 25 % of 4 GiB */
+#define CRIT_STEP (1 * GIB)           /* 25 % of 4 GiB */
+#define HOST_STEP UINT64_C(214748364) /* 5 % of 4 GiB: the most a guest gives per round */
 
 /* Every guest reports (no stall, using used) at now; then a decision. */
 static void quiet_round(struct rig *r, uint64_t used)
@@ -49,14 +50,17 @@ static uint64_t targets(const struct rig *r)
     return sum;
 }
 
-/* Guests 0..n-1 at sizes[i], all quiet at t=1 min (not yet quiet_ms: no inflate of their
- * own), using 512 MiB. */
+/* Guests 0..n-1 at sizes[i], known since t=0 and all quiet at t=70 s (past quiet_ms: they
+ * may give), using 512 MiB. Each made an inflate of its own a second ago, so that none
+ * makes another this round (inflate_interval_ms): what they give is what the budget takes. */
 static void setup(struct rig *r, size_t n, const uint64_t *sizes, uint64_t budget)
 {
     rig_init(r, n, 256 * MIB, 4 * GIB, 4 * GIB);
     for (size_t i = 0; i < n; i++)
         policy_note_actual(&r->cfg, &r->g[i], sizes[i], 0);
-    r->now = 50 * SEC;
+    r->now = 70 * SEC;
+    for (size_t i = 0; i < n; i++)
+        r->g[i].last_inflate_at = r->now - SEC;
     quiet_round(r, 512 * MIB);
     policy_host_budget(&r->host, budget);
 }
@@ -71,11 +75,12 @@ static void test_deflate_that_fits_is_untouched(void **state)
     rig_decide(&r);
     expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
     assert_int_equal(r.d[0].wanted_bytes, 0);
-    expect(&r, 1, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
+    expect(&r, 1, POLICY_HOLD, POLICY_R_INTERVAL, 0);
 }
 
 /* A deflate that does not fit is funded by the guests above their working set: the idlest
- * and lowest weight first, down to their working set, no further. */
+ * and lowest weight first, down to their working set, no further, and a host step each at
+ * most (a working set is an estimate): what they cannot give is cut from the deflate. */
 static void test_deflate_funded_from_guests_above_their_working_set(void **state)
 {
     (void)state;
@@ -89,28 +94,29 @@ static void test_deflate_funded_from_guests_above_their_working_set(void **state
     assert_true(ws < 1 * GIB);
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
-    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
-    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
-    expect(&r, 2, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
-    expect(&r, 3, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
-    assert_true(targets(&r) <= r.host.budget_bytes);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB + 2 * HOST_STEP);
+    assert_int_equal(r.d[0].wanted_bytes, 3 * GIB);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
+    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
+    expect(&r, 3, POLICY_HOLD, POLICY_R_INTERVAL, 0);
+    assert_int_equal(targets(&r), r.host.budget_bytes);
 
     /* Needing more than one donor has above its working set: the next one gives too. */
     setup(&r, 4, sizes, 9 * GIB);
     r.g[1].weight = 50;
-    r.g[1].floor_bytes = 2 * GIB + 512 * MIB; /* 512 MiB above its working set */
+    r.g[1].floor_bytes = 3 * GIB - 100 * MIB; /* 100 MiB above its working set */
     r.g[3].weight = 10;
     r.g[3].floor_bytes = 1 * GIB;
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
-    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
-    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 2 * GIB + 512 * MIB);
-    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 512 * MIB);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 100 * MIB + HOST_STEP);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 100 * MIB);
+    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
     assert_true(targets(&r) <= r.host.budget_bytes);
 }
 
 /* A guest whose stall does not respond to size (a base: cache churn) has no known working
- * set: it gives at most one host step per round, the next donor the rest. */
+ * set: like every donor it gives at most one host step per round, the next donor more. */
 static void test_guest_with_a_base_gives_a_step_at_a_time(void **state)
 {
     (void)state;
@@ -122,10 +128,9 @@ static void test_guest_with_a_base_gives_a_step_at_a_time(void **state)
     r.g[1].stall.base_pct = 27;
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
-    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
-    uint64_t host_step = UINT64_C(214748364); /* 5 % of 4 GiB */
-    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - host_step);
-    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - (768 * MIB - host_step));
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB + 2 * HOST_STEP);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
+    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
     assert_true(targets(&r) <= r.host.budget_bytes);
 }
 
@@ -149,14 +154,54 @@ static void test_funding_skips_guests_that_may_not_give(void **state)
     /* 4 and 0 remain: 4 gives. */
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
-    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB + HOST_STEP);
     assert_int_not_equal(r.d[1].action, POLICY_INFLATE);
     assert_int_not_equal(r.d[2].action, POLICY_INFLATE);
     assert_int_not_equal(r.d[3].action, POLICY_INFLATE);
-    expect(&r, 4, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
+    expect(&r, 4, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
+
+    /* A guest whose size has been known less than quiet_ms gives nothing, whatever its
+     * snapshot says: just booted, it uses little and is about to use more (a fund took a
+     * just-booted guest to its boot-time use and its workload was OOM-killed). */
+    const uint64_t fresh[] = {2 * GIB, 3 * GIB};
+    setup(&r, 2, fresh, 5 * GIB + 256 * MIB);
+    r.g[0].weight = 1; /* its share is small: nothing to squeeze by weight */
+    r.g[1].weight = 10000;
+    assert_true(r.g[1].mem_known);
+    r.g[1].known_since = r.now - 10 * SEC;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB); /* cut to the room */
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+
+    /* Nor one with a medium event within quiet_ms and no stall measured under its margin,
+     * nor one with a critical event within quiet_ms (its level has decayed by then). */
+    setup(&r, 2, fresh, 5 * GIB + 256 * MIB);
+    r.g[0].weight = 1;
+    r.g[1].weight = 10000;
+    policy_note_event(&r.cfg, &r.g[1], BP_LEVEL_MEDIUM, NULL, r.now - 30 * SEC);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+    setup(&r, 2, fresh, 5 * GIB + 256 * MIB);
+    r.g[0].weight = 1;
+    r.g[1].weight = 10000;
+    policy_note_event(&r.cfg, &r.g[1], BP_LEVEL_CRITICAL, NULL, r.now - 50 * SEC);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    assert_int_equal(policy_guest_level(&r.cfg, &r.g[1], r.now), BP_LEVEL_NONE);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+    r.now += 11 * SEC; /* 61 s after it: it gives */
+    r.g[1].last_inflate_at = r.now - SEC;
+    quiet_round(&r, 512 * MIB);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
 
     /* A guest whose size is known but which has sent no snapshot yet (booting, its agent
-     * not up) does not fund anything for quiet_ms: its working set is not known. */
+     * not up) does not fund anything for quiet_ms either. */
     const uint64_t boot[] = {2 * GIB, 3 * GIB};
     setup(&r, 2, boot, 5 * GIB + 256 * MIB);
     r.g[0].weight = 1; /* its share is small: nothing to squeeze by weight */
@@ -169,25 +214,25 @@ static void test_funding_skips_guests_that_may_not_give(void **state)
     assert_int_equal(r.d[1].action, POLICY_HOLD);
     r.g[1].known_since = r.now - r.cfg.quiet_ms;
     rig_decide(&r);
-    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - HOST_STEP);
 
     /* Of two equal donors the one with less stall gives. */
     const uint64_t two[] = {2 * GIB, 3 * GIB, 3 * GIB};
-    setup(&r, 3, two, 8 * GIB + 256 * MIB);
+    setup(&r, 3, two, 9 * GIB - 150 * MIB); /* 150 MiB short: one donor's step */
     r.now += 5 * SEC;
     rig_report(&r, 1, 0.1, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
     rig_report(&r, 2, 0.01, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
     expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 3 * GIB);
-    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 768 * MIB);
+    expect(&r, 2, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 150 * MIB);
     assert_int_equal(r.d[1].action, POLICY_HOLD);
 }
 
 /* Under contention (no guest above its working set) memory goes by weight: a guest under
- * its weighted share takes from the guest with the fewest shares per byte, down to that
- * guest's share; past its own share it is cut, and with no room at all it holds with
- * reason budget. */
+ * its weighted share takes from the guest with the fewest shares per byte, toward that
+ * guest's share, a host step a round; past its own share it is cut, and with no room at
+ * all it holds with reason budget. Never below what the giver uses with the low buffer. */
 static void test_contention_shares_by_weight(void **state)
 {
     (void)state;
@@ -204,9 +249,28 @@ static void test_contention_shares_by_weight(void **state)
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
     assert_true(share1 < 2 * GIB);
-    expect(&r, 1, POLICY_INFLATE, POLICY_R_SHARE, 2 * GIB); /* what is needed, no more */
-    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_SHARE, 3 * GIB - HOST_STEP);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 1 * GIB + HOST_STEP);
     assert_true(targets(&r) <= r.host.budget_bytes);
+
+    /* What is needed, no more: a 100 MiB deflate takes 100 MiB. */
+    policy_config_set(&r.cfg, "critical_step_pct", "0");
+    policy_config_set(&r.cfg, "critical_step_bytes", "100M");
+    rig_decide(&r);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_SHARE, 3 * GIB - 100 * MIB);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 1 * GIB + 100 * MIB);
+    policy_config_defaults(&r.cfg);
+
+    /* Never below what the giver uses now plus the low buffer: using 2.9 GiB it may give
+     * what is above 2.9 GiB * 1.05 + overhead, which is nothing. */
+    setup(&r, 2, sizes, 4 * GIB);
+    r.g[0].weight = 300;
+    r.g[1].weight = 100;
+    rig_report(&r, 1, 0, 2 * GIB + 900 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_HOLD, POLICY_R_BUDGET, 0);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
 
     /* Equal weights: guest 0 at 1 GiB is under its share (2 GiB): it may take 1 GiB. */
     setup(&r, 2, sizes, 4 * GIB);
@@ -215,8 +279,8 @@ static void test_contention_shares_by_weight(void **state)
     r.g[1].hurt_at = r.now;
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
-    expect(&r, 1, POLICY_INFLATE, POLICY_R_SHARE, 2 * GIB);
-    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_SHARE, 3 * GIB - HOST_STEP);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 1 * GIB + HOST_STEP);
 
     /* Guest 0 already at its share: the deflate is cut to the room left (none): budget. */
     const uint64_t even[] = {2 * GIB, 2 * GIB};
@@ -290,7 +354,7 @@ static void test_over_budget_host_round(void **state)
     setup(&r, 2, sizes, 6 * GIB - 100 * MIB);
     rig_decide(&r);
     expect(&r, 0, POLICY_INFLATE, POLICY_R_HOST_PRESSURE, 3 * GIB - 100 * MIB);
-    expect(&r, 1, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
+    expect(&r, 1, POLICY_HOLD, POLICY_R_INTERVAL, 0);
     rig_commit(&r, true);
     r.now += SEC;
     rig_decide(&r); /* within the budget now */

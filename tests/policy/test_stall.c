@@ -170,6 +170,36 @@ static void test_stall_that_responds_keeps_its_base(void **state)
     expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
 }
 
+/* A deflate the budget cut (the guest got less than it asked for) that leaves the stall as
+ * it was proves nothing about the size: no base, and the size it hurt at is kept, so no
+ * probe takes back what it was given (a cut critical step was retaken by an "insensitive"
+ * inflate and the guest's workload was OOM-killed). The same move uncut sets the base. */
+static void test_cut_deflate_proves_nothing(void **state)
+{
+    (void)state;
+    for (int cut = 0; cut < 2; cut++) {
+        struct rig r;
+        rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
+        reports(&r, 0, 5 * SEC, 0.01, 512 * MIB);
+        reports(&r, 10 * SEC, 10 * SEC, 5.0, 512 * MIB);
+        rig_decide(&r);
+        expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
+        if (cut) {
+            r.d[0].wanted_bytes = r.d[0].to_bytes;
+            r.d[0].to_bytes = 2 * GIB + 32 * MIB;
+        }
+        rig_commit(&r, true);
+        reports(&r, 15 * SEC, 25 * SEC, 5.0, 512 * MIB); /* the same stall after it */
+        if (cut) {
+            assert_true(r.g[0].stall.base_pct == 0);
+            assert_true(r.g[0].hurt_known);
+            assert_int_equal(r.g[0].hurt_bytes, 2 * GIB);
+        } else {
+            assert_true(r.g[0].stall.base_pct > 4);
+        }
+    }
+}
+
 /* A guest stalling at its ceiling cannot be given more: that stall is its own, and the
  * guest is probed below it (cache churn: the stall is the same at any size). */
 static void test_stall_at_the_ceiling_is_the_base(void **state)
@@ -349,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_stall_backoff_grows_with_the_excess),
         cmocka_unit_test(test_stall_that_responds_keeps_its_base),
         cmocka_unit_test(test_stall_at_the_ceiling_is_the_base),
+        cmocka_unit_test(test_cut_deflate_proves_nothing),
         cmocka_unit_test(test_probe_that_raised_the_stall_is_undone),
         cmocka_unit_test(test_probe_steps_shrink_near_the_target),
         cmocka_unit_test(test_medium_is_weighed_against_the_stall),
