@@ -37,7 +37,8 @@ static bool wanted(const struct coalescer *c, enum bp_level level)
  * signalling critical hundreds of times a second send at most one per interval between
  * them. Any other level goes at once when it is a rise for its source; the same level
  * again or a fall (no news the host must act on) waits out repeat_ns after the source's
- * last message. So an honest agent stays well inside the host's frame budget (20 a second
+ * last message other than a critical (so a stream of criticals cannot hold a fall back
+ * for ever). So an honest agent stays well inside the host's frame budget (20 a second
  * by default), and the host never has to drop a frame of it (docs/agent.md). */
 static uint64_t may_queue_at(const struct coalescer *c, const struct co_source *s,
                              enum bp_level level)
@@ -46,7 +47,7 @@ static uint64_t may_queue_at(const struct coalescer *c, const struct co_source *
         return c->critical_sent ? add_sat(c->critical_sent_ns, c->cfg.critical_repeat_ns) : 0;
     if (level > s->sent_level)
         return 0;
-    return add_sat(s->sent_ns, c->cfg.repeat_ns);
+    return s->other_sent ? add_sat(s->other_sent_ns, c->cfg.repeat_ns) : 0;
 }
 
 static void queue_pressure(struct coalescer *c, struct co_source *s, const struct bp_pressure *p,
@@ -60,6 +61,9 @@ static void queue_pressure(struct coalescer *c, struct co_source *s, const struc
     if (p->level == BP_LEVEL_CRITICAL) {
         c->critical_sent = true;
         c->critical_sent_ns = now_ns;
+    } else {
+        s->other_sent = true;
+        s->other_sent_ns = now_ns;
     }
     c->stats.queued++;
 }
