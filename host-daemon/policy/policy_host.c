@@ -100,6 +100,7 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
 /* A guest the host may take from, with what orders it. */
 struct candidate {
     size_t index;
+    bool just_known; /* size known for less than quiet_ms */
     enum bp_level level;
     uint32_t weight;
     double stall_pct;
@@ -107,10 +108,14 @@ struct candidate {
     uint64_t limit; /* lowest size the round may take it to */
 };
 
-/* Does a go before b? Lower level, then lower weight, then idler (less stall above its
- * base), then quieter (older last event), then index. */
+/* Does a go before b? A guest known for quiet_ms before one just known (booting, it looks
+ * idle and is about to use more: a quality run's host round took a just-booted guest from
+ * 256 to 112 MiB while older guests could give), then lower level, then lower weight,
+ * then idler (less stall above its base), then quieter (older last event), then index. */
 static bool reclaim_before(const struct candidate *a, const struct candidate *b)
 {
+    if (a->just_known != b->just_known)
+        return b->just_known;
     if (a->level != b->level)
         return a->level < b->level;
     if (a->weight != b->weight)
@@ -140,8 +145,13 @@ static size_t next_donor(const struct policy_config *cfg, const struct policy__g
             decisions[i].reason != POLICY_R_INSENSITIVE)
             continue;
         double excess = g->stall.known ? policy__stall_excess(g, g->stall.avg_pct) : 0;
-        struct candidate c = {
-            i, policy_guest_level(cfg, g, now), g->weight, excess, g->last_event_at, limit};
+        struct candidate c = {i,
+                              policy__just_known(cfg, g, now),
+                              policy_guest_level(cfg, g, now),
+                              g->weight,
+                              excess,
+                              g->last_event_at,
+                              limit};
         if (best.index == n || reclaim_before(&c, &best))
             best = c;
     }

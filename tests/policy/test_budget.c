@@ -362,6 +362,30 @@ static void test_over_budget_host_round(void **state)
     assert_int_equal(r.d[1].action, POLICY_HOLD);
 }
 
+/* A host round takes from a guest just known (booting: it looks idle and is about to use
+ * more) only when no guest known for quiet_ms can give, whatever the weights say. */
+static void test_host_round_takes_from_a_just_booted_guest_last(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {3 * GIB, 3 * GIB};
+    setup(&r, 2, sizes, 6 * GIB - 100 * MIB);
+    r.g[0].weight = 10; /* would give first */
+    r.g[0].known_since = r.now - 10 * SEC;
+    rig_decide(&r);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_HOST_PRESSURE, 3 * GIB - 100 * MIB);
+    assert_int_equal(r.d[0].action, POLICY_HOLD);
+
+    /* The older guest at its working set: the just-booted one gives after all. */
+    setup(&r, 2, sizes, 6 * GIB - 100 * MIB);
+    r.g[0].weight = 10;
+    r.g[0].known_since = r.now - 10 * SEC;
+    r.g[1].floor_bytes = 3 * GIB;
+    rig_decide(&r);
+    expect(&r, 0, POLICY_INFLATE, POLICY_R_HOST_PRESSURE, 3 * GIB - 100 * MIB);
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+}
+
 /* The issue's case: host pressure (PSI only) for 30 minutes, the lowest-weight guest's
  * balloon refuses every page. It is tried, found stuck, and skipped with a doubling
  * backoff; the honest guest gives instead. */
@@ -413,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_no_squeeze_after_a_deflate_nor_for_a_buffer),
         cmocka_unit_test(test_deflate_cut_to_what_fits),
         cmocka_unit_test(test_over_budget_host_round),
+        cmocka_unit_test(test_host_round_takes_from_a_just_booted_guest_last),
         cmocka_unit_test(test_stuck_balloon_is_skipped_by_host_rounds),
     };
     return cmocka_run_group_tests_name("policy-budget", tests, NULL, NULL);
