@@ -761,8 +761,11 @@ int64_t policy_guest_deadline(const struct policy_config *cfg, const struct poli
     consider(&best, g->known_since + cfg->quiet_ms, now);
     if (g->last_deflate_at != POLICY_NEVER)
         consider(&best, g->last_deflate_at + policy__inflate_wait(cfg, g, now), now);
-    if (g->last_inflate_at != POLICY_NEVER)
+    if (g->last_inflate_at != POLICY_NEVER) {
         consider(&best, g->last_inflate_at + cfg->inflate_interval_ms, now);
+        /* A donor again once its last inflate's unmeasured effect stops blocking. */
+        consider(&best, g->last_inflate_at + cfg->quiet_ms, now);
+    }
     if (g->flips > 0)
         consider(&best, g->last_flip_at + cfg->flip_forget_ms, now);
     if (g->hurt_known)

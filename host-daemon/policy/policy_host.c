@@ -81,6 +81,13 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
     if (g->last_deflate_at != POLICY_NEVER &&
         now - g->last_deflate_at < policy__inflate_wait(cfg, g, now))
         return false;
+    /* Nor from one whose last inflate's effect on its stall is still being measured: a
+     * step at a time, each judged before the next (a quality run's host round and a fund
+     * took a churning guest from 320 to 82 MiB within seconds, and it went critical). For
+     * quiet_ms at most: a measure that never comes (no snapshots) does not block for ever. */
+    if (g->stall.psi_seen && g->stall.eval_pending && g->stall.eval_dir == POLICY_INFLATE &&
+        g->last_inflate_at != POLICY_NEVER && now - g->last_inflate_at < cfg->quiet_ms)
+        return false;
     /* Nor from one whose stall is over its margin. */
     if (g->stall.responded ||
         (g->stall.psi_seen && policy__stall_fresh(cfg, g, now) &&

@@ -229,6 +229,43 @@ static void test_funding_skips_guests_that_may_not_give(void **state)
     assert_int_equal(r.d[1].action, POLICY_HOLD);
 }
 
+/* A guest whose last inflate's effect on its stall is still being measured gives nothing
+ * more until it is (a host round and a fund once took a churning guest from 320 to
+ * 82 MiB within seconds), nor for longer than quiet_ms if the measure never comes. */
+static void test_no_donor_while_its_last_inflate_is_measured(void **state)
+{
+    (void)state;
+    struct rig r;
+    const uint64_t sizes[] = {2 * GIB, 3 * GIB};
+    setup(&r, 2, sizes, 5 * GIB + 256 * MIB);
+    r.g[0].weight = 1; /* its share is small: nothing to squeeze by weight */
+    r.g[1].weight = 10000;
+    r.now += 5 * SEC;
+    rig_report(&r, 1, 0.01, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC); /* PSI seen */
+    struct policy_decision step = {POLICY_INFLATE, POLICY_R_QUIET, 3 * GIB, 3 * GIB - 32 * MIB, 0};
+    policy_commit(&r.cfg, &r.g[1], &step, r.now);
+    policy_note_actual(&r.cfg, &r.g[1], 3 * GIB - 32 * MIB, r.now);
+    assert_true(r.g[1].stall.eval_pending);
+    r.now += SEC;
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 288 * MIB); /* cut to the room */
+    assert_int_equal(r.d[1].action, POLICY_HOLD);
+
+    /* Measured (two clean intervals, stall still low): it gives again. */
+    r.now += 5 * SEC;
+    rig_report(&r, 1, 0.01, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
+    r.now += 5 * SEC;
+    rig_report(&r, 1, 0.01, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
+    r.now += 5 * SEC;
+    rig_report(&r, 1, 0.01, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC);
+    assert_false(r.g[1].stall.eval_pending);
+    r.g[1].last_inflate_at = r.now - SEC; /* no inflate of its own this round */
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+    rig_decide(&r);
+    expect(&r, 1, POLICY_INFLATE, POLICY_R_FUND, 3 * GIB - 32 * MIB - HOST_STEP);
+}
+
 /* Under contention (no guest above its working set) memory goes by weight: a guest under
  * its weighted share takes from the guest with the fewest shares per byte, toward that
  * guest's share, a host step a round; past its own share it is cut, and with no room at
@@ -433,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_deflate_funded_from_guests_above_their_working_set),
         cmocka_unit_test(test_guest_with_a_base_gives_a_step_at_a_time),
         cmocka_unit_test(test_funding_skips_guests_that_may_not_give),
+        cmocka_unit_test(test_no_donor_while_its_last_inflate_is_measured),
         cmocka_unit_test(test_contention_shares_by_weight),
         cmocka_unit_test(test_no_squeeze_after_a_deflate_nor_for_a_buffer),
         cmocka_unit_test(test_deflate_cut_to_what_fits),
