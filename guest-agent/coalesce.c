@@ -57,7 +57,6 @@ static void queue_pressure(struct coalescer *c, struct co_source *s, const struc
     m.u.pressure = *p;
     outq_push(&c->queue, &m);
     s->sent_level = p->level;
-    s->sent_ns = now_ns;
     if (p->level == BP_LEVEL_CRITICAL) {
         c->critical_sent = true;
         c->critical_sent_ns = now_ns;

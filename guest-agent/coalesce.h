@@ -6,8 +6,9 @@
  *    (vmpressure and PSI can each signal critical hundreds of times a second under a hard
  *    squeeze); the agent's first critical in that time is never held back.
  *  - The same level again or a fall is rate-limited to one per repeat_ns after the source's
- *    last message other than a critical. A held message waits, the newest of a source replacing an
- * older one, and is queued when its interval has passed, unless a rise makes it stale first.
+ *    last message other than a critical. A held message waits, the newest of a source
+ *    replacing an older one, and is queued when its interval has passed, unless a rise makes
+ *    it stale first.
  *  - A source's level falls back to none after quiet_ns without notifications; when the
  *    agent's level (the highest over all sources) becomes none, a report is due at once.
  *  - A heartbeat report is due every report_ns (0: no heartbeat).
@@ -44,7 +45,6 @@ struct co_source {
     enum bp_level level;      /* latest notified level, NONE once quiet */
     uint64_t last_event_ns;   /* time of the latest notification */
     enum bp_level sent_level; /* level of the latest queued pressure, NONE once quiet */
-    uint64_t sent_ns;         /* when that pressure was queued */
     bool other_sent;          /* a pressure other than critical was queued */
     uint64_t other_sent_ns;   /* when the last one was */
     bool has_deferred;
