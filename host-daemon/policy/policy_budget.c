@@ -51,8 +51,7 @@ static bool squeezable(const struct policy_config *cfg, const struct policy_host
     if (i == skip || g->paused || !g->actual_known || d->action == POLICY_DEFLATE)
         return false;
     /* Not a guest already giving this round (funding gives its host step). */
-    if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
-        d->reason != POLICY_R_INSENSITIVE)
+    if (policy__giving_this_round(d))
         return false;
     if (policy__settling(cfg, g, now) || policy__stuck_until(cfg, g, now) > now)
         return false;
@@ -93,8 +92,7 @@ static uint64_t share_capacity(const struct policy_config *cfg, const struct pol
             continue;
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
-        sum = add_sat(sum, min_u64(sub_sat(counted, share),
-                                   step_of(g, cfg->host_step_bytes, cfg->host_step_pct)));
+        sum = add_sat(sum, min_u64(sub_sat(counted, share), host_step_of(cfg, g)));
     }
     return sum;
 }
@@ -127,8 +125,7 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
         const struct policy_guest *g = policy__guest(gs, best);
         struct policy_decision *d = &decisions[best];
         /* A host step at most, as for funding. */
-        uint64_t step = min_u64(max_u64(want - got, cfg->min_change_bytes),
-                                step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
+        uint64_t step = min_u64(max_u64(want - got, cfg->min_change_bytes), host_step_of(cfg, g));
         /* From what it holds after this round's decision so far, as in policy__take. */
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);

@@ -64,8 +64,7 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
 {
     if (d->action == POLICY_DEFLATE)
         return false;
-    if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
-        d->reason != POLICY_R_INSENSITIVE)
+    if (policy__giving_this_round(d))
         return false;
     if (d->action == POLICY_HOLD &&
         (d->reason == POLICY_R_PAUSED || d->reason == POLICY_R_UNKNOWN_ACTUAL ||
@@ -147,10 +146,6 @@ static size_t next_donor(const struct policy_config *cfg, const struct policy__g
         uint64_t limit;
         if (i == skip || !policy__donor(cfg, g, &decisions[i], now, funding, &limit))
             continue;
-        /* A guest already giving this round gives no more than its decision says. */
-        if (decisions[i].action == POLICY_INFLATE && decisions[i].reason != POLICY_R_QUIET &&
-            decisions[i].reason != POLICY_R_INSENSITIVE)
-            continue;
         double excess = g->stall.known ? policy__stall_excess(g, g->stall.avg_pct) : 0;
         struct candidate c = {i,
                               policy__just_known(cfg, g, now),
@@ -176,14 +171,10 @@ uint64_t policy__take_capacity(const struct policy_config *cfg, const struct pol
         uint64_t limit;
         if (i == skip || !policy__donor(cfg, g, d, now, true, &limit))
             continue;
-        if (d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
-            d->reason != POLICY_R_INSENSITIVE)
-            continue;
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
         /* At most a host step each, as policy__take with host_step. */
-        uint64_t can =
-            min_u64(sub_sat(counted, limit), step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
+        uint64_t can = min_u64(sub_sat(counted, limit), host_step_of(cfg, g));
         sum = add_sat(sum, can);
     }
     return sum;
@@ -204,7 +195,7 @@ uint64_t policy__take(const struct policy_config *cfg, const struct policy__gues
         /* A guest with a stall at any size (a base) has no known working set: the size its
          * stall starts to respond at is found a step at a time, never in one jump. */
         if (host_step || (g->stall.psi_seen && g->stall.base_pct > 0))
-            step = min_u64(step, step_of(g, cfg->host_step_bytes, cfg->host_step_pct));
+            step = min_u64(step, host_step_of(cfg, g));
         /* From what it holds after its own decision (a quiet inflate already planned goes
          * further by the step). */
         uint64_t counted =

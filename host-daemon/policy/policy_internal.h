@@ -64,6 +64,20 @@ static inline uint64_t step_of(const struct policy_guest *g, uint64_t bytes, dou
     return max_u64(bytes, pct_of(g->ceiling_bytes, pct));
 }
 
+/* The most a host round, a fund or a share squeeze takes from the guest in one round. */
+static inline uint64_t host_step_of(const struct policy_config *cfg, const struct policy_guest *g)
+{
+    return step_of(g, cfg->host_step_bytes, cfg->host_step_pct);
+}
+
+/* Is the guest already giving this round, by a decision other than its own inflate (a
+ * fund, a share, a host round)? It then gives no more than that decision says. */
+static inline bool policy__giving_this_round(const struct policy_decision *d)
+{
+    return d->action == POLICY_INFLATE && d->reason != POLICY_R_QUIET &&
+           d->reason != POLICY_R_INSENSITIVE;
+}
+
 /* The guests of one decision round, given as an array or as an array of pointers. */
 struct policy__guests {
     const struct policy_guest *array;

@@ -65,6 +65,15 @@ static void setup(struct rig *r, size_t n, const uint64_t *sizes, uint64_t budge
     policy_host_budget(&r->host, budget);
 }
 
+/* Guest 0 (sizes[0]) asks, guest 1 (sizes[1]) is the only one that may give: budget
+ * 256 MiB over their sum, guest 0's weighted share too small for a squeeze by weight. */
+static void setup_asker_and_giver(struct rig *r, const uint64_t *sizes)
+{
+    setup(r, 2, sizes, sizes[0] + sizes[1] + 256 * MIB);
+    r->g[0].weight = 1;
+    r->g[1].weight = 10000;
+}
+
 static void test_deflate_that_fits_is_untouched(void **state)
 {
     (void)state;
@@ -164,9 +173,7 @@ static void test_funding_skips_guests_that_may_not_give(void **state)
      * snapshot says: just booted, it uses little and is about to use more (a fund took a
      * just-booted guest to its boot-time use and its workload was OOM-killed). */
     const uint64_t fresh[] = {2 * GIB, 3 * GIB};
-    setup(&r, 2, fresh, 5 * GIB + 256 * MIB);
-    r.g[0].weight = 1; /* its share is small: nothing to squeeze by weight */
-    r.g[1].weight = 10000;
+    setup_asker_and_giver(&r, fresh);
     assert_true(r.g[1].mem_known);
     r.g[1].known_since = r.now - 10 * SEC;
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
@@ -176,17 +183,13 @@ static void test_funding_skips_guests_that_may_not_give(void **state)
 
     /* Nor one with a medium event within quiet_ms and no stall measured under its margin,
      * nor one with a critical event within quiet_ms (its level has decayed by then). */
-    setup(&r, 2, fresh, 5 * GIB + 256 * MIB);
-    r.g[0].weight = 1;
-    r.g[1].weight = 10000;
+    setup_asker_and_giver(&r, fresh);
     policy_note_event(&r.cfg, &r.g[1], BP_LEVEL_MEDIUM, NULL, r.now - 30 * SEC);
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
     expect(&r, 0, POLICY_DEFLATE, POLICY_R_CRITICAL, 2 * GIB + 256 * MIB);
     assert_int_equal(r.d[1].action, POLICY_HOLD);
-    setup(&r, 2, fresh, 5 * GIB + 256 * MIB);
-    r.g[0].weight = 1;
-    r.g[1].weight = 10000;
+    setup_asker_and_giver(&r, fresh);
     policy_note_event(&r.cfg, &r.g[1], BP_LEVEL_CRITICAL, NULL, r.now - 50 * SEC);
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
     rig_decide(&r);
@@ -203,9 +206,7 @@ static void test_funding_skips_guests_that_may_not_give(void **state)
     /* A guest whose size is known but which has sent no snapshot yet (booting, its agent
      * not up) does not fund anything for quiet_ms either. */
     const uint64_t boot[] = {2 * GIB, 3 * GIB};
-    setup(&r, 2, boot, 5 * GIB + 256 * MIB);
-    r.g[0].weight = 1; /* its share is small: nothing to squeeze by weight */
-    r.g[1].weight = 10000;
+    setup_asker_and_giver(&r, boot);
     r.g[1].mem_known = false;
     r.g[1].known_since = r.now - 10 * SEC;
     policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
@@ -237,9 +238,7 @@ static void test_no_donor_while_its_last_inflate_is_measured(void **state)
     (void)state;
     struct rig r;
     const uint64_t sizes[] = {2 * GIB, 3 * GIB};
-    setup(&r, 2, sizes, 5 * GIB + 256 * MIB);
-    r.g[0].weight = 1; /* its share is small: nothing to squeeze by weight */
-    r.g[1].weight = 10000;
+    setup_asker_and_giver(&r, sizes);
     r.now += 5 * SEC;
     rig_report(&r, 1, 0.01, 512 * MIB, BP_LEVEL_NONE, r.now - 5 * SEC); /* PSI seen */
     struct policy_decision step = {POLICY_INFLATE, POLICY_R_QUIET, 3 * GIB, 3 * GIB - 32 * MIB, 0};
