@@ -246,7 +246,9 @@ class Arm:
             g = BenchGuest(name, os.path.join(self.dir, name), self.image, mem_mib=a.ceiling,
                            agent=bellows, disk=self.disks.get(disk), cgroup=self.cg,
                            tb_mib=a.tb_size, swap_mib=a.swap)
-            g.boot_at, g.script = boot_at, script
+            # Not g.script: Guest.script is a script /init runs at boot, and the workload
+            # must run once, when start_workload() types it (an earlier version ran it twice).
+            g.boot_at, g.workload = boot_at, script
             g.running = g.lost = False
             g.ws_seen, g.ws_offset, g.quiet_at = [], 0, None
             g.actuals = []  # (t, bytes)
@@ -363,7 +365,7 @@ class Arm:
         g.wl_mark = g.console.offset
         g.ws_offset = g.console.offset
         g.start_background(WS_SAMPLER)
-        g.start_background(g.script)
+        g.start_background(g.workload)
 
     def scan_console(self, g, t):
         """New WS lines and markers since the last look (host time t for each: when the
