@@ -43,7 +43,7 @@ static uint64_t share_of(const struct policy_host *host, const struct policy__gu
 /* May guest i be squeezed toward its share? Its share when it may. */
 static bool squeezable(const struct policy_config *cfg, const struct policy_host *host,
                        const struct policy__guests *gs, int64_t now,
-                       const struct policy_decision *decisions, size_t i, size_t skip, bool funding,
+                       const struct policy_decision *decisions, size_t i, size_t skip,
                        uint64_t *ret_share)
 {
     const struct policy_guest *g = policy__guest(gs, i);
@@ -55,8 +55,8 @@ static bool squeezable(const struct policy_config *cfg, const struct policy_host
         return false;
     if (policy__settling(cfg, g, now) || policy__stuck_until(cfg, g, now) > now)
         return false;
-    /* Not a guest under pressure, nor, funding, one just known (as policy__donor). */
-    if (policy__recently_pressed(cfg, g, now) || (funding && policy__just_known(cfg, g, now)))
+    /* Not a guest under pressure, nor one just known (as policy__donor). */
+    if (policy__recently_pressed(cfg, g, now) || policy__just_known(cfg, g, now))
         return false;
     /* Not a guest just given memory: taking it back now would be a reversal. */
     if (g->last_deflate_at != POLICY_NEVER &&
@@ -77,18 +77,18 @@ static bool squeezable(const struct policy_config *cfg, const struct policy_host
 
 /* What policy__share_squeeze() could take at most after policy__take() took all it
  * could, without taking it. A squeeze is needed only when the take ran out of donors,
- * and then every donor gave this round (funding: not squeezable), so they are left out. */
+ * and then every donor gave this round (not squeezable), so they are left out. */
 static uint64_t share_capacity(const struct policy_config *cfg, const struct policy_host *host,
                                const struct policy__guests *gs, int64_t now,
                                const struct policy_decision *decisions, size_t skip)
 {
     uint64_t sum = 0, share, limit;
     for (size_t i = 0; i < gs->n; i++) {
-        if (!squeezable(cfg, host, gs, now, decisions, i, skip, true, &share))
+        if (!squeezable(cfg, host, gs, now, decisions, i, skip, &share))
             continue;
         const struct policy_guest *g = policy__guest(gs, i);
         const struct policy_decision *d = &decisions[i];
-        if (policy__donor(cfg, g, d, now, true, &limit))
+        if (policy__donor(cfg, g, d, now, &limit))
             continue;
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
@@ -99,8 +99,7 @@ static uint64_t share_capacity(const struct policy_config *cfg, const struct pol
 
 uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct policy_host *host,
                                const struct policy__guests *gs, int64_t now,
-                               struct policy_decision *decisions, size_t skip, uint64_t want,
-                               bool funding)
+                               struct policy_decision *decisions, size_t skip, uint64_t want)
 {
     uint64_t got = 0;
     for (size_t pass = 0; pass < gs->n && got < want; pass++) {
@@ -110,7 +109,7 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
         for (size_t i = 0; i < gs->n; i++) {
             const struct policy_guest *g = policy__guest(gs, i);
             uint64_t share;
-            if (!squeezable(cfg, host, gs, now, decisions, i, skip, funding, &share))
+            if (!squeezable(cfg, host, gs, now, decisions, i, skip, &share))
                 continue;
             /* ESX's min-funding revocation: fewest shares per byte gives first. */
             double ratio = (double)g->weight / (double)g->actual_bytes;
@@ -198,8 +197,8 @@ void policy__budget_round(const struct policy_config *cfg, const struct policy_h
                                                 POLICY_R_FUND));
                 need = sub_sat(add_sat(use, to - held), budget);
                 if (need > 0)
-                    use = sub_sat(
-                        use, policy__share_squeeze(cfg, host, gs, now, decisions, i, need, true));
+                    use =
+                        sub_sat(use, policy__share_squeeze(cfg, host, gs, now, decisions, i, need));
                 to = min_u64(to, add_sat(held, sub_sat(budget, use)));
             }
             if (to < d->to_bytes)

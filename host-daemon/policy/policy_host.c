@@ -60,7 +60,7 @@ void policy__host_update(const struct policy_config *cfg, struct policy_host *ho
 }
 
 bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g,
-                   const struct policy_decision *d, int64_t now, bool funding, uint64_t *ret_limit)
+                   const struct policy_decision *d, int64_t now, uint64_t *ret_limit)
 {
     if (d->action == POLICY_DEFLATE)
         return false;
@@ -72,7 +72,16 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
          d->reason == POLICY_R_AT_CEILING || d->reason == POLICY_R_BUDGET ||
          d->reason == POLICY_R_CRITICAL_ECHO || d->reason == POLICY_R_DWELL))
         return false;
-    if (policy__recently_pressed(cfg, g, now) || (funding && policy__just_known(cfg, g, now)))
+    if (policy__recently_pressed(cfg, g, now))
+        return false;
+    /* Nor one known for less than quiet_ms: booting, it looks idle (its boot-time use is
+     * its working set) and is about to use more, and its boot is often what the host's
+     * pressure or a budget excess is. Quality runs took just-booted guests from 421 to
+     * 102 MiB (a fund) and from 256 to 112 and 142 MiB (host rounds, older guests first),
+     * and their workloads were OOM-killed. Without a snapshot its working set would be only
+     * its floor; an agent says hello within seconds of boot. The excess waits: older
+     * guests give a step a round, and every deflate is cut to the room there is. */
+    if (policy__just_known(cfg, g, now))
         return false;
     /* Nor one just given memory, nor one whose balloon did not follow the last move. */
     if (policy__stuck_until(cfg, g, now) > now)
@@ -92,10 +101,6 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
         (g->stall.psi_seen && policy__stall_fresh(cfg, g, now) &&
          policy__stall_excess(g, g->stall.last_pct) > policy__stall_margin(cfg, g)))
         return false;
-    /* Without a snapshot its working set is only its floor: not before it has had quiet_ms
-     * to send one (an agent says hello within seconds of boot). */
-    if (!g->mem_known && policy__just_known(cfg, g, now))
-        return false;
     uint64_t limit = policy_guest_working_set(cfg, g, now);
     if (g->actual_bytes <= add_sat(limit, cfg->min_change_bytes))
         return false;
@@ -106,7 +111,6 @@ bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g
 /* A guest the host may take from, with what orders it. */
 struct candidate {
     size_t index;
-    bool just_known; /* size known for less than quiet_ms */
     enum bp_level level;
     uint32_t weight;
     double stall_pct;
@@ -114,14 +118,10 @@ struct candidate {
     uint64_t limit; /* lowest size the round may take it to */
 };
 
-/* Does a go before b? A guest known for quiet_ms before one just known (booting, it looks
- * idle and is about to use more: a quality run's host round took a just-booted guest from
- * 256 to 112 MiB while older guests could give), then lower level, then lower weight,
- * then idler (less stall above its base), then quieter (older last event), then index. */
+/* Does a go before b? Lower level, then lower weight, then idler (less stall above its
+ * base), then quieter (older last event), then index. */
 static bool reclaim_before(const struct candidate *a, const struct candidate *b)
 {
-    if (a->just_known != b->just_known)
-        return b->just_known;
     if (a->level != b->level)
         return a->level < b->level;
     if (a->weight != b->weight)
@@ -137,23 +137,18 @@ static bool reclaim_before(const struct candidate *a, const struct candidate *b)
  * n when none is left. */
 static size_t next_donor(const struct policy_config *cfg, const struct policy__guests *gs,
                          int64_t now, const struct policy_decision *decisions, size_t skip,
-                         bool funding, struct candidate *ret)
+                         struct candidate *ret)
 {
     size_t n = gs->n;
     struct candidate best = {.index = n};
     for (size_t i = 0; i < n; i++) {
         const struct policy_guest *g = policy__guest(gs, i);
         uint64_t limit;
-        if (i == skip || !policy__donor(cfg, g, &decisions[i], now, funding, &limit))
+        if (i == skip || !policy__donor(cfg, g, &decisions[i], now, &limit))
             continue;
         double excess = g->stall.known ? policy__stall_excess(g, g->stall.avg_pct) : 0;
-        struct candidate c = {i,
-                              policy__just_known(cfg, g, now),
-                              policy_guest_level(cfg, g, now),
-                              g->weight,
-                              excess,
-                              g->last_event_at,
-                              limit};
+        struct candidate c = {
+            i, policy_guest_level(cfg, g, now), g->weight, excess, g->last_event_at, limit};
         if (best.index == n || reclaim_before(&c, &best))
             best = c;
     }
@@ -169,7 +164,7 @@ uint64_t policy__take_capacity(const struct policy_config *cfg, const struct pol
         const struct policy_guest *g = policy__guest(gs, i);
         const struct policy_decision *d = &decisions[i];
         uint64_t limit;
-        if (i == skip || !policy__donor(cfg, g, d, now, true, &limit))
+        if (i == skip || !policy__donor(cfg, g, d, now, &limit))
             continue;
         uint64_t counted =
             d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
@@ -187,7 +182,7 @@ uint64_t policy__take(const struct policy_config *cfg, const struct policy__gues
     uint64_t got = 0;
     for (size_t pass = 0; pass < gs->n && pass < max_donors && got < want; pass++) {
         struct candidate c;
-        if (next_donor(cfg, gs, now, decisions, skip, reason == POLICY_R_FUND, &c) == gs->n)
+        if (next_donor(cfg, gs, now, decisions, skip, &c) == gs->n)
             break;
         const struct policy_guest *g = policy__guest(gs, c.index);
         struct policy_decision *d = &decisions[c.index];
@@ -257,5 +252,5 @@ void policy__host_round(const struct policy_config *cfg, const struct policy_hos
         return;
     uint64_t got = policy__take(cfg, gs, now, decisions, n, want, n, true, POLICY_R_HOST_PRESSURE);
     if (got < over)
-        policy__share_squeeze(cfg, host, gs, now, decisions, n, over - got, false);
+        policy__share_squeeze(cfg, host, gs, now, decisions, n, over - got);
 }

@@ -163,15 +163,15 @@ void policy__host_round(const struct policy_config *cfg, const struct policy_hos
                         const struct policy__guests *gs, int64_t now,
                         struct policy_decision *decisions);
 
-/* May the host (or, funding, another guest's deflate) take from guest i? Its lowest size
- * then. Funding never takes from a guest just known: only the host's own shortage may. */
+/* May the host (or another guest's deflate) take from guest i? Its lowest size then.
+ * Never from a guest known for less than quiet_ms (booting, it looks idle and is about to
+ * use more), whoever asks. */
 bool policy__donor(const struct policy_config *cfg, const struct policy_guest *g,
-                   const struct policy_decision *d, int64_t now, bool funding, uint64_t *ret_limit);
+                   const struct policy_decision *d, int64_t now, uint64_t *ret_limit);
 
 /* Take up to want (at least min_change) from at most max_donors guests in reclaim order,
  * each down to its working set (and by at most a host step when host_step), with this
- * reason (FUND: as policy__donor funding); skip: a guest that may not give (n: none).
- * Returns what was taken. */
+ * reason; skip: a guest that may not give (n: none). Returns what was taken. */
 uint64_t policy__take(const struct policy_config *cfg, const struct policy__guests *gs, int64_t now,
                       struct policy_decision *decisions, size_t skip, uint64_t want,
                       size_t max_donors, bool host_step, enum policy_reason reason);
@@ -184,12 +184,11 @@ uint64_t policy__take_capacity(const struct policy_config *cfg, const struct pol
 
 /* Under contention, take up to want from the guests furthest above their weighted share
  * (fewest shares per byte first), toward that share, a host step each, never below what
- * they use with the low buffer; skip as in policy__take; funding as in policy__donor.
+ * they use with the low buffer, nor from a guest just known; skip as in policy__take.
  * Returns what was taken. */
 uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct policy_host *host,
                                const struct policy__guests *gs, int64_t now,
-                               struct policy_decision *decisions, size_t skip, uint64_t want,
-                               bool funding);
+                               struct policy_decision *decisions, size_t skip, uint64_t want);
 
 /* Fit the round's deflates into the budget: fund them from guests above their working
  * set, then by weight under contention, else cut them (reason BUDGET when nothing fits). */

@@ -364,10 +364,13 @@ static const struct scenario scenarios[] = {
     {"host pressure reclaims from a quiet guest down to the host buffer", 1 * GIB, 4 * GIB,
      4 * GIB, {
         REPORT(0, NONE, 1 * GIB),
-        HOST(1000, 20, 32 * GIB), /* PSI only: one host step per round */
-        EXPECT(1000, INFLATE, HOST_PRESSURE, 4 * GIB - HOST_STEP),
-        HOST(2000, 20, 32 * GIB),
-        EXPECT(2000, HOLD, NOT_QUIET, 0), /* round interval not over */
+        HOST(1000, 20, 32 * GIB),
+        EXPECT(1000, HOLD, NOT_QUIET, 0), /* known for less than quiet_ms: nobody takes */
+        REPORT(60000, NONE, 1 * GIB),
+        HOST(60000, 20, 32 * GIB), /* PSI only: one host step per round, after its own */
+        EXPECT(60000, INFLATE, HOST_PRESSURE, 4 * GIB - INFLATE_STEP - HOST_STEP),
+        HOST(61000, 20, 32 * GIB),
+        EXPECT(61000, HOLD, INTERVAL, 0), /* the round's interval (and its own) not over */
     }},
     {"host pressure never takes from a guest under pressure", 1 * GIB, 4 * GIB, 4 * GIB, {
         REPORT(0, NONE, 1 * GIB),
@@ -482,6 +485,19 @@ static void test_level_decays_one_step_per_period(void **state)
     assert_int_equal(g.last_event_at, 12000);
 }
 
+/* Guests 0..n-1 known for quiet_ms (the host may take from them), each with an inflate of
+ * its own a second ago, so that none makes another this round (inflate_interval_ms): what
+ * they give is what the host round takes. */
+static void known_and_just_inflated(const struct policy_config *cfg, struct policy_guest *g,
+                                    size_t n, int64_t now)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (g[i].known_since > now - cfg->quiet_ms)
+            g[i].known_since = now - cfg->quiet_ms;
+        g[i].last_inflate_at = now - 1000;
+    }
+}
+
 /* Four guests under host pressure. Order: the lowest weight first, then among equal
  * weights the quietest (oldest last event); never the one under medium pressure, though
  * its weight is the lowest. */
@@ -505,11 +521,12 @@ static void test_host_reclaim_order(void **state)
     policy_note_event(&cfg, &g[1], BP_LEVEL_LOW, NULL, 1000);     /* quieter, weight 100 */
     policy_note_event(&cfg, &g[2], BP_LEVEL_LOW, NULL, 45000);    /* weight 50 */
     policy_note_event(&cfg, &g[3], BP_LEVEL_MEDIUM, NULL, 59000); /* lowest weight, hurting */
-    int64_t now = 59500; /* the guests' sizes known for less than quiet_ms: no quiet inflate */
+    int64_t now = 59500;
     for (int i = 0; i < 4; i++) {
         struct bp_mem m = snapshot(4 * GIB, 640 * MIB);
         policy_note_event(&cfg, &g[i], BP_LEVEL_NONE, &m, now);
     }
+    known_and_just_inflated(&cfg, g, 4, now);
 
     /* Host short by 2 host steps: exit threshold 10 % of 64 GiB minus available. */
     uint64_t avail = 64 * GIB / 10 - 2 * HOST_STEP;
@@ -569,6 +586,7 @@ static void test_host_round_counts_memory_in_flight(void **state)
     }
     /* Short by 100 MiB, and it stays so (the host has not seen the memory yet). */
     policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 100 * MIB);
+    known_and_just_inflated(&cfg, g, 2, 1000);
     policy_decide(&cfg, &host, g, 2, 1000, d);
     assert_int_equal(d[0].reason, POLICY_R_HOST_PRESSURE);
     assert_int_equal(d[0].to_bytes, 4 * GIB - 100 * MIB);
@@ -578,12 +596,14 @@ static void test_host_round_counts_memory_in_flight(void **state)
 
     policy_note_actual(&cfg, &g[0], 4 * GIB - 30 * MIB, 4000); /* on its way */
     policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 70 * MIB);
+    known_and_just_inflated(&cfg, g, 2, 7000);
     policy_decide(&cfg, &host, g, 2, 7000, d); /* next round, guest 0 still moving */
     assert_int_equal(d[0].reason, POLICY_R_SETTLING);
     assert_int_equal(d[1].action, POLICY_HOLD);
 
     policy_note_actual(&cfg, &g[0], 4 * GIB - 100 * MIB, 8000);        /* landed */
     policy_host_input(&host, 20, 64 * GIB, 64 * GIB / 10 - 100 * MIB); /* others took it */
+    known_and_just_inflated(&cfg, g, 2, 8000);
     policy_decide(&cfg, &host, g, 2, 8000, d); /* still short: the lowest weight again */
     assert_int_equal(d[0].reason, POLICY_R_HOST_PRESSURE);
     assert_int_equal(d[0].to_bytes, 4 * GIB - 200 * MIB);
@@ -594,6 +614,7 @@ static void test_host_round_counts_memory_in_flight(void **state)
     policy_commit(&cfg, &g[0], &d[0], 8000);
     policy_host_commit(&host, 8000);
     g[0].paused = true;
+    known_and_just_inflated(&cfg, g, 2, 12000);
     policy_decide(&cfg, &host, g, 2, 12000, d);
     assert_int_equal(d[0].reason, POLICY_R_PAUSED);
     assert_int_equal(d[1].action, POLICY_HOLD);
