@@ -94,6 +94,7 @@ static void on_guest_message(struct guest_channel *gc, const struct bp_msg *msg,
     case BP_MSG_HELLO: {
         /* Logged when the agent or its boot changes: a guest repeating its hello (as often
          * as its frame budget lets it) costs no log line. The text is the guest's: escaped. */
+        bool rebooted = g->boot_id[0] && strcmp(g->boot_id, msg->u.hello.boot_id) != 0;
         bool news = strcmp(g->agent, msg->u.hello.agent) != 0 ||
                     strcmp(g->boot_id, msg->u.hello.boot_id) != 0;
         char agent[4 * BP_MAX_AGENT_LEN + 1], boot[4 * BP_MAX_BOOT_ID_LEN + 1];
@@ -104,6 +105,9 @@ static void on_guest_message(struct guest_channel *gc, const struct bp_msg *msg,
         log_msg(news ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
                 "guest %s: agent '%s' says hello (protocol %" PRIu32 ", boot %s)%s", g->name, agent,
                 msg->u.hello.protocol_version, boot, news ? "" : " again");
+        /* A guest that rebooted is a guest just booted (its QEMU and balloon the same). */
+        if (rebooted)
+            policy_note_boot(&d->cfg.policy, registry_policy(&d->reg, g), s.now);
         return;
     }
     case BP_MSG_PRESSURE:

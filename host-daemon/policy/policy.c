@@ -214,6 +214,13 @@ void policy_forget_actual(struct policy_guest *g)
     g->actual_known = false;
 }
 
+void policy_note_boot(const struct policy_config *cfg, struct policy_guest *g, int64_t now)
+{
+    (void)cfg;
+    if (g->actual_known)
+        g->known_since = now;
+}
+
 uint64_t policy_held_most(const struct policy_guest *g)
 {
     if (!g->actual_known)

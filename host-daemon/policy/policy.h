@@ -284,6 +284,12 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
  * next policy_note_actual(). Pressure history is kept. */
 void policy_forget_actual(struct policy_guest *g);
 
+/* The guest booted again (its agent's boot id changed, the QEMU process the same): it is
+ * just known again, as after policy_note_actual() on a new link. For quiet_ms it keeps its
+ * size and nobody takes from it: booting, it looks idle and is about to use more. What it
+ * taught the policy (hurt size, reversals) is kept. */
+void policy_note_boot(const struct policy_config *cfg, struct policy_guest *g, int64_t now);
+
 /* The most g holds toward the host budget until its next commit or size change: its
  * size, or a target above it still on its way; 0 while its size is unknown. At least
  * what the budget round counts for it (it counts a target below the size only while the

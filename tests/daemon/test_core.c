@@ -238,14 +238,19 @@ static void chardev_send(struct chardev *c, const struct bp_msg *msg)
     assert_int_equal(uv_try_write((uv_stream_t *)&c->client, &b, 1), (int)len);
 }
 
-static void send_hello(struct chardev *c)
+static void send_hello_boot(struct chardev *c, const char *boot_id)
 {
     struct bp_msg m = {.type = BP_MSG_HELLO};
     m.u.hello.protocol_version = BP_PROTOCOL_VERSION;
     snprintf(m.u.hello.agent, sizeof(m.u.hello.agent), "fake-agent 1");
-    snprintf(m.u.hello.boot_id, sizeof(m.u.hello.boot_id), "boot-1");
+    snprintf(m.u.hello.boot_id, sizeof(m.u.hello.boot_id), "%s", boot_id);
     m.u.hello.sources = 1u << BP_SOURCE_PSI;
     chardev_send(c, &m);
+}
+
+static void send_hello(struct chardev *c)
+{
+    send_hello_boot(c, "boot-1");
 }
 
 static void send_pressure(struct chardev *c, enum bp_level level)
@@ -584,6 +589,37 @@ static void host_rounds_keep_their_interval(void **state)
     assert_int_not_equal(g2->last_decision.reason, POLICY_R_HOST_PRESSURE);
 }
 
+/* A guest whose agent says hello with a new boot id rebooted (its QEMU and balloon the
+ * same): it is just booted again, and keeps its size for quiet_ms as after a QEMU start. */
+static void a_rebooted_guest_is_just_booted(void **state)
+{
+    struct world *w = *state;
+    start(w, BUSY "[policy]\nquiet_ms = 2s\n" GUEST_G1, 1);
+    struct fake_balloon *b = balloon_of("g1");
+    balloon_emit_ready(&b->base, 2048 * MIB);
+    /* Known for quiet_ms, it gives to the busy host. */
+    WAIT_FOR(b->sets == 1);
+    assert_int_equal(w->seen.last_move.reason, POLICY_R_HOST_PRESSURE);
+    fake_complete(b, 0, NULL);
+    balloon_emit_actual(&b->base, b->target);
+    settle();
+    const struct guest *g = daemon_find_guest(w->d, "g1");
+    assert_int_not_equal(g->last_decision.reason, POLICY_R_NOT_QUIET);
+
+    /* The same boot again (an agent restart) changes nothing; a new one does. */
+    send_hello_boot(&w->c1, "boot-1");
+    balloon_emit_actual(&b->base, b->target);
+    settle();
+    assert_int_not_equal(g->last_decision.reason, POLICY_R_NOT_QUIET);
+    send_hello_boot(&w->c1, "boot-2");
+    WAIT_FOR(strcmp(g->boot_id, "boot-2") == 0);
+    balloon_emit_actual(&b->base, b->target); /* an input: a decision */
+    settle();
+    assert_int_equal(g->last_decision.action, POLICY_HOLD);
+    assert_int_equal(g->last_decision.reason, POLICY_R_NOT_QUIET);
+    assert_int_equal(b->sets, 1);
+}
+
 /* Advisory mode: nothing is sent, the move is recorded as advisory, and the policy goes on
  * from the size the guest would have. */
 static void dry_run_simulates_the_move(void **state)
@@ -749,6 +785,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(lost_balloon_forgets_its_size, setup, teardown),
         cmocka_unit_test_setup_teardown(one_move_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(host_rounds_keep_their_interval, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_rebooted_guest_is_just_booted, setup, teardown),
         cmocka_unit_test_setup_teardown(dry_run_simulates_the_move, setup, teardown),
         cmocka_unit_test_setup_teardown(completions_and_observers, setup, teardown),
         cmocka_unit_test_setup_teardown(sources_own_their_guests, setup, teardown),
