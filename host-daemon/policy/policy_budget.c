@@ -5,9 +5,8 @@
  * and docs/policy.md. */
 #include "host-daemon/policy/policy_internal.h"
 
-/* What guest g holds toward the budget once decision d is carried out. */
-static uint64_t held_after(const struct policy_config *cfg, const struct policy_guest *g,
-                           const struct policy_decision *d, int64_t now)
+uint64_t policy__held_after(const struct policy_config *cfg, const struct policy_guest *g,
+                            const struct policy_decision *d, int64_t now)
 {
     if (d->action != POLICY_HOLD)
         return d->to_bytes;
@@ -19,7 +18,7 @@ uint64_t policy__budget_use(const struct policy_config *cfg, const struct policy
 {
     uint64_t use = 0;
     for (size_t i = 0; i < gs->n; i++)
-        use = add_sat(use, held_after(cfg, policy__guest(gs, i), &decisions[i], now));
+        use = add_sat(use, policy__held_after(cfg, policy__guest(gs, i), &decisions[i], now));
     return use;
 }
 
@@ -68,7 +67,7 @@ static bool squeezable(const struct policy_config *cfg, const struct policy_host
     uint64_t share = share_of(host, gs, g);
     if (g->mem_known && g->overhead_known)
         share = max_u64(share, policy__guest_need(g, cfg->buffer_low_pct));
-    uint64_t counted = d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+    uint64_t counted = policy__held_after(cfg, g, d, now);
     if (min_u64(counted, g->actual_bytes) <= add_sat(share, cfg->min_change_bytes))
         return false;
     *ret_share = share;
@@ -90,8 +89,7 @@ static uint64_t share_capacity(const struct policy_config *cfg, const struct pol
         const struct policy_decision *d = &decisions[i];
         if (policy__donor(cfg, g, d, now, &limit))
             continue;
-        uint64_t counted =
-            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        uint64_t counted = policy__held_after(cfg, g, d, now);
         sum = add_sat(sum, min_u64(sub_sat(counted, share), host_step_of(cfg, g)));
     }
     return sum;
@@ -126,8 +124,7 @@ uint64_t policy__share_squeeze(const struct policy_config *cfg, const struct pol
         /* A host step at most, as for funding. */
         uint64_t step = min_u64(max_u64(want - got, cfg->min_change_bytes), host_step_of(cfg, g));
         /* From what it holds after this round's decision so far, as in policy__take. */
-        uint64_t counted =
-            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        uint64_t counted = policy__held_after(cfg, g, d, now);
         uint64_t to = max_u64(best_share, sub_sat(counted, step));
         to = min_u64(min_u64(to, counted), sub_sat(g->actual_bytes, cfg->min_change_bytes));
         *d = (struct policy_decision){POLICY_INFLATE, POLICY_R_SHARE, g->actual_bytes, to, 0};
@@ -161,7 +158,7 @@ void policy__budget_round(const struct policy_config *cfg, const struct policy_h
         const struct policy_guest *g = policy__guest(gs, i);
         const struct policy_decision *d = &decisions[i];
         use = add_sat(use, d->action == POLICY_DEFLATE ? policy__committed(cfg, g, now)
-                                                       : held_after(cfg, g, d, now));
+                                                       : policy__held_after(cfg, g, d, now));
     }
 
     for (size_t k = 0; k < sizeof(deflate_order) / sizeof(deflate_order[0]); k++) {

@@ -166,8 +166,7 @@ uint64_t policy__take_capacity(const struct policy_config *cfg, const struct pol
         uint64_t limit;
         if (i == skip || !policy__donor(cfg, g, d, now, &limit))
             continue;
-        uint64_t counted =
-            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        uint64_t counted = policy__held_after(cfg, g, d, now);
         /* At most a host step each, as policy__take with host_step. */
         uint64_t can = min_u64(sub_sat(counted, limit), host_step_of(cfg, g));
         sum = add_sat(sum, can);
@@ -193,8 +192,7 @@ uint64_t policy__take(const struct policy_config *cfg, const struct policy__gues
             step = min_u64(step, host_step_of(cfg, g));
         /* From what it holds after its own decision (a quiet inflate already planned goes
          * further by the step). */
-        uint64_t counted =
-            d->action == POLICY_INFLATE ? d->to_bytes : policy__committed(cfg, g, now);
+        uint64_t counted = policy__held_after(cfg, g, d, now);
         uint64_t to = min_u64(counted, max_u64(c.limit, sub_sat(counted, step)));
         /* An inflate goes down from the actual (a deflate still counted as given may be
          * taken back whole). */

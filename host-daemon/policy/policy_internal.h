@@ -112,6 +112,12 @@ int64_t policy__stuck_until(const struct policy_config *cfg, const struct policy
 uint64_t policy__committed(const struct policy_config *cfg, const struct policy_guest *g,
                            int64_t now);
 
+/* What guest g holds toward the budget once this round's decision d is carried out: the
+ * decision's target for a move, else policy__committed(). What a donor gives this round
+ * is taken from there (a quiet inflate already planned goes further). */
+uint64_t policy__held_after(const struct policy_config *cfg, const struct policy_guest *g,
+                            const struct policy_decision *d, int64_t now);
+
 /* used * (1 + pct/100) + overhead: the smallest size that leaves the guest that buffer.
  * Only meaningful when g->mem_known. */
 uint64_t policy__guest_need(const struct policy_guest *g, double pct);
