@@ -94,9 +94,9 @@ static void on_guest_message(struct guest_channel *gc, const struct bp_msg *msg,
     case BP_MSG_HELLO: {
         /* Logged when the agent or its boot changes: a guest repeating its hello (as often
          * as its frame budget lets it) costs no log line. The text is the guest's: escaped. */
-        bool rebooted = g->boot_id[0] && strcmp(g->boot_id, msg->u.hello.boot_id) != 0;
-        bool news = strcmp(g->agent, msg->u.hello.agent) != 0 ||
-                    strcmp(g->boot_id, msg->u.hello.boot_id) != 0;
+        bool new_boot = strcmp(g->boot_id, msg->u.hello.boot_id) != 0;
+        bool rebooted = new_boot && g->boot_id[0]; /* not the first hello we hear */
+        bool news = new_boot || strcmp(g->agent, msg->u.hello.agent) != 0;
         char agent[4 * BP_MAX_AGENT_LEN + 1], boot[4 * BP_MAX_BOOT_ID_LEN + 1];
         text_escape_str(msg->u.hello.agent, agent, sizeof(agent));
         text_escape_str(msg->u.hello.boot_id, boot, sizeof(boot));
@@ -107,7 +107,7 @@ static void on_guest_message(struct guest_channel *gc, const struct bp_msg *msg,
                 msg->u.hello.protocol_version, boot, news ? "" : " again");
         /* A guest that rebooted is a guest just booted (its QEMU and balloon the same). */
         if (rebooted)
-            policy_note_boot(&d->cfg.policy, registry_policy(&d->reg, g), s.now);
+            policy_note_boot(registry_policy(&d->reg, g), s.now);
         return;
     }
     case BP_MSG_PRESSURE:

@@ -214,9 +214,8 @@ void policy_forget_actual(struct policy_guest *g)
     g->actual_known = false;
 }
 
-void policy_note_boot(const struct policy_config *cfg, struct policy_guest *g, int64_t now)
+void policy_note_boot(struct policy_guest *g, int64_t now)
 {
-    (void)cfg;
     if (g->actual_known)
         g->known_since = now;
 }

@@ -288,7 +288,7 @@ void policy_forget_actual(struct policy_guest *g);
  * just known again, as after policy_note_actual() on a new link. For quiet_ms it keeps its
  * size and nobody takes from it: booting, it looks idle and is about to use more. What it
  * taught the policy (hurt size, reversals) is kept. */
-void policy_note_boot(const struct policy_config *cfg, struct policy_guest *g, int64_t now);
+void policy_note_boot(struct policy_guest *g, int64_t now);
 
 /* The most g holds toward the host budget until its next commit or size change: its
  * size, or a target above it still on its way; 0 while its size is unknown. At least

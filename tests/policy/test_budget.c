@@ -431,7 +431,7 @@ static void test_host_round_never_takes_from_a_just_booted_guest(void **state)
     assert_int_equal(r.d[1].action, POLICY_HOLD);
 
     /* It reboots (a new boot id, the same QEMU): just booted again, it gives nothing. */
-    policy_note_boot(&r.cfg, &r.g[0], r.now);
+    policy_note_boot(&r.g[0], r.now);
     quiet_round(&r, 512 * MIB);
     expect(&r, 0, POLICY_HOLD, POLICY_R_NOT_QUIET, 0);
     assert_int_equal(r.d[1].action, POLICY_HOLD);
