@@ -399,10 +399,10 @@ static void test_over_budget_host_round(void **state)
 }
 
 /* A guest known for less than quiet_ms (booted, or rebooted) is never a host round's
- * donor, though its weight is the lowest: the older guest gives. With the older one at its working
- * set, nobody gives, even over the budget: the excess waits until the new guest has been known for
- * quiet_ms (quality runs' host rounds took just-booted guests from 256 to 112 and 142 MiB
- * and their workloads were OOM-killed). */
+ * donor, though its weight is the lowest: the older guest gives. With the older one at
+ * its working set, nobody gives, even over the budget: the excess waits until the new
+ * guest has been known for quiet_ms (quality runs' host rounds took just-booted guests
+ * from 256 to 112 and 142 MiB and their workloads were OOM-killed). */
 static void test_host_round_never_takes_from_a_just_booted_guest(void **state)
 {
     (void)state;
