@@ -26,7 +26,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "http"))
-from surface import Surface, free_port  # noqa: E402
+from surface import Surface, free_port, terminate  # noqa: E402
 
 NAMES = ["web-1", "db", "idle"]
 RATE_INTERVAL = "15s"
@@ -55,12 +55,7 @@ class Prometheus:
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
         self.log.close()
         if os.environ.get("BELLOWS_KEEP"):
             print("prometheus: kept %s" % self.dir)

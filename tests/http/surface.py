@@ -14,7 +14,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -22,6 +21,16 @@ import threading
 import time
 
 SOURCE = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def terminate(proc, timeout=10):
+    """SIGTERM, then SIGKILL if it has not exited within timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def free_port():
@@ -96,12 +105,7 @@ class Surface:
 
     def stop(self):
         if self.daemon and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
-            try:
-                self.daemon.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait()
+            terminate(self.daemon)
         if self.sim_proc and self.sim_proc.poll() is None:
             try:
                 self.sim_proc.stdin.write("quit\n")
