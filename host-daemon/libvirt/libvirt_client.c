@@ -890,6 +890,12 @@ static void connect_done(struct libvirt_backend *b, struct job *j)
         libvirt_backend_rescan(b);
 }
 
+/* A listing is a snapshot taken on a worker, and may come back after newer news: a
+ * domain's own event found it (started after the snapshot), or found it gone. So a listing
+ * only ever asks for a look (a consider job, serialized with the domain's other jobs, that
+ * reads it fresh): a domain is forgotten, or taken as restarted, only on what that look
+ * sees. A clean run once saw a listing taken before a domain started undo that domain's
+ * discovery (disappeared, then appeared again). */
 static void list_done(struct libvirt_backend *b, struct job *j)
 {
     if (j->status < 0)
@@ -898,22 +904,16 @@ static void list_done(struct libvirt_backend *b, struct job *j)
         m->seen = false;
     for (size_t i = 0; i < j->n_list; i++) {
         struct managed *m = find(b, j->list[i].uuid);
-        if (m && m->domid == j->list[i].domid) {
+        if (m)
             m->seen = true;
-            if (!m->actual_known)
-                consider_soon(b, m->uuid, m->name); /* its size, after a reconnect */
-            continue;
-        }
-        if (m) {
-            m->seen = true;
-            forget(b, m); /* restarted: the old QEMU and its channel are gone */
-        }
-        consider_soon(b, j->list[i].uuid, NULL);
+        /* New, restarted (another domid), or its size unknown after a reconnect. */
+        if (!m || m->domid != j->list[i].domid || !m->actual_known)
+            consider_soon(b, j->list[i].uuid, m ? m->name : NULL);
     }
-    for (struct managed *m = b->domains, *next; m; m = next) {
-        next = m->next;
+    /* Not listed: stopped, or started after the snapshot. */
+    for (struct managed *m = b->domains; m; m = m->next) {
         if (!m->seen)
-            forget(b, m);
+            consider_soon(b, m->uuid, m->name);
     }
 }
 

@@ -234,10 +234,19 @@ static struct libvirt_backend *start_backend(void)
 
 /* Close, and wait until the worker closed the connection and every thread ended: then
  * nothing of libvirt is left on the loop (the teardown checks it). */
+static uv_timer_t tick; /* a thread's end wakes nothing: look again every 10 ms */
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
 static void stop_backend(struct libvirt_backend *b)
 {
     libvirt_backend_close(b);
+    uv_timer_start(&tick, on_tick, 10, 10);
     RUN_UNTIL(lv_pool_live_threads() == 0 && libvirt_event_uv_pending() == admin_handles);
+    uv_timer_stop(&tick);
 }
 
 static void test_discovery(void **state)
@@ -286,6 +295,36 @@ static void test_discovery(void **state)
     virDomainFree(g);
     virDomainFree(plain);
     virDomainFree(pty);
+    stop_backend(b);
+}
+
+/* A listing taken before a domain started may come back after that domain was found
+ * through its own event: the listing is old news and must not make it disappear. Many
+ * rounds of a listing racing a start, each new domain must appear once and stay. */
+static void test_listing_never_forgets_a_newer_domain(void **state)
+{
+    (void)state;
+    struct libvirt_backend *b = start_backend();
+    enum { ROUNDS = 100 };
+    virDomainPtr doms[ROUNDS];
+    for (int i = 0; i < ROUNDS; i++) {
+        char name[32], devices[256];
+        snprintf(name, sizeof(name), "race%d", i);
+        snprintf(devices, sizeof(devices), CHANNEL("/run/bellows/race.sock"));
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(libvirt_backend_rescan(b), 0);
+        doms[i] = create(name, devices, "");
+        RUN_UNTIL(seen.appeared == i + 1);
+    }
+    settle();
+    assert_int_equal(seen.disappeared, 0);
+    assert_int_equal(seen.appeared, ROUNDS);
+    assert_int_equal(libvirt_backend_count(b), ROUNDS);
+    for (int i = 0; i < ROUNDS; i++) {
+        assert_int_equal(virDomainDestroy(doms[i]), 0);
+        virDomainFree(doms[i]);
+    }
+    RUN_UNTIL(seen.disappeared == ROUNDS);
     stop_backend(b);
 }
 
@@ -436,6 +475,7 @@ static int setup(void **state)
     if (uv_loop_init(&loop) != 0 || libvirt_event_uv_register(&loop) != 0)
         return -1;
     uv_timer_init(&loop, &guard);
+    uv_timer_init(&loop, &tick);
     admin = virConnectOpen("test:///default");
     admin_handles = libvirt_event_uv_pending();
     return admin ? 0 : -1;
@@ -446,6 +486,7 @@ static int teardown(void **state)
     (void)state;
     virConnectClose(admin);
     uv_close((uv_handle_t *)&guard, NULL);
+    uv_close((uv_handle_t *)&tick, NULL);
     libvirt_event_uv_release();
     for (int i = 0; i < 5; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
@@ -461,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_backoff_doubles_within_bounds),
         cmocka_unit_test(test_retry_backoff),
         cmocka_unit_test(test_discovery),
+        cmocka_unit_test(test_listing_never_forgets_a_newer_domain),
         cmocka_unit_test(test_discovered_at_connect),
         cmocka_unit_test(test_move),
         cmocka_unit_test(test_limits_change),
