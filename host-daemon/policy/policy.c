@@ -437,14 +437,24 @@ bool policy__recently_pressed(const struct policy_config *cfg, const struct poli
            stall_says(cfg, g, now) != STALL_UNDER;
 }
 
-/* Stall over its margin: give at once, by a step that grows with the excess (Senpai's
- * backoff); after an inflate that raised the stall, undo that inflate. */
+/* A stall over its margin in the last two intervals, or one the last inflate raised:
+ * memory is owed. One interval over is not yet: a blip of a few milliseconds is not the
+ * guest's need, and a deflate for it would be kept as a hurt size for hurt_memory_ms.
+ * Kernel events stay the fast path (critical at once, medium weighed against last_pct). */
+static bool stall_lasts(const struct policy_config *cfg, const struct policy_guest *g)
+{
+    return g->stall.responded ||
+           policy__stall_excess(g, g->stall.lasting_pct) > policy__stall_margin(cfg, g);
+}
+
+/* A lasting stall: give at once, by a step that grows with the excess (Senpai's backoff);
+ * after an inflate that raised the stall, undo that inflate. */
 static void stall_backoff(const struct policy_config *cfg, const struct policy_guest *g,
                           struct policy_decision *d)
 {
     const struct policy_stall *s = &g->stall;
     double margin = policy__stall_margin(cfg, g);
-    double err = policy__stall_excess(g, s->last_pct) / margin / cfg->backoff_coeff;
+    double err = policy__stall_excess(g, s->lasting_pct) / margin / cfg->backoff_coeff;
     double frac = err * err;
     if (frac > 1)
         frac = 1;
@@ -576,9 +586,10 @@ void policy_decide_guest(const struct policy_config *cfg, const struct policy_ho
         return;
     }
 
-    /* Stall over its margin, measured after the last move: back off at once (once per
-     * measure of the last move's effect). */
-    if (stall == STALL_OVER && !g->stall.eval_pending) {
+    /* Stall over its margin in two intervals, measured after the last move: back off at
+     * once (once per measure of the last move's effect). One interval over holds inflates
+     * below (measuring) until the next says whether it lasts. */
+    if (stall == STALL_OVER && !g->stall.eval_pending && stall_lasts(cfg, g)) {
         stall_backoff(cfg, g, d);
         return;
     }

@@ -180,10 +180,11 @@ struct policy_stall {
     int64_t mark_at;
     /* the last complete interval */
     bool known;
-    bool psi_seen;   /* the guest's PSI totals have moved at least once */
-    double last_pct; /* stall of the last clean interval (% of its length) */
-    double avg_pct;  /* moving average over clean intervals */
-    int64_t last_at; /* end of the last clean interval */
+    bool psi_seen;      /* the guest's PSI totals have moved at least once */
+    double last_pct;    /* stall of the last clean interval (% of its length) */
+    double lasting_pct; /* the smaller of the last two clean intervals: the stall that lasts */
+    double avg_pct;     /* moving average over clean intervals */
+    int64_t last_at;    /* end of the last clean interval */
     /* the stall that does not respond to size (0: all of it does) */
     double base_pct;
     /* the effect of the last committed move, measured after it settled */
@@ -195,7 +196,8 @@ struct policy_stall {
     bool eval_cut;           /* a deflate cut by the budget: smaller than the guest asked */
     unsigned eval_intervals; /* clean intervals measured after it so far */
     double eval_sum_pct;
-    bool responded; /* the last inflate raised the stall: undo it */
+    double eval_min_pct; /* the smallest of them: what lasted through the measure */
+    bool responded;      /* the last inflate raised the stall in every interval: undo it */
 };
 
 /* Per-guest settings, inputs and state. Fill with policy_guest_init(); the daemon sets
