@@ -717,9 +717,14 @@ void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
     if (d->action == POLICY_DEFLATE) {
         g->last_deflate_at = now;
         g->medium_since = now;
-        /* Remember the size at which the guest said it hurt. */
-        if (d->reason == POLICY_R_CRITICAL || d->reason == POLICY_R_MEDIUM ||
-            d->reason == POLICY_R_STALL) {
+        /* Remember the size at which the guest said it hurt. Not while it is just known
+         * (booted, or the daemon restarted): a guest filling its page cache at boot hurts
+         * at sizes it never needs again, and a hurt size holds for hurt_memory_ms (a
+         * quality run's idle cache guest was kept at 288 MiB for ten minutes by the
+         * medium deflate of its boot, with a working set of about 80). */
+        if ((d->reason == POLICY_R_CRITICAL || d->reason == POLICY_R_MEDIUM ||
+             d->reason == POLICY_R_STALL) &&
+            !policy__just_known(cfg, g, now)) {
             g->hurt_known = true;
             g->hurt_bytes = d->from_bytes;
             g->hurt_at = now;

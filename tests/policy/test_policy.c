@@ -240,14 +240,22 @@ static const struct scenario scenarios[] = {
         EXPECT(200000, INFLATE, QUIET, 3 * GIB - INFLATE_STEP),
     }},
     {"the size a guest hurt at is not taken again for a while", 1 * GIB, 4 * GIB, 2 * GIB, {
-        EV(0, CRITICAL),
-        EXPECT(0, DEFLATE, CRITICAL, 3 * GIB), /* hurt at 2 GiB */
-        ACTUAL(200000, 2 * GIB + INFLATE_STEP + 10 * MIB), /* as if many steps went by */
-        REPORT(300000, NONE, 512 * MIB),
-        EXPECT(300000, HOLD, AT_FLOOR, 0),
-        REPORT(599000, NONE, 512 * MIB),
-        EXPECT(599999, HOLD, AT_FLOOR, 0),
-        EXPECT(600000, INFLATE, QUIET, 2 * GIB + 10 * MIB), /* hurt forgotten after 10 min */
+        EV(60000, CRITICAL),
+        EXPECT(60000, DEFLATE, CRITICAL, 3 * GIB), /* hurt at 2 GiB */
+        ACTUAL(260000, 2 * GIB + INFLATE_STEP + 10 * MIB), /* as if many steps went by */
+        REPORT(360000, NONE, 512 * MIB),
+        EXPECT(360000, HOLD, AT_FLOOR, 0),
+        REPORT(659000, NONE, 512 * MIB),
+        EXPECT(659999, HOLD, AT_FLOOR, 0),
+        EXPECT(660000, INFLATE, QUIET, 2 * GIB + 10 * MIB), /* hurt forgotten after 10 min */
+    }},
+    {"a size it hurt at while just known (its boot) is not remembered", 1 * GIB, 4 * GIB,
+     2 * GIB, {
+        EV(59999, CRITICAL), /* known since 0: just known for quiet_ms */
+        EXPECT(59999, DEFLATE, CRITICAL, 3 * GIB),
+        ACTUAL(260000, 2 * GIB + INFLATE_STEP + 10 * MIB),
+        REPORT(360000, NONE, 512 * MIB),
+        EXPECT(360000, INFLATE, QUIET, 2 * GIB + 10 * MIB),
     }},
     {"a guest that flips direction waits twice as long", 1 * GIB, 4 * GIB, 4 * GIB, {
         SET("hurt_memory_ms", 0), /* only the backoff holds it back here */

@@ -183,8 +183,8 @@ static void test_cut_deflate_proves_nothing(void **state)
     for (int cut = 0; cut < 2; cut++) {
         struct rig r;
         rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
-        reports(&r, 0, 5 * SEC, 0.01, 512 * MIB);
-        reports(&r, 10 * SEC, 15 * SEC, 5.0, 512 * MIB);
+        reports(&r, 0, 60 * SEC, 0.01, 512 * MIB); /* known for quiet_ms */
+        reports(&r, 65 * SEC, 70 * SEC, 5.0, 512 * MIB);
         rig_decide(&r);
         expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
         if (cut) {
@@ -192,7 +192,7 @@ static void test_cut_deflate_proves_nothing(void **state)
             r.d[0].to_bytes = 2 * GIB + 32 * MIB;
         }
         rig_commit(&r, true);
-        reports(&r, 20 * SEC, 30 * SEC, 5.0, 512 * MIB); /* the same stall after it */
+        reports(&r, 75 * SEC, 85 * SEC, 5.0, 512 * MIB); /* the same stall after it */
         if (cut) {
             assert_true(r.g[0].stall.base_pct == 0);
             assert_true(r.g[0].hurt_known);
