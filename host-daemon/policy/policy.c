@@ -406,18 +406,28 @@ static void deflate_by(const struct policy_config *cfg, const struct policy_gues
     d->to_bytes = to;
 }
 
-/* What the stall says about a guest with PSI: NONE without a fresh measure, else whether
- * it is over its margin (and so responds to size). */
-enum stall_says { STALL_UNKNOWN, STALL_UNDER, STALL_OVER };
+/* What the stall says about a guest with PSI: UNKNOWN without a fresh measure; OVER when
+ * it is over its margin in the last two intervals, or the last inflate raised it (memory
+ * is owed); BLIP when only the last interval is over (the next says whether it lasts);
+ * else UNDER.
+ *
+ * A stall counts when it lasts: a blip of a few milliseconds is not the guest's need, and
+ * a deflate for it is kept as a hurt size for hurt_memory_ms (a quality run's idle cache
+ * guest stalled 24 ms in one interval; the churn guest, steady near its base, had one
+ * interval over it three minutes after its last step, and a medium step for it). Critical
+ * stays the fast path. */
+enum stall_says { STALL_UNKNOWN, STALL_UNDER, STALL_BLIP, STALL_OVER };
 
 static enum stall_says stall_says(const struct policy_config *cfg, const struct policy_guest *g,
                                   int64_t now)
 {
     if (!g->stall.psi_seen || !policy__stall_fresh(cfg, g, now))
         return STALL_UNKNOWN;
-    if (g->stall.responded ||
-        policy__stall_excess(g, g->stall.last_pct) > policy__stall_margin(cfg, g))
+    double margin = policy__stall_margin(cfg, g);
+    if (g->stall.responded || policy__stall_excess(g, g->stall.lasting_pct) > margin)
         return STALL_OVER;
+    if (policy__stall_excess(g, g->stall.last_pct) > margin)
+        return STALL_BLIP;
     return STALL_UNDER;
 }
 
@@ -435,16 +445,6 @@ bool policy__recently_pressed(const struct policy_config *cfg, const struct poli
     int64_t medium = g->last_at[BP_LEVEL_MEDIUM];
     return medium != POLICY_NEVER && now - medium < cfg->quiet_ms &&
            stall_says(cfg, g, now) != STALL_UNDER;
-}
-
-/* A stall over its margin in the last two intervals, or one the last inflate raised:
- * memory is owed. One interval over is not yet: a blip of a few milliseconds is not the
- * guest's need, and a deflate for it would be kept as a hurt size for hurt_memory_ms.
- * Kernel events stay the fast path (critical at once, medium weighed against last_pct). */
-static bool stall_lasts(const struct policy_config *cfg, const struct policy_guest *g)
-{
-    return g->stall.responded ||
-           policy__stall_excess(g, g->stall.lasting_pct) > policy__stall_margin(cfg, g);
 }
 
 /* A lasting stall: give at once, by a step that grows with the excess (Senpai's backoff);
@@ -564,11 +564,12 @@ void policy_decide_guest(const struct policy_config *cfg, const struct policy_ho
                 hold(d, POLICY_R_SETTLING);
                 return;
             }
-            /* With PSI, medium waits for the stall to say whether memory helps, and for
-             * the last move's effect to be measured: one step per measure, not one per
-             * dwell (a churning guest's medium events would walk it to its ceiling). */
+            /* With PSI, medium waits for the stall to say whether memory helps (over its
+             * margin, and lasting), and for the last move's effect to be measured: one
+             * step per measure, not one per dwell (a churning guest's medium events
+             * would walk it to its ceiling). */
             if (level == BP_LEVEL_MEDIUM && g->stall.psi_seen &&
-                (stall == STALL_UNKNOWN || g->stall.eval_pending)) {
+                (stall == STALL_UNKNOWN || stall == STALL_BLIP || g->stall.eval_pending)) {
                 hold(d, POLICY_R_MEASURING);
                 return;
             }
@@ -589,7 +590,7 @@ void policy_decide_guest(const struct policy_config *cfg, const struct policy_ho
     /* Stall over its margin in two intervals, measured after the last move: back off at
      * once (once per measure of the last move's effect). One interval over holds inflates
      * below (measuring) until the next says whether it lasts. */
-    if (stall == STALL_OVER && !g->stall.eval_pending && stall_lasts(cfg, g)) {
+    if (stall == STALL_OVER && !g->stall.eval_pending) {
         stall_backoff(cfg, g, d);
         return;
     }
@@ -621,7 +622,7 @@ void policy_decide_guest(const struct policy_config *cfg, const struct policy_ho
         hold(d, POLICY_R_NOT_QUIET);
         return;
     }
-    if (stall == STALL_OVER) {
+    if (stall == STALL_OVER || stall == STALL_BLIP) {
         hold(d, POLICY_R_MEASURING);
         return;
     }

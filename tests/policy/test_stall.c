@@ -357,7 +357,8 @@ static void test_probe_steps_shrink_near_the_target(void **state)
 }
 
 /* Medium events while the stall is under its margin are the kernel reclaiming cache: no
- * deflate, and they do not stop the walk. With the stall over it, medium deflates. */
+ * deflate, and they do not stop the walk. With the stall over it in two intervals, medium
+ * deflates. */
 static void test_medium_is_weighed_against_the_stall(void **state)
 {
     (void)state;
@@ -372,6 +373,7 @@ static void test_medium_is_weighed_against_the_stall(void **state)
     }
     expect(&r, POLICY_INFLATE, POLICY_R_QUIET);
 
+    /* Over in one interval: not yet (a blip); in two: memory helps, a medium step. */
     rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
     reports(&r, 0, 60 * SEC, 0.01, 512 * MIB);
     reports(&r, 65 * SEC, 65 * SEC, 5, 512 * MIB);
@@ -379,8 +381,24 @@ static void test_medium_is_weighed_against_the_stall(void **state)
         policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_MEDIUM, NULL, t);
     r.now = 68 * SEC;
     rig_decide(&r);
+    expect(&r, POLICY_HOLD, POLICY_R_MEASURING);
+    reports(&r, 70 * SEC, 70 * SEC, 5, 512 * MIB);
+    policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_MEDIUM, NULL, 70 * SEC);
+    rig_decide(&r);
     expect(&r, POLICY_DEFLATE, POLICY_R_MEDIUM);
     assert_int_equal(r.d[0].to_bytes, 2 * GIB + MEDIUM_STEP);
+
+    /* Over once between intervals under it: medium stays the kernel reclaiming cache. */
+    rig_init(&r, 1, 1 * GIB, 4 * GIB, 2 * GIB);
+    reports(&r, 0, 60 * SEC, 0.01, 512 * MIB);
+    reports(&r, 65 * SEC, 65 * SEC, 5, 512 * MIB);
+    reports(&r, 70 * SEC, 70 * SEC, 0.01, 512 * MIB);
+    for (int64_t t = 66 * SEC; t <= 72 * SEC; t += SEC) {
+        policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_MEDIUM, NULL, t);
+        r.now = t;
+        rig_decide(&r);
+        assert_int_not_equal(r.d[0].action, POLICY_DEFLATE);
+    }
 }
 
 /* With PSI, medium waits for a stall measure, and gives one step per measured effect:
