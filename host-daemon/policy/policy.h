@@ -237,6 +237,7 @@ struct policy_guest {
 
     /* state: moves */
     int64_t last_deflate_at;
+    uint64_t last_deflate_need; /* the guest's need then, with its buffer (0: not known) */
     int64_t last_inflate_at;
     enum policy_action last_dir; /* HOLD before the first move */
     unsigned flips;              /* reversals counted toward the backoff */

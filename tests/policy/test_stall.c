@@ -325,6 +325,34 @@ static void test_a_blip_after_a_probe_is_not_a_response(void **state)
     }
 }
 
+/* The direction block after a deflate ends early for a guest whose workload ended (its
+ * need under half what it was at the deflate, no hurt size, its stall measured): a grower
+ * that freed its memory is walked down at once, not after 200 s (or 400 after a flip).
+ * A guest that hurt keeps the whole block; so does one whose need stayed. */
+static void test_a_grower_that_freed_its_memory_is_walked_at_once(void **state)
+{
+    (void)state;
+    for (int hurt = 0; hurt < 2; hurt++) {
+        struct rig r;
+        rig_init(&r, 1, 256 * MIB, 4 * GIB, 2 * GIB);
+        reports(&r, 0, 60 * SEC, 0.01, 1980 * MIB); /* its free memory under the buffer */
+        if (hurt)
+            policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_CRITICAL, NULL, r.now);
+        rig_decide(&r);
+        expect(&r, POLICY_DEFLATE, hurt ? POLICY_R_CRITICAL : POLICY_R_BUFFER);
+        rig_commit(&r, true);
+        reports(&r, 65 * SEC, 125 * SEC, 0.01, 1980 * MIB); /* still using it */
+        rig_decide(&r);
+        expect(&r, POLICY_HOLD, POLICY_R_COOLDOWN);
+        reports(&r, 130 * SEC, 135 * SEC, 0.01, 256 * MIB); /* freed */
+        rig_decide(&r);
+        if (hurt)
+            expect(&r, POLICY_HOLD, POLICY_R_COOLDOWN);
+        else
+            expect(&r, POLICY_INFLATE, POLICY_R_QUIET);
+    }
+}
+
 /* Probes are whole while the stall is under target / probe_coeff and shrink with the
  * square of its closeness; too small a step is not made. */
 static void test_probe_steps_shrink_near_the_target(void **state)
@@ -466,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_probe_that_raised_the_stall_is_undone),
         cmocka_unit_test(test_a_stall_counts_when_it_lasts),
         cmocka_unit_test(test_a_blip_after_a_probe_is_not_a_response),
+        cmocka_unit_test(test_a_grower_that_freed_its_memory_is_walked_at_once),
         cmocka_unit_test(test_probe_steps_shrink_near_the_target),
         cmocka_unit_test(test_medium_is_weighed_against_the_stall),
         cmocka_unit_test(test_medium_gives_one_step_per_measure),
