@@ -241,12 +241,18 @@ static void on_tick(uv_timer_t *t)
     (void)t;
 }
 
-static void stop_backend(struct libvirt_backend *b)
+/* After a close: every worker thread ended and nothing of libvirt left on the loop. */
+static void wait_all_gone(void)
 {
-    libvirt_backend_close(b);
     uv_timer_start(&tick, on_tick, 10, 10);
     RUN_UNTIL(lv_pool_live_threads() == 0 && libvirt_event_uv_pending() == admin_handles);
     uv_timer_stop(&tick);
+}
+
+static void stop_backend(struct libvirt_backend *b)
+{
+    libvirt_backend_close(b);
+    wait_all_gone();
 }
 
 static void test_discovery(void **state)
@@ -408,7 +414,7 @@ static void test_move(void **state)
     libvirt_backend_close(b);
     assert_int_equal(seen.moves, 5);
     assert_int_equal(seen.move_status, -ECANCELED);
-    RUN_UNTIL(lv_pool_live_threads() == 0 && libvirt_event_uv_pending() == admin_handles);
+    wait_all_gone();
     assert_int_equal(virDomainDestroy(h), 0);
     virDomainFree(h);
 }
