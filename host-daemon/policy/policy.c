@@ -716,6 +716,24 @@ static void count_flip(const struct policy_config *cfg, struct policy_guest *g,
     g->last_dir = dir;
 }
 
+/* Whether a deflate remembers the size the guest hurt at. Not while it is just known
+ * (booted, or the daemon restarted) unless its snapshot shows that size in use: a guest
+ * filling its page cache at boot hurts at sizes it never needs again, and a hurt size
+ * holds for hurt_memory_ms (a quality run's idle cache guest was kept at 288 MiB for ten
+ * minutes by the medium deflate of its boot, with a working set of about 80); a guest
+ * allocating in its first minute hurts where it will again (the same run's burst guest,
+ * 200 MiB bursts from 30 s, was walked into its second burst and reversed once more). */
+static bool hurt_counts(const struct policy_config *cfg, const struct policy_guest *g,
+                        const struct policy_decision *d, int64_t now)
+{
+    if (d->reason != POLICY_R_CRITICAL && d->reason != POLICY_R_MEDIUM &&
+        d->reason != POLICY_R_STALL)
+        return false;
+    if (!policy__just_known(cfg, g, now))
+        return true;
+    return g->mem_known && policy__guest_need(g, cfg->buffer_low_pct) >= d->from_bytes;
+}
+
 void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
                    const struct policy_decision *d, int64_t now)
 {
@@ -735,14 +753,7 @@ void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
         g->last_deflate_need =
             g->mem_known && g->overhead_known ? policy__guest_need(g, cfg->buffer_pct) : 0;
         g->medium_since = now;
-        /* Remember the size at which the guest said it hurt. Not while it is just known
-         * (booted, or the daemon restarted): a guest filling its page cache at boot hurts
-         * at sizes it never needs again, and a hurt size holds for hurt_memory_ms (a
-         * quality run's idle cache guest was kept at 288 MiB for ten minutes by the
-         * medium deflate of its boot, with a working set of about 80). */
-        if ((d->reason == POLICY_R_CRITICAL || d->reason == POLICY_R_MEDIUM ||
-             d->reason == POLICY_R_STALL) &&
-            !policy__just_known(cfg, g, now)) {
+        if (hurt_counts(cfg, g, d, now)) {
             g->hurt_known = true;
             g->hurt_bytes = d->from_bytes;
             g->hurt_at = now;

@@ -251,11 +251,23 @@ static const struct scenario scenarios[] = {
     }},
     {"a size it hurt at while just known (its boot) is not remembered", 1 * GIB, 4 * GIB,
      2 * GIB, {
-        EV(59999, CRITICAL), /* known since 0: just known for quiet_ms */
-        EXPECT(59999, DEFLATE, CRITICAL, 3 * GIB),
+        REPORT(59998, NONE, 512 * MIB), /* known since 0: just known for quiet_ms */
+        EV(59999, CRITICAL),
+        EXPECT(59999, DEFLATE, CRITICAL, 3 * GIB), /* 512 MiB in use: the rest was cache */
         ACTUAL(260000, 2 * GIB + INFLATE_STEP + 10 * MIB),
         REPORT(360000, NONE, 512 * MIB),
         EXPECT(360000, INFLATE, QUIET, 2 * GIB + 10 * MIB),
+    }},
+    {"... unless the guest used that size: an allocation, not boot's cache", 1 * GIB, 4 * GIB,
+     2 * GIB, {
+        REPORT(59998, NONE, 2 * GIB - OVERHEAD), /* MemAvailable 0: all of it in use */
+        EV(59999, CRITICAL),
+        EXPECT(59999, DEFLATE, CRITICAL, 3 * GIB), /* hurt at 2 GiB */
+        ACTUAL(260000, 2 * GIB + INFLATE_STEP + 10 * MIB),
+        REPORT(360000, NONE, 512 * MIB),
+        EXPECT(360000, HOLD, AT_FLOOR, 0),
+        REPORT(659000, NONE, 512 * MIB),
+        EXPECT(659999, INFLATE, QUIET, 2 * GIB + 10 * MIB), /* forgotten after 10 min */
     }},
     {"a guest that flips direction waits twice as long", 1 * GIB, 4 * GIB, 4 * GIB, {
         SET("hurt_memory_ms", 0), /* only the backoff holds it back here */
