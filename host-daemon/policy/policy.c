@@ -717,12 +717,14 @@ static void count_flip(const struct policy_config *cfg, struct policy_guest *g,
 }
 
 /* Whether a deflate remembers the size the guest hurt at. Not while it is just known
- * (booted, or the daemon restarted) unless its snapshot shows that size in use: a guest
- * filling its page cache at boot hurts at sizes it never needs again, and a hurt size
- * holds for hurt_memory_ms (a quality run's idle cache guest was kept at 288 MiB for ten
- * minutes by the medium deflate of its boot, with a working set of about 80); a guest
- * allocating in its first minute hurts where it will again (the same run's burst guest,
- * 200 MiB bursts from 30 s, was walked into its second burst and reversed once more). */
+ * (booted, or the daemon restarted) unless its snapshot shows that size in use (what it
+ * uses with the buffer_pct buffer reaches it: the buffer rule's own measure of a guest
+ * short of memory). A guest filling its page cache at boot hurts at sizes it never needs
+ * again, and a hurt size holds for hurt_memory_ms (a quality run's idle cache guest was
+ * kept at 288 MiB for ten minutes by the medium deflate of its boot, with a working set of
+ * about 80); a guest allocating in its first minute hurts where it will again (the same
+ * run's burst guest, 200 MiB bursts from 30 s, used 231 MiB at 294 when it hurt, was
+ * walked into its second burst and reversed once more). */
 static bool hurt_counts(const struct policy_config *cfg, const struct policy_guest *g,
                         const struct policy_decision *d, int64_t now)
 {
@@ -731,7 +733,7 @@ static bool hurt_counts(const struct policy_config *cfg, const struct policy_gue
         return false;
     if (!policy__just_known(cfg, g, now))
         return true;
-    return g->mem_known && policy__guest_need(g, cfg->buffer_low_pct) >= d->from_bytes;
+    return g->mem_known && policy__guest_need(g, cfg->buffer_pct) >= d->from_bytes;
 }
 
 void policy_commit(const struct policy_config *cfg, struct policy_guest *g,
