@@ -59,6 +59,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,9 @@ import proxmox  # noqa: E402
 
 CGROUP_ROOT = "/sys/fs/cgroup/memory"
 ALL_ARMS = ["static", "mom", "proxmox", "bellows-old", "bellows"]
+# Set by SIGTERM or SIGINT: every arm stops where it is and cleans up (its QEMUs, bellowsd
+# and cgroup), instead of the process dying and leaving them behind.
+STOP = threading.Event()
 
 # The guest's working-set sampler: meminfo and PSI totals every 5 s on its console.
 WS_SAMPLER = (
@@ -238,6 +242,9 @@ class Arm:
 
     def run(self):
         a = self.args
+        if STOP.is_set():
+            self.result["stopped"] = True
+            return self.result
         self.cg = Cgroup("bellows-quality-%d-%s" % (os.getpid(), self.name), a.limit * MIB)
         bellows = self.name.startswith("bellows")
         wl = workloads(a.time_scale)
@@ -296,6 +303,8 @@ class Arm:
                         raise
                     self.log("%s; starting it again" % e)
                     g.start()
+            if STOP.is_set():
+                raise guestlib.GuestError("%s: stopped while booting" % self.name)
             if time.monotonic() > deadline:
                 raise guestlib.GuestError("%s: guests did not boot: %s"
                                           % (self.name, [g.name for g in pending]))
@@ -399,6 +408,10 @@ class Arm:
             now = time.monotonic()
             t = now - t0
             if t >= a.duration:
+                break
+            if STOP.is_set():
+                self.log("stopped at %.0f s: the figures cover the run until then" % t)
+                self.result["stopped_at_s"] = round(t, 1)
                 break
             total = 0
             for g in self.guests.values():
@@ -580,7 +593,7 @@ def table(results):
     for n in names:
         vals = []
         for r in results:
-            v = r["quiet_to_ws_s"].get(n)
+            v = r.get("quiet_to_ws_s", {}).get(n)
             vals.append("never" if v is None else v if isinstance(v, str) else "%.0f s" % v)
         out.append("| %s: quiet to within 15 %% of its working set | %s |" % (n, " | ".join(vals)))
     out.append("| churn: balloon / working set at the end | %s |"
@@ -631,6 +644,9 @@ def main():
     out = subprocess.run(cmd + [image_dir], check=True, stdout=subprocess.PIPE,
                          text=True).stdout.split()
     image = (out[0], out[1])
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: (log("signal %d: stopping" % signum),
+                                                  STOP.set()))
     tmp = tempfile.mkdtemp(prefix="bellows-quality-")
     log("run directory %s; load average %s" % (tmp, os.getloadavg()))
     results = []
@@ -642,7 +658,13 @@ def main():
                 futures[arm] = ex.submit(Arm(arm, args, image, disks, tmp).run)
                 log("arm %s queued" % arm)
             for arm in arms:
-                r = futures[arm].result()
+                try:
+                    r = futures[arm].result()
+                except guestlib.GuestError as e:
+                    if not STOP.is_set():
+                        raise
+                    log(str(e))
+                    continue
                 r["load_average_end"] = os.getloadavg()
                 print(json.dumps(r), flush=True)
                 results.append(r)
