@@ -270,12 +270,7 @@ class Arm:
             daemon = self.start_controller()
             self.loop()
         finally:
-            if daemon is not None:
-                daemon.terminate()
-                try:
-                    daemon.wait(10)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
+            guestlib.stop_process(daemon)
             for g in self.guests.values():
                 if g.proc is not None:
                     g.stop()

@@ -211,12 +211,7 @@ def one_rep(i, args, image, rundir):
         g.console.wait(r"workload: (done|allocation failed)|OOM-KILL", 120, mark)
         return rep, g.oom_kills()
     finally:
-        if daemon is not None:
-            daemon.terminate()
-            try:
-                daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+        guestlib.stop_process(daemon)
         for px in (chan, qmp):
             if px:
                 px.stop()

@@ -236,9 +236,7 @@ def main():
         print("demo: %s" % e, file=sys.stderr)
         return 1
     finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.terminate()
-            daemon.wait(10)
+        guestlib.stop_process(daemon)
         for g in guests:
             g.stop()
         if args.keep:

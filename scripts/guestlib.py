@@ -21,7 +21,6 @@ import json
 import os
 import re
 import select
-import signal
 import socket
 import subprocess
 import threading
@@ -45,6 +44,19 @@ def wait_for(predicate, timeout, what, interval=0.05):
         if time.monotonic() >= deadline:
             raise GuestError("timed out after %.0fs waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def stop_process(proc, timeout=10):
+    """Stop a child process: SIGTERM, then SIGKILL after timeout seconds; reaped either way.
+    Nothing to do when proc is None or has exited."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class Console:
@@ -423,14 +435,7 @@ class Guest:
             self._observer.close()
             self._observer = None
         self.console.close()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout)
 
 
 def boot_all(guests, timeout=180):

@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 import guestlib  # noqa: E402
-from guestlib import MIB, GuestError, Qmp, wait_for  # noqa: E402
+from guestlib import MIB, GuestError, Qmp, stop_process, wait_for  # noqa: E402
 
 PORT_NAME = guestlib.PORT_NAME
 QGA_PORT = "org.qemu.guest_agent.0"
@@ -353,13 +353,7 @@ class DistroGuest:
         if self._observer is not None:
             self._observer.close()
             self._observer = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def balloon_to(g, size_mib):
@@ -454,13 +448,7 @@ class Env:
         return json.loads(r.stdout)
 
     def close(self, keep):
-        if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.terminate()
-            try:
-                self.daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait()
+        stop_process(self.daemon)
         if self.tap is not None:
             self.tap.stop()
         if self.guest is not None:

@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 import guestlib  # noqa: E402
-from guestlib import MIB, Guest  # noqa: E402
+from guestlib import MIB, Guest, stop_process  # noqa: E402
 
 TESTS = {}
 
@@ -80,12 +80,7 @@ class Env:
 
     def close(self, keep):
         for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_process(p)
         for g in self.guests:
             g.stop()
         if keep:
