@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -117,10 +116,8 @@ def main():
         log("sizes must be within 64..%d MiB" % CEILING_MIB)
         return 2
 
-    out = subprocess.run([os.path.join(args.source, "scripts", "guest-image"), "--workload",
-                          args.workload, os.path.join(args.build, "guest")], check=True,
-                         stdout=subprocess.PIPE, text=True).stdout.split()
-    image = (out[0], out[1])
+    image = guestlib.guest_image(args.source, os.path.join(args.build, "guest"),
+                                 workload=args.workload)
     # SIGTERM stops the sweep like Ctrl-C: the guest and the cgroup are removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     tmp = tempfile.mkdtemp(prefix="bellows-churn-sweep-")
@@ -129,9 +126,7 @@ def main():
     cg = quality.Cgroup("bellows-churn-sweep-%d" % os.getpid(), 4 << 30)  # no limit, a home
     g = None
     try:
-        disk = os.path.join(tmp, "disk.img")
-        subprocess.run(["dd", "if=/dev/urandom", "of=" + disk, "bs=1M",
-                        "count=%d" % disk_mib, "status=none"], check=True)
+        disk = quality.make_disk(os.path.join(tmp, "disk.img"), disk_mib)
         g = quality.BenchGuest("churn", os.path.join(tmp, "churn"), image,
                                mem_mib=CEILING_MIB, agent=False, disk=disk, cgroup=cg,
                                swap_mib=256)

@@ -191,15 +191,17 @@ class BenchGuest(Guest):
         return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroup.path] + cmd
 
 
+def make_disk(path, mib):
+    """A data disk of random data, so nothing is shared or compressible."""
+    subprocess.run(["dd", "if=/dev/urandom", "of=" + path, "bs=1M", "count=%d" % mib,
+                    "status=none"], check=True)
+    return path
+
+
 def make_disks(tmp):
-    """Random data, so nothing is shared or compressible: one file per size."""
-    paths = {}
-    for mib in sorted({d for d, _, _ in workloads(1).values() if d}):
-        p = os.path.join(tmp, "disk-%d.img" % mib)
-        subprocess.run(["dd", "if=/dev/urandom", "of=" + p, "bs=1M", "count=%d" % mib,
-                        "status=none"], check=True)
-        paths[mib] = p
-    return paths
+    """One data disk per size the workloads use."""
+    return {mib: make_disk(os.path.join(tmp, "disk-%d.img" % mib), mib)
+            for mib in sorted({d for d, _, _ in workloads(1).values() if d})}
 
 
 class FakeHostProc:
@@ -632,13 +634,8 @@ def main():
     if "bellows-old" in arms and not args.bellowsd_old:
         log("the bellows-old arm needs --bellowsd-old")
         return 2
-    image_dir = os.path.join(args.build, "guest")
-    cmd = [os.path.join(args.source, "scripts", "guest-image"), "--workload", args.workload]
-    if args.agent:
-        cmd += ["--agent", args.agent]
-    out = subprocess.run(cmd + [image_dir], check=True, stdout=subprocess.PIPE,
-                         text=True).stdout.split()
-    image = (out[0], out[1])
+    image = guestlib.guest_image(args.source, os.path.join(args.build, "guest"),
+                                 workload=args.workload, agent=args.agent)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: (log("signal %d: stopping" % signum),
                                                   STOP.set()))

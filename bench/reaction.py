@@ -112,11 +112,8 @@ def main():
     p.add_argument("--keep", action="store_true")
     args = p.parse_args()
 
-    out = subprocess.run([os.path.join(args.source, "scripts", "guest-image"), "--workload",
-                          args.workload, "--agent", args.agent,
-                          os.path.join(args.build, "guest")],
-                         check=True, stdout=subprocess.PIPE, text=True).stdout.split()
-    image = (out[0], out[1])
+    image = guestlib.guest_image(args.source, os.path.join(args.build, "guest"),
+                                 workload=args.workload, agent=args.agent)
     tmp = tempfile.mkdtemp(prefix="bellows-reaction-")
     reps = []
     oom_kills = 0

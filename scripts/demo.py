@@ -129,10 +129,8 @@ def main():
     args = p.parse_args()
     prog = programs(args.build)
 
-    out = subprocess.run([os.path.join(HERE, "guest-image"), "--agent", prog["agent"],
-                          "--workload", prog["workload"], os.path.join(args.build, "guest")],
-                         check=True, stdout=subprocess.PIPE, text=True).stdout.split()
-    image = (out[0], out[1])
+    image = guestlib.guest_image(os.path.join(HERE, ".."), os.path.join(args.build, "guest"),
+                                 workload=prog["workload"], agent=prog["agent"])
     rundir = tempfile.mkdtemp(prefix="bellows-demo-")
     guests = [guestlib.Guest(n, os.path.join(rundir, n), image, mem_mib=m, swap_mib=SWAP_MIB)
               for n, m, _, _ in GUESTS]

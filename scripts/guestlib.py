@@ -46,6 +46,20 @@ def wait_for(predicate, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
+def guest_image(source, out_dir, workload=None, agent=None):
+    """Build (or reuse) the test guest with source's scripts/guest-image: the kernel and
+    initramfs in out_dir, the workload program and the agent copied in when given.
+    Returns (vmlinuz, initrd) as Guest takes them."""
+    cmd = [os.path.join(source, "scripts", "guest-image")]
+    if workload:
+        cmd += ["--workload", workload]
+    if agent:
+        cmd += ["--agent", agent]
+    out = subprocess.run(cmd + [out_dir], check=True, stdout=subprocess.PIPE,
+                         text=True).stdout.split()
+    return (out[0], out[1])
+
+
 def stop_process(proc, timeout=10):
     """Stop a child process: SIGTERM, then SIGKILL after timeout seconds; reaped either way.
     Nothing to do when proc is None or has exited."""

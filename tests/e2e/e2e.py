@@ -65,13 +65,8 @@ class Env:
         self.procs = []
         self.daemon = None
         self.daemon_log = None
-        image_dir = os.path.join(args.build, "guest")
-        cmd = [os.path.join(args.source, "scripts", "guest-image"), "--workload", args.workload]
-        if args.agent:
-            cmd += ["--agent", args.agent]
-        out = subprocess.run(cmd + [image_dir], check=True, stdout=subprocess.PIPE,
-                             text=True).stdout.split()
-        self.image = (out[0], out[1])
+        self.image = guestlib.guest_image(args.source, os.path.join(args.build, "guest"),
+                                          workload=args.workload, agent=args.agent)
 
     def guest(self, name, **kw):
         g = Guest(name, os.path.join(self.tmp, name), self.image, **kw)
