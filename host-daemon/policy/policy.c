@@ -460,9 +460,15 @@ static void stall_backoff(const struct policy_config *cfg, const struct policy_g
         frac = 1;
     uint64_t max_step = step_of(g, cfg->backoff_step_bytes, cfg->backoff_step_pct);
     uint64_t step = max_u64(scale_u64(max_step, frac), cfg->min_change_bytes);
-    /* The last inflate raised it: the cause is known, undo just that step. */
-    if (s->responded && s->eval_from > g->actual_bytes)
-        step = max_u64(s->eval_from - g->actual_bytes, cfg->min_change_bytes);
+    /* The last inflate raised it: the cause is known, undo just that step. For a guest
+     * with a base, half of it: its stall rises gradually as its hot set stops fitting (the
+     * churn guest: flat from 512 to 160 MiB, +10 points at 128), so the size it is at ease
+     * is likely between the two; if the stall still lasts there, the backoff goes on in
+     * the same direction, without a reversal. */
+    if (s->responded && s->eval_from > g->actual_bytes) {
+        uint64_t taken = s->eval_from - g->actual_bytes;
+        step = max_u64(s->base_pct > 0 ? taken / 2 : taken, cfg->min_change_bytes);
+    }
     deflate_by(cfg, g, g->actual_bytes, step, POLICY_R_STALL, d);
 }
 
@@ -495,8 +501,18 @@ static void probe(const struct policy_config *cfg, const struct policy_guest *g,
     uint64_t step = step_of(g, cfg->inflate_step_bytes, cfg->inflate_step_pct);
     if (s->known) {
         /* Senpai's probe: whole while the stall is under margin / coeff, then shrinking
-         * with the square of how close it is. */
+         * with the square of how close it is. For a guest with a base, the average counts
+         * beyond the intervals' spread, or the slow level counts: its stall strays by
+         * points at any size (the churn guest's 5 s intervals by 2-3 at a fixed size),
+         * more than margin / coeff, and a probe measured without the spread holds on
+         * noise; the level sees a rise smaller than the spread once it lasts. */
         double excess = policy__stall_excess(g, s->avg_pct);
+        if (insensitive) {
+            double slow = policy__stall_excess(g, s->level_pct);
+            excess -= s->spread_pct;
+            if (slow > excess)
+                excess = slow;
+        }
         double margin = policy__stall_margin(cfg, g);
         if (excess * cfg->probe_coeff > margin) {
             double r = margin / (excess * cfg->probe_coeff);
@@ -585,6 +601,17 @@ void policy_decide_guest(const struct policy_config *cfg, const struct policy_ho
             if (level == BP_LEVEL_MEDIUM && g->stall.psi_seen &&
                 (stall == STALL_UNKNOWN || stall == STALL_BLIP || g->stall.eval_pending)) {
                 hold(d, POLICY_R_MEASURING);
+                return;
+            }
+            /* Here the stall is over its margin and lasts. The last inflate raised it:
+             * undoing it is the known cure, not a medium step on top. A guest with a
+             * base has medium events at any size (the kernel reclaiming the cache it
+             * streams through): its stall says how much, by the backoff's step that
+             * grows with the excess. (In the churn simulation a 64 MiB medium step
+             * answered a 32 MiB probe that raised the stall a little over its margin,
+             * and left a hurt size 32 MiB over the size it was at ease.) */
+            if (level == BP_LEVEL_MEDIUM && (g->stall.responded || g->stall.base_pct > 0)) {
+                stall_backoff(cfg, g, d);
                 return;
             }
             deflate_by(cfg, g, deflate_base,

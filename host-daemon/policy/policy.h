@@ -185,6 +185,12 @@ struct policy_stall {
     double lasting_pct; /* the smaller of the last two clean intervals: the stall that lasts */
     double avg_pct;     /* moving average over clean intervals */
     int64_t last_at;    /* end of the last clean interval */
+    /* the slow mean of the clean intervals (about the last ten) and how far they stray
+     * from it (mean absolute deviation): the noise a step's effect is told from */
+    double level_pct;
+    double spread_pct;
+    unsigned level_intervals;  /* intervals in the level since it (re)started, up to 10 */
+    unsigned spread_intervals; /* interval-to-interval changes in the spread, up to 10 */
     /* the stall that does not respond to size (0: all of it does) */
     double base_pct;
     /* the effect of the last committed move, measured after it settled */

@@ -7,6 +7,10 @@
 /* Weight of the newest interval in the moving average: half, so two intervals carry
  * three quarters of it. */
 #define AVG_WEIGHT 0.5
+/* The level is the mean of about this many intervals (50 s at 5 s each): a weight of a
+ * tenth each, once that many have been counted (the mean of those until then). Its noise
+ * is under a third of one interval's; the base is lowered to it, never to one dip. */
+#define LEVEL_INTERVALS 10u
 /* Clean intervals averaged to judge a move's effect: one is noisy, more slow the walk. */
 #define EVAL_INTERVALS 2u
 
@@ -51,6 +55,36 @@ void policy__stall_commit(struct policy_guest *g, const struct policy_decision *
     s->responded = false;
 }
 
+/* The weight of the newest of n values in a mean that becomes a moving one at
+ * LEVEL_INTERVALS. */
+static double level_weight(unsigned *n)
+{
+    if (*n < LEVEL_INTERVALS)
+        (*n)++;
+    return 1.0 / (double)*n;
+}
+
+/* The slow mean, and the spread: how much one interval differs from the one before it
+ * (a step's effect moves the level and counts once in the spread, not while the level
+ * catches up). Called before last_pct takes pct. */
+static void note_level(struct policy_stall *s, double pct)
+{
+    if (s->known) {
+        double change = pct > s->last_pct ? pct - s->last_pct : s->last_pct - pct;
+        s->spread_pct += level_weight(&s->spread_intervals) * (change - s->spread_pct);
+    }
+    s->level_pct += level_weight(&s->level_intervals) * (pct - s->level_pct);
+}
+
+/* A base found now: the level starts again from it, so that only what is measured from
+ * now on lowers it (the level before it mixed the stall of other sizes and times). */
+static void set_base(struct policy_stall *s, double pct)
+{
+    s->base_pct = pct;
+    s->level_pct = pct;
+    s->level_intervals = 1;
+}
+
 /* The last move's effect, averaged over EVAL_INTERVALS clean intervals after it. */
 static void evaluate(const struct policy_config *cfg, struct policy_guest *g)
 {
@@ -73,11 +107,28 @@ static void evaluate(const struct policy_config *cfg, struct policy_guest *g)
     if (!s->eval_cut && policy__stall_excess(g, before) > margin &&
         policy__stall_excess(g, after) > margin &&
         after >= before * (1.0 - cfg->stall_response_pct / 100.0)) {
-        s->base_pct = after;
+        set_base(s, after);
         /* The size it was given memory at was no hurt size after all. */
         if (g->hurt_known && g->hurt_bytes == s->eval_from)
             g->hurt_known = false;
     }
+}
+
+/* Less stall than the base: the part beyond reach shrank. Lowered when the stall fell by
+ * more than its margin (the streaming stopped: what is left responds to size again), or
+ * to the slow mean when that is under it (a quieter spell). Not to the moving average
+ * whenever it dips: that put the base at the low tail of the noise, the average a few
+ * points over it with nothing responding, and the probe held on that (the quality bench's
+ * churn guest, flat from 512 to 160 MiB, was held at 192 MiB; docs/benchmarks.md). */
+static void lower_base(const struct policy_config *cfg, struct policy_guest *g)
+{
+    struct policy_stall *s = &g->stall;
+    if (s->base_pct <= 0)
+        return;
+    if (s->avg_pct < s->base_pct - policy__stall_margin(cfg, g))
+        s->base_pct = s->avg_pct;
+    else if (s->level_intervals >= LEVEL_INTERVALS && s->level_pct < s->base_pct)
+        s->base_pct = s->level_pct;
 }
 
 void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
@@ -126,13 +177,12 @@ void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
 
     /* A stall lasts when both of the last two intervals had it; the first has no pair. */
     s->lasting_pct = s->known ? (pct < s->last_pct ? pct : s->last_pct) : 0;
+    note_level(s, pct);
     s->last_pct = pct;
     s->avg_pct = s->known ? s->avg_pct + AVG_WEIGHT * (pct - s->avg_pct) : pct;
     s->known = true;
     s->last_at = now;
-    /* Less stall now than the base: the part beyond reach shrank with it. */
-    if (s->avg_pct < s->base_pct)
-        s->base_pct = s->avg_pct;
+    lower_base(cfg, g);
     if (s->eval_pending) {
         if (s->eval_intervals == 0 || pct < s->eval_min_pct)
             s->eval_min_pct = pct;
@@ -141,8 +191,14 @@ void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
             evaluate(cfg, g);
         return;
     }
-    /* At the ceiling nothing more can be given: the stall left is beyond reach. */
-    if (g->actual_known && add_sat(g->actual_bytes, cfg->min_change_bytes) >= g->ceiling_bytes &&
-        policy__stall_excess(g, s->avg_pct) > policy__stall_margin(cfg, g))
-        s->base_pct = s->avg_pct;
+    /* At the ceiling nothing more can be given: the stall left is beyond reach. Its
+     * first measure sets the base; then the base is the level there, up or down (set
+     * from one low interval and never raised, it left the level 3 points over it, and a
+     * simulated churn guest held at its ceiling for an hour). */
+    if (g->actual_known && add_sat(g->actual_bytes, cfg->min_change_bytes) >= g->ceiling_bytes) {
+        if (policy__stall_excess(g, s->avg_pct) > policy__stall_margin(cfg, g))
+            set_base(s, s->avg_pct);
+        else if (s->base_pct > 0 && s->level_intervals >= LEVEL_INTERVALS)
+            s->base_pct = s->level_pct;
+    }
 }

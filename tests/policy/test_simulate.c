@@ -46,6 +46,7 @@ struct model {
     bool medium_events; /* the agent sends medium (and low) all along */
     bool refuses;       /* the balloon never takes pages */
     int minutes;
+    uint64_t seed; /* the noise's start (0: the default) */
     /* results */
     unsigned moves, reversals, inflates;
     uint64_t end;
@@ -68,7 +69,7 @@ static void run(struct model *m)
 {
     struct rig r;
     rig_init(&r, 1, m->floor, m->ceiling, m->ceiling);
-    noise_state = 0x9E3779B97F4A7C15ull;
+    noise_state = m->seed ? m->seed : 0x9E3779B97F4A7C15ull;
     uint64_t pending = 0;
     bool has_pending = false;
     enum policy_action last = POLICY_HOLD;
@@ -139,6 +140,40 @@ static void test_cache_churn_guest_converges_to_its_working_set(void **state)
     assert_true(m.end >= m.ws);            /* ... and not below it */
     assert_true(m.within_at >= 0 && m.within_at <= 15 * MIN);
     assert_true(m.reversals <= 4);
+}
+
+/* The same guest under 24 other noise sequences: the way down and where it stops must not
+ * hang on one draw. Before the base was the stall's slow mean (it followed every dip of
+ * the average) and before a medium event for a guest with a base was answered by the
+ * stall backoff, these ended anywhere from 150 to 209 MiB with up to 4 reversals; the
+ * real churn guest was held at 192 MiB on its noise. Each must end within 30 % of its
+ * working set, not below it, with at most one reversal; most within 25 %. */
+static void test_cache_churn_guest_converges_whatever_the_noise(void **state)
+{
+    (void)state;
+    int within = 0;
+    for (uint64_t k = 1; k <= 24; k++) {
+        struct model m = {
+            .name = "cache churn (seeded)",
+            .ceiling = 512 * MIB,
+            .floor = 64 * MIB,
+            .used = 40 * MIB,
+            .ws = 40 * MIB + 48 * MIB + RIG_OVERHEAD,
+            .base = 27,
+            .jitter = 4,
+            .slope = 0.4,
+            .knee = 40 * MIB,
+            .medium_events = true,
+            .minutes = 60,
+            .seed = (0x9E3779B97F4A7C15ull * k) | 1,
+        };
+        run(&m);
+        assert_true(m.end <= m.ws + m.ws * 3 / 10);
+        assert_true(m.end >= m.ws);
+        assert_true(m.reversals <= 1);
+        within += m.end <= m.ws + m.ws / 4;
+    }
+    assert_true(within >= 18);
 }
 
 /* A guest that filled its page cache at boot and idles: no stall at any size above what
@@ -221,6 +256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cache_churn_guest_converges_to_its_working_set),
+        cmocka_unit_test(test_cache_churn_guest_converges_whatever_the_noise),
         cmocka_unit_test(test_idle_cache_guest_goes_down_to_its_buffer),
         cmocka_unit_test(test_hidden_working_set_guest_stays_just_above_it),
         cmocka_unit_test(test_refusing_guest_is_not_retried_every_round),

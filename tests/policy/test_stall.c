@@ -429,6 +429,111 @@ static void test_medium_is_weighed_against_the_stall(void **state)
     }
 }
 
+/* A guest streaming through files larger than its memory (the quality bench's churn
+ * guest): 27 % stall at its 512 MiB ceiling, which is its base, then probed one step
+ * down (a 512 MiB guest's step: 32 MiB). */
+static void churn_guest(struct rig *r)
+{
+    rig_init(r, 1, 64 * MIB, 512 * MIB, 512 * MIB);
+    reports(r, 0, 60 * SEC, 27, 48 * MIB);
+    assert_true(fabs(r->g[0].stall.base_pct - 27) < 0.5);
+    rig_decide(r);
+    expect(r, POLICY_INFLATE, POLICY_R_INSENSITIVE);
+    assert_int_equal(r->d[0].to_bytes, 480 * MIB);
+    rig_commit(r, true);
+}
+
+/* Reports every 5 s from t0 to t1, the stall alternating lo, hi, lo... (mean between). */
+static void noisy(struct rig *r, int64_t t0, int64_t t1, double lo, double hi)
+{
+    for (int64_t t = t0; t <= t1; t += 5 * SEC)
+        reports(r, t, t, (t - t0) / (5 * SEC) % 2 ? hi : lo, 48 * MIB);
+}
+
+/* The base is the mean of the stall that does not respond, not the low tail of its noise:
+ * five-second intervals that stray by 5 points either way leave it near the mean, and the
+ * probe goes on by whole steps. (The base once followed every dip of the moving average:
+ * the churn guest's sat 2-3 points under its stall, and the probe held it at 192 MiB
+ * with its stall flat down to 160.) */
+static void test_the_base_is_the_mean_of_its_noise(void **state)
+{
+    (void)state;
+    struct rig r;
+    churn_guest(&r);
+    noisy(&r, 65 * SEC, 240 * SEC, 22, 32);
+    assert_true(fabs(r.g[0].stall.base_pct - 27) < 1);
+    assert_true(r.g[0].stall.spread_pct > 9);
+    rig_decide(&r);
+    expect(&r, POLICY_INFLATE, POLICY_R_INSENSITIVE);
+    assert_int_equal(r.d[0].to_bytes, 448 * MIB);
+}
+
+/* At its ceiling a guest's stall is all base, up or down: set from its first intervals,
+ * it follows the level there. (Set from one low interval and never raised, the base of a
+ * simulated churn guest sat 3 points under its stall and held it at its ceiling.) */
+static void test_at_the_ceiling_the_base_is_the_level(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 1, 64 * MIB, 512 * MIB, 512 * MIB);
+    reports(&r, 0, 10 * SEC, 22, 48 * MIB);
+    assert_true(fabs(r.g[0].stall.base_pct - 22) < 0.5);
+    reports(&r, 15 * SEC, 70 * SEC, 27, 48 * MIB);
+    assert_true(fabs(r.g[0].stall.base_pct - 27) < 1);
+    rig_decide(&r);
+    expect(&r, POLICY_INFLATE, POLICY_R_INSENSITIVE);
+}
+
+/* A fall of the stall by more than its margin is the streaming ending: the base follows
+ * at once, so what is left responds to size again. */
+static void test_the_base_falls_at_once_with_the_stall(void **state)
+{
+    (void)state;
+    struct rig r;
+    churn_guest(&r);
+    noisy(&r, 65 * SEC, 120 * SEC, 25, 29);
+    reports(&r, 125 * SEC, 130 * SEC, 1, 48 * MIB);
+    assert_true(r.g[0].stall.base_pct < 10);
+}
+
+/* A rise smaller than the intervals' spread, once it lasts, is seen by the slow level:
+ * the probe holds near its target instead of walking on by the average's noise. */
+static void test_a_lasting_rise_under_the_noise_holds_the_probe(void **state)
+{
+    (void)state;
+    struct rig r;
+    churn_guest(&r);
+    noisy(&r, 65 * SEC, 150 * SEC, 29, 37); /* 33 % at 480 MiB: 6 points over its base */
+    assert_false(r.g[0].stall.responded);
+    rig_decide(&r);
+    expect(&r, POLICY_HOLD, POLICY_R_NEAR_TARGET);
+}
+
+/* A guest with a base has medium events at any size: with its stall over its margin, it
+ * gets the stall backoff's step (the excess decides), not a medium step; after a probe
+ * that raised its stall, half that probe back (its stall rises gradually; the size it is
+ * at ease at is likely between). */
+static void test_a_guest_with_a_base_gives_by_its_stall(void **state)
+{
+    (void)state;
+    for (int probed = 0; probed < 2; probed++) {
+        struct rig r;
+        churn_guest(&r);
+        int64_t t = 65 * SEC;
+        if (!probed) {
+            noisy(&r, t, t + 30 * SEC, 26, 28); /* the probe's effect: none */
+            t += 35 * SEC;
+        }
+        for (int64_t e = t; e <= t + 5 * SEC; e += SEC)
+            policy_note_event(&r.cfg, &r.g[0], BP_LEVEL_MEDIUM, NULL, e);
+        reports(&r, t, t + 5 * SEC, 45, 48 * MIB); /* over 27 + 13.5 in both */
+        assert_int_equal(r.g[0].stall.responded, probed);
+        rig_decide(&r);
+        expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
+        assert_int_equal(r.d[0].to_bytes, 480 * MIB + 16 * MIB);
+    }
+}
+
 /* With PSI, medium waits for a stall measure, and gives one step per measured effect:
  * a guest whose medium events go on (cache churn) gets one step, then its stall, not
  * lowered by the step, becomes its base and medium stops giving. */
@@ -499,6 +604,11 @@ int main(void)
         cmocka_unit_test(test_medium_is_weighed_against_the_stall),
         cmocka_unit_test(test_medium_gives_one_step_per_measure),
         cmocka_unit_test(test_critical_report_is_an_echo),
+        cmocka_unit_test(test_the_base_is_the_mean_of_its_noise),
+        cmocka_unit_test(test_at_the_ceiling_the_base_is_the_level),
+        cmocka_unit_test(test_the_base_falls_at_once_with_the_stall),
+        cmocka_unit_test(test_a_lasting_rise_under_the_noise_holds_the_probe),
+        cmocka_unit_test(test_a_guest_with_a_base_gives_by_its_stall),
     };
     return cmocka_run_group_tests_name("policy-stall", tests, NULL, NULL);
 }
