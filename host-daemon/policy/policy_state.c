@@ -1,8 +1,8 @@
 /* bellows balloon policy: what a guest's policy state should keep across a daemon restart
- * (hurt size, reversals and their backoff, the last deflate, stuck balloons, the stall
- * base), as one line of `key=value` words, and back. Pure: text in, text out; times are
- * written as ages and read back against the wall clock, so time the daemon was down counts
- * as elapsed. See policy.h and docs/policy.md ("State across a restart"). */
+ * (hurt size, reversals and their backoff, the last deflate and the need at it, stuck
+ * balloons, the stall base), as one line of `key=value` words, and back. Pure: text in, text out;
+ * times are written as ages and read back against the wall clock, so time the daemon was down
+ * counts as elapsed. See policy.h and docs/policy.md ("State across a restart"). */
 #include "host-daemon/policy/policy_internal.h"
 
 #include <errno.h>
@@ -71,6 +71,9 @@ static int format(const struct policy_guest *g, bool absolute, int64_t now, int6
         ok = put(buf, cap, &len, " dir=%s", dir_names[g->last_dir]);
     if (ok && g->last_deflate_at != POLICY_NEVER)
         ok = put(buf, cap, &len, " deflated=%" PRId64, when(g->last_deflate_at, now, absolute));
+    /* What it needed at that deflate: the block ends early once it needs under half. */
+    if (ok && g->last_deflate_at != POLICY_NEVER && g->last_deflate_need > 0)
+        ok = put(buf, cap, &len, " need=%" PRIu64, g->last_deflate_need);
     if (ok && (g->stuck_count > 0 || g->stuck_total > 0))
         ok = put(buf, cap, &len, " stuck=%u/%" PRIu64, g->stuck_count, g->stuck_total);
     if (ok && g->stall.psi_seen)
@@ -143,7 +146,7 @@ int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, 
     struct policy_guest t = *g;
     bool have_wall = false;
     int64_t saved_wall = 0;
-    uint64_t hurt = 0, flips = 0;
+    uint64_t hurt = 0, flips = 0, deflate_need = 0;
     int64_t hurt_age = -1, flip_age = -1, deflate_age = -1;
     const char *p = line + vlen;
     while (*p == ' ') {
@@ -186,6 +189,10 @@ int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, 
             if (!number(&v, &n) || n > (uint64_t)MAX_AGE_MS)
                 return -EINVAL;
             deflate_age = (int64_t)n;
+        } else if (klen == 4 && strncmp(p, "need", 4) == 0) {
+            if (!number(&v, &n) || n == 0)
+                return -EINVAL;
+            deflate_need = n;
         } else if (klen == 5 && strncmp(p, "stuck", 5) == 0) {
             uint64_t total;
             if (!number(&v, &n) || n > 64 || *v != '/')
@@ -227,8 +234,10 @@ int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, 
         t.flips = (unsigned)flips;
         t.last_flip_at = now - flip_age - down;
     }
-    if (deflate_age >= 0 && deflate_age + down < MAX_AGE_MS)
+    if (deflate_age >= 0 && deflate_age + down < MAX_AGE_MS) {
         t.last_deflate_at = now - deflate_age - down;
+        t.last_deflate_need = deflate_need;
+    }
     *g = t;
     return 0;
 }

@@ -29,6 +29,7 @@ static void lived(struct policy_guest *g, int64_t now)
     g->reversals = 7;
     g->last_dir = POLICY_DEFLATE;
     g->last_deflate_at = now - 10 * MIN;
+    g->last_deflate_need = 900 * MIB + 7;
     g->stuck_count = 2;
     g->stuck_total = 5;
     g->stall.psi_seen = true;
@@ -61,6 +62,7 @@ static void test_state_round_trip(void **state)
     assert_int_equal(back.reversals, 7);
     assert_int_equal(back.last_dir, POLICY_DEFLATE);
     assert_int_equal(back.last_deflate_at, now2 - 10 * MIN - down);
+    assert_int_equal(back.last_deflate_need, 900 * MIB + 7);
     assert_int_equal(back.stuck_count, 2);
     assert_int_equal(back.stuck_total, 5);
     assert_true(back.stall.psi_seen);
@@ -151,6 +153,8 @@ static void test_state_junk_is_refused(void **state)
         "bellows-policy-state=1 wall=1 base=101",
         "bellows-policy-state=1 wall=1 base=nan",
         "bellows-policy-state=1 wall=1 stuck=1",
+        "bellows-policy-state=1 wall=1 deflated=5 need=0",
+        "bellows-policy-state=1 wall=1 deflated=5 need=-1",
         "bellows-policy-state=1 wall=1 reversals=99999999999999999999999",
         "bellows-policy-state=1 wall=1 unknown=1",
         "bellows-policy-state=1 wall=1  reversals=1",
