@@ -414,8 +414,8 @@ int64_t policy_guest_deadline(const struct policy_config *cfg, const struct poli
 
 /* Write what g has learnt that a restart should not forget (hurt size, reversals and
  * backoff, the last deflate and the need at it, stuck balloons, the stall base) as one
- * line of `key=value` words, ages relative to now and the wall clock wall_ms. Returns the length written (without the
- * NUL), or -ENOSPC when cap is too small (buf then holds an empty string). */
+ * line of `key=value` words, ages relative to now and the wall clock wall_ms. Returns the length
+ * written (without the NUL), or -ENOSPC when cap is too small (buf then holds an empty string). */
 int policy_state_format(const struct policy_guest *g, int64_t now, int64_t wall_ms, char *buf,
                         size_t cap);
 
