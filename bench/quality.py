@@ -44,6 +44,10 @@ Measured per arm (one JSON object per arm on stdout, a table at the end):
   quiet_to_ws_s        per quiet guest: seconds from the end of its activity until its
                        balloon came within 15 % of its working set
   churn_ws_ratio       the churn guest's balloon over its working set at the end
+  hung_guests          guests whose kernel reported a task blocked for 120 s (per guest:
+                       hung_task_at_s, when the benchmark saw the first report; the task
+                       was blocked from 120 s before). Their stall and working set then
+                       say nothing about the arm's controller.
 The working set is measured in each guest every 5 s (BELLOWS WS lines on its console):
 MemTotal - MemAvailable (what the kernel cannot reclaim) + Active(file) (the page cache
 the kernel sees in re-use), its largest value over the last 60 s; in balloon terms plus
@@ -86,6 +90,7 @@ WS_SAMPLER = (
     "/^Active\\(file\\):/{f=$2} END{print t, a, f}' /proc/meminfo) "
     "$(awk -F'[ =]' '/^some/{s=$NF} /^full/{f=$NF} END{print s, f}' /proc/pressure/memory); "
     "echo \"BELLOWS WS total=$1 avail=$2 actf=$3 some=$4 full=$5\"; sleep 5; done")
+HUNG_RE = re.compile(r"INFO: task \S+ blocked for more than \d+ seconds")
 WS_RE = re.compile(r"BELLOWS WS total=(\d+) avail=(\d+) actf=(\d+) some=(\d+) full=(\d+)")
 
 
@@ -259,7 +264,7 @@ class Arm:
             # must run once, when start_workload() types it (an earlier version ran it twice).
             g.boot_at, g.workload = boot_at, script
             g.running = g.lost = False
-            g.ws_seen, g.ws_offset, g.quiet_at = [], 0, None
+            g.ws_seen, g.ws_offset, g.quiet_at, g.hung_at = [], 0, None, None
             g.actuals = []  # (t, bytes)
             self.guests[name] = g
         daemon = None
@@ -392,6 +397,11 @@ class Arm:
             g.ws_seen.append((t, total, total - avail, actf, some, full))
         if g.quiet_at is None and "BELLOWS QUIET" in chunk:
             g.quiet_at = t
+        # The guest kernel's hung-task report: a task blocked for 120 s. Its workload's
+        # figures (stall, working set) then say nothing about the arm (a churn guest's
+        # stream froze with kcompactd0 blocked, its PSI total flat for the rest of a run).
+        if g.hung_at is None and HUNG_RE.search(chunk):
+            g.hung_at = t
 
     def loop(self):
         a = self.args
@@ -500,6 +510,8 @@ class Arm:
                  "lost": g.lost, "final_actual_mib": g.actuals[-1][1] // MIB if g.actuals else None,
                  "reversals": reversals([a.start * MIB] + g.changes),
                  "changes": len(g.changes)}
+            if g.hung_at is not None:
+                d["hung_task_at_s"] = round(g.hung_at, 1)
             oom += d["oom_kills"]
             if len(g.ws_seen) >= 2:
                 d["stall_some_s"] = (g.ws_seen[-1][4] - g.ws_seen[0][4]) / 1e6
@@ -524,6 +536,7 @@ class Arm:
             "quiet_to_ws_s": {n: d.get("quiet_to_ws_s") for n, d in per.items()
                               if n != "churn"},
             "churn_ws_ratio": per["churn"].get("end_ws_ratio"),
+            "hung_guests": sorted(n for n, d in per.items() if "hung_task_at_s" in d),
             "per_guest": per,
         })
 
@@ -595,6 +608,8 @@ def table(results):
         out.append("| %s: quiet to within 15 %% of its working set | %s |" % (n, " | ".join(vals)))
     out.append("| churn: balloon / working set at the end | %s |"
                % " | ".join(str(r.get("churn_ws_ratio")) for r in results))
+    out.append("| guests with a hung kernel task (figures not comparable) | %s |"
+               % " | ".join(", ".join(r.get("hung_guests", [])) or "none" for r in results))
     return "\n".join(out)
 
 
