@@ -47,7 +47,9 @@ Measured per arm (one JSON object per arm on stdout, a table at the end):
   hung_guests          guests whose kernel reported a task blocked for 120 s (per guest:
                        hung_task_at_s, when the benchmark saw the first report; the task
                        was blocked from 120 s before). Their stall and working set then
-                       say nothing about the arm's controller.
+                       say nothing about the arm's controller. The benchmark then prints
+                       the kernel stacks of the guest's blocked tasks on its console
+                       (BELLOWS BLOCKED lines) for a diagnosis.
 The working set is measured in each guest every 5 s (BELLOWS WS lines on its console):
 MemTotal - MemAvailable (what the kernel cannot reclaim) + Active(file) (the page cache
 the kernel sees in re-use), its largest value over the last 60 s; in balloon terms plus
@@ -90,6 +92,12 @@ WS_SAMPLER = (
     "/^Active\\(file\\):/{f=$2} END{print t, a, f}' /proc/meminfo) "
     "$(awk -F'[ =]' '/^some/{s=$NF} /^full/{f=$NF} END{print s, f}' /proc/pressure/memory); "
     "echo \"BELLOWS WS total=$1 avail=$2 actf=$3 some=$4 full=$5\"; sleep 5; done")
+# The kernel stacks of the guest's blocked tasks (state D) on its console, once it reported
+# a hung task: the report alone names the task, not where it waits (its stack is printed
+# at KERN_INFO, under the console's `quiet`).
+BLOCKED_STACKS = (
+    "for p in /proc/[0-9]*; do grep -q '^State:.D' $p/status 2>/dev/null || continue; "
+    "echo \"BELLOWS BLOCKED $(cat $p/comm) ${p#/proc/}\"; cat $p/stack; done")
 HUNG_RE = re.compile(r"INFO: task \S+ blocked for more than \d+ seconds")
 WS_RE = re.compile(r"BELLOWS WS total=(\d+) avail=(\d+) actf=(\d+) some=(\d+) full=(\d+)")
 
@@ -402,6 +410,7 @@ class Arm:
         # stream froze with kcompactd0 blocked, its PSI total flat for the rest of a run).
         if g.hung_at is None and HUNG_RE.search(chunk):
             g.hung_at = t
+            g.start_background(BLOCKED_STACKS)
 
     def loop(self):
         a = self.args
