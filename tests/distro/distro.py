@@ -356,15 +356,38 @@ class DistroGuest:
         stop_process(self.proc)
 
 
-def balloon_to(g, size_mib):
-    """Balloon the guest to size_mib through the test's monitor and wait until QEMU reports
-    that size (BALLOON_CHANGE is rate-limited to one a second), then forget the events."""
+def balloon_down(env, g, size_mib):
+    """Balloon the guest down to size_mib through the test's monitor while bellowsd runs.
+    Returns the size in bytes it settles at: size_mib when QEMU reports it (BALLOON_CHANGE
+    is rate-limited to one a second), or the target of the deflate bellowsd made on the way
+    once it is done (its buffer rule gives memory back when what the guest uses needs more
+    than size_mib: a CI run's stock guest got 439 MiB back at 396, and the test waited for
+    384 until it timed out). Then forgets the events."""
     qmp = g.observer()
+
+    def decisions():
+        return env.ctl("show", "distro")["guest"].get("decisions") or []
+
+    made = decisions()
+    before = made[0]["seq"] if made else 0
     qmp.execute("balloon", {"value": size_mib * MIB})
-    wait_for(lambda: size_mib * MIB in qmp.balloon_changes(), 60,
-             "the balloon at %d MiB" % size_mib)
+    settled = {}
+
+    def there():
+        if size_mib * MIB in qmp.balloon_changes():
+            settled["bytes"] = size_mib * MIB
+            return True
+        given = [d for d in decisions() if d["seq"] > before]
+        if given and given[0]["action"] == "deflate" and given[0]["result"] == "done":
+            settled["bytes"] = given[0]["to"]
+            return True
+        return False
+
+    wait_for(there, 60, "the balloon at %d MiB, or bellowsd's deflate on the way" % size_mib,
+             interval=0.5)
     qmp.poll_events(0)
     qmp.events.clear()
+    return settled["bytes"]
 
 
 # --- the environment of one scenario ---
@@ -544,12 +567,11 @@ def agent(env):
 
     # A fast allocation: a guest ballooned down to 384 MiB asks for 400 MiB at once.
     qga.ok("mkswap /dev/vdb >/dev/null && swapon /dev/vdb")
-    start_mib = 384
-    balloon_to(g, start_mib)
+    start = balloon_down(env, g, 384)
     mark = env.tap.mark()
     status, out, _ = qga.run("/root/workload alloc --mib 400 --hold 2", timeout=600)
     done = [l for l in out.splitlines() if l.startswith("workload: done")]
-    sizes = [start_mib * MIB] + g.observer().balloon_changes()
+    sizes = [start] + g.observer().balloon_changes()
     pressure = [f for f in env.tap.since(mark) if f.get("type") == "pressure"]
     levels = sorted({"%s/%s" % (f["source"], f["level"]) for f in pressure})
     log("workload: status %d, %s; pressure frames %d (%s); balloon (MiB) %s"
@@ -557,7 +579,7 @@ def agent(env):
            [s // MIB for s in sizes]))
     check(pressure and all(f["source"] == "psi" for f in pressure),
           "no pressure frame from PSI during the allocation")
-    check(max(sizes) > start_mib * MIB, "bellowsd did not deflate: balloon %s MiB"
+    check(max(sizes) > start + MIB, "bellowsd did not deflate: balloon %s MiB"
           % [s // MIB for s in sizes])
     last = env.ctl("show", "distro")["guest"]["decisions"][0]
     log("bellowsd's last move: %s %d -> %d MiB (%s)"
