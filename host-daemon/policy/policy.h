@@ -185,8 +185,8 @@ struct policy_stall {
     double lasting_pct; /* the smaller of the last two clean intervals: the stall that lasts */
     double avg_pct;     /* moving average over clean intervals */
     int64_t last_at;    /* end of the last clean interval */
-    /* the slow mean of the clean intervals (about the last ten) and how far they stray
-     * from it (mean absolute deviation): the noise a step's effect is told from */
+    /* the slow mean of the clean intervals (about the last ten) and their spread (the
+     * mean change from one interval to the next): the noise a step's effect is told from */
     double level_pct;
     double spread_pct;
     unsigned level_intervals;  /* intervals in the level since it (re)started, up to 10 */
