@@ -193,6 +193,15 @@ struct policy_stall {
     unsigned spread_intervals; /* interval-to-interval changes in the spread, up to 10 */
     /* the stall that does not respond to size (0: all of it does) */
     double base_pct;
+    /* the highest level measured where all of the stall was base (at the size the base was
+     * found, before the next move, or at the ceiling): a base lowered by a quieter spell
+     * may rise back up to it, no higher */
+    double base_peak_pct;
+    bool base_here; /* no move since the base was found: the level here is all base */
+    /* the clean intervals measured at one balloon size since the last move, their sum */
+    uint64_t size_bytes;
+    unsigned size_intervals;
+    double size_sum_pct;
     /* the effect of the last committed move, measured after it settled */
     bool eval_pending;
     enum policy_action eval_dir;

@@ -53,6 +53,8 @@ void policy__stall_commit(struct policy_guest *g, const struct policy_decision *
     s->eval_sum_pct = 0;
     s->eval_min_pct = 0;
     s->responded = false;
+    s->size_intervals = 0;
+    s->base_here = false;
 }
 
 /* The weight of the newest of n values in a mean that becomes a moving one at
@@ -81,8 +83,25 @@ static void note_level(struct policy_stall *s, double pct)
 static void set_base(struct policy_stall *s, double pct)
 {
     s->base_pct = pct;
+    s->base_here = true;
     s->level_pct = pct;
     s->level_intervals = 1;
+}
+
+/* At the ceiling the base is the level, up or down: all of that stall is beyond reach. */
+static void set_base_at_ceiling(struct policy_stall *s)
+{
+    s->base_pct = s->level_pct;
+    s->base_here = true;
+}
+
+/* The peak a base may rise back to: a complete level (not one or two intervals, which
+ * stray by points) measured where all of the stall was base. */
+static void note_peak(struct policy_stall *s)
+{
+    if (s->base_pct > 0 && s->base_here && s->level_intervals >= LEVEL_INTERVALS &&
+        s->level_pct > s->base_peak_pct)
+        s->base_peak_pct = s->level_pct;
 }
 
 /* The last move's effect, averaged over EVAL_INTERVALS clean intervals after it. */
@@ -125,10 +144,51 @@ static void lower_base(const struct policy_config *cfg, struct policy_guest *g)
     struct policy_stall *s = &g->stall;
     if (s->base_pct <= 0)
         return;
-    if (s->avg_pct < s->base_pct - policy__stall_margin(cfg, g))
+    if (s->avg_pct < s->base_pct - policy__stall_margin(cfg, g)) {
+        /* What was beyond reach is gone: the base may not rise back to it. */
         s->base_pct = s->avg_pct;
-    else if (s->level_intervals >= LEVEL_INTERVALS && s->level_pct < s->base_pct)
+        s->base_peak_pct = s->avg_pct;
+    } else if (s->level_intervals >= LEVEL_INTERVALS && s->level_pct < s->base_pct)
         s->base_pct = s->level_pct;
+}
+
+/* One more clean interval at the balloon's current size; the count starts again when the
+ * size changed (a move, or someone else's). */
+static void note_size(const struct policy_config *cfg, struct policy_guest *g, double pct)
+{
+    struct policy_stall *s = &g->stall;
+    if (!g->actual_known)
+        return;
+    if (s->size_intervals == 0 ||
+        dist_u64(g->actual_bytes, s->size_bytes) > cfg->min_change_bytes) {
+        s->size_bytes = g->actual_bytes;
+        s->size_intervals = 0;
+        s->size_sum_pct = 0;
+    }
+    s->size_intervals++;
+    s->size_sum_pct += pct;
+}
+
+/* A base lowered by a quieter spell rises again, up to its peak, once a full level of
+ * intervals at the size the probe took the guest to says the stall there is higher:
+ * without it, a churn guest whose stall drifted from 23 % down to 17.5 % and back to 21 %
+ * read the return as its response to the last steps and held at 1.76x its working set
+ * (docs/benchmarks.md). Never above the peak: a stall rising past what was measured
+ * beyond reach may be the guest's knee, and the probe holds there. Never at a size the
+ * guest was given memory at, or a probe that raised the stall took it to: there the stall
+ * did respond. One rise per hold: the count starts again. */
+static void raise_base(struct policy_stall *s)
+{
+    if (s->base_pct <= 0 || s->eval_pending || s->size_intervals < LEVEL_INTERVALS)
+        return;
+    if (s->eval_dir != POLICY_INFLATE || s->responded) {
+        s->size_intervals = 0;
+        return;
+    }
+    double here = s->size_sum_pct / (double)s->size_intervals;
+    if (here > s->base_pct && s->base_pct < s->base_peak_pct)
+        s->base_pct = here < s->base_peak_pct ? here : s->base_peak_pct;
+    s->size_intervals = 0;
 }
 
 void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
@@ -178,11 +238,14 @@ void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
     /* A stall lasts when both of the last two intervals had it; the first has no pair. */
     s->lasting_pct = s->known ? (pct < s->last_pct ? pct : s->last_pct) : 0;
     note_level(s, pct);
+    note_peak(s);
     s->last_pct = pct;
     s->avg_pct = s->known ? s->avg_pct + AVG_WEIGHT * (pct - s->avg_pct) : pct;
     s->known = true;
     s->last_at = now;
+    note_size(cfg, g, pct);
     lower_base(cfg, g);
+    raise_base(s);
     if (s->eval_pending) {
         if (s->eval_intervals == 0 || pct < s->eval_min_pct)
             s->eval_min_pct = pct;
@@ -199,6 +262,6 @@ void policy__stall_note(const struct policy_config *cfg, struct policy_guest *g,
         if (policy__stall_excess(g, s->avg_pct) > policy__stall_margin(cfg, g))
             set_base(s, s->avg_pct);
         else if (s->base_pct > 0 && s->level_intervals >= LEVEL_INTERVALS)
-            s->base_pct = s->level_pct;
+            set_base_at_ceiling(s);
     }
 }

@@ -1,8 +1,8 @@
 /* bellows balloon policy: what a guest's policy state should keep across a daemon restart
  * (hurt size, reversals and their backoff, the last deflate and the need at it, stuck
- * balloons, the stall base), as one line of `key=value` words, and back. Pure: text in, text out;
- * times are written as ages and read back against the wall clock, so time the daemon was down
- * counts as elapsed. See policy.h and docs/policy.md ("State across a restart"). */
+ * balloons, the stall base and its peak), as one line of `key=value` words, and back. Pure: text
+ * in, text out; times are written as ages and read back against the wall clock, so time the daemon
+ * was down counts as elapsed. See policy.h and docs/policy.md ("State across a restart"). */
 #include "host-daemon/policy/policy_internal.h"
 
 #include <errno.h>
@@ -78,6 +78,8 @@ static int format(const struct policy_guest *g, bool absolute, int64_t now, int6
         ok = put(buf, cap, &len, " stuck=%u/%" PRIu64, g->stuck_count, g->stuck_total);
     if (ok && g->stall.psi_seen)
         ok = put(buf, cap, &len, " base=%.3f", g->stall.base_pct);
+    if (ok && g->stall.psi_seen && g->stall.base_peak_pct > 0)
+        ok = put(buf, cap, &len, " peak=%.3f", g->stall.base_peak_pct);
     if (!ok) {
         buf[0] = '\0';
         return -ENOSPC;
@@ -210,6 +212,13 @@ int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, 
             v = end;
             t.stall.base_pct = b;
             t.stall.psi_seen = true;
+        } else if (klen == 4 && strncmp(p, "peak", 4) == 0) {
+            char *end;
+            double b = strtod(v, &end);
+            if (end == v || !(b >= 0 && b <= 100))
+                return -EINVAL;
+            v = end;
+            t.stall.base_peak_pct = b;
         } else {
             return -EINVAL;
         }
@@ -234,6 +243,9 @@ int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, 
         t.flips = (unsigned)flips;
         t.last_flip_at = now - flip_age - down;
     }
+    /* A line written before the peak was kept: the base is the highest measured. */
+    if (t.stall.base_peak_pct < t.stall.base_pct)
+        t.stall.base_peak_pct = t.stall.base_pct;
     if (deflate_age >= 0 && deflate_age + down < MAX_AGE_MS) {
         t.last_deflate_at = now - deflate_age - down;
         t.last_deflate_need = deflate_need;

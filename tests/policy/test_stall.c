@@ -509,6 +509,58 @@ static void test_a_lasting_rise_under_the_noise_holds_the_probe(void **state)
     expect(&r, POLICY_HOLD, POLICY_R_NEAR_TARGET);
 }
 
+/* A base lowered by a quieter spell rises again once a full level at the size the probe
+ * took the guest to says its stall is back, up to the highest level measured where all of
+ * the stall was base (its ceiling here), never above: the probe then walks on. (The real
+ * churn guest's stall drifted from 23 % to 17.5 % and back to 21 %, and the return held
+ * it at 1.76x its working set.) */
+static void test_a_base_lowered_by_a_quieter_spell_rises_to_its_peak(void **state)
+{
+    (void)state;
+    struct rig r;
+    churn_guest(&r); /* 27 % at its ceiling for a minute: the peak; then probed to 480 */
+    assert_true(fabs(r.g[0].stall.base_peak_pct - 27) < 0.5);
+    noisy(&r, 65 * SEC, 160 * SEC, 20, 22); /* a quieter spell: the base follows it down */
+    assert_true(r.g[0].stall.base_pct < 22.5);
+    noisy(&r, 165 * SEC, 195 * SEC, 29, 31); /* back, and more: read as a response */
+    rig_decide(&r);
+    expect(&r, POLICY_HOLD, POLICY_R_NEAR_TARGET);
+    noisy(&r, 200 * SEC, 215 * SEC, 29, 31);             /* ten intervals at 480 MiB */
+    assert_true(fabs(r.g[0].stall.base_pct - 27) < 0.5); /* the peak, not the 30 % here */
+    noisy(&r, 220 * SEC, 230 * SEC, 25, 27);
+    rig_decide(&r);
+    expect(&r, POLICY_INFLATE, POLICY_R_INSENSITIVE);
+}
+
+/* Not at a size the guest was given memory at because its stall responded: the stall
+ * there is its knee's, not a quieter spell's end, and raising the base to it would walk
+ * the guest back into the knee once its hurt size is forgotten. */
+static void test_a_base_does_not_rise_where_memory_was_given(void **state)
+{
+    (void)state;
+    struct rig r;
+    churn_guest(&r);
+    int64_t t = 65 * SEC;
+    for (int step = 0; step < 3; step++, t += 15 * SEC) { /* away from its ceiling */
+        noisy(&r, t, t + 10 * SEC, 26, 28);
+        rig_decide(&r);
+        expect(&r, POLICY_INFLATE, POLICY_R_INSENSITIVE);
+        rig_commit(&r, true);
+    }
+    assert_int_equal(r.g[0].actual_bytes, 384 * MIB);
+    noisy(&r, t, t + 95 * SEC, 20, 22); /* a quieter spell */
+    t += 100 * SEC;
+    reports(&r, t, t + 5 * SEC, 36, 48 * MIB); /* over its base and margin in both */
+    rig_decide(&r);
+    expect(&r, POLICY_DEFLATE, POLICY_R_STALL);
+    rig_commit(&r, true);
+    double base = r.g[0].stall.base_pct;
+    reports(&r, t + 10 * SEC, t + 20 * SEC, 17, 48 * MIB); /* it responded: no base found */
+    noisy(&r, t + 25 * SEC, t + 135 * SEC, 23, 25);
+    assert_true(base < 23);
+    assert_true(r.g[0].stall.base_pct <= base);
+}
+
 /* A guest with a base has medium events at any size: with its stall over its margin, it
  * gets the stall backoff's step (the excess decides), not a medium step; after a probe
  * that raised its stall, half that probe back (its stall rises gradually; the size it is
@@ -609,6 +661,8 @@ int main(void)
         cmocka_unit_test(test_the_base_falls_at_once_with_the_stall),
         cmocka_unit_test(test_a_lasting_rise_under_the_noise_holds_the_probe),
         cmocka_unit_test(test_a_guest_with_a_base_gives_by_its_stall),
+        cmocka_unit_test(test_a_base_lowered_by_a_quieter_spell_rises_to_its_peak),
+        cmocka_unit_test(test_a_base_does_not_rise_where_memory_was_given),
     };
     return cmocka_run_group_tests_name("policy-stall", tests, NULL, NULL);
 }

@@ -17,7 +17,8 @@
 #define SEC 1000
 #define MIN (60 * SEC)
 
-/* A guest that has lived a while: hurt, flipped, deflated, stuck once, a stall base. */
+/* A guest that has lived a while: hurt, flipped, deflated, stuck once, a stall base lowered
+ * under its peak. */
 static void lived(struct policy_guest *g, int64_t now)
 {
     policy_guest_init(g, 1 * GIB, 4 * GIB, 100);
@@ -33,7 +34,8 @@ static void lived(struct policy_guest *g, int64_t now)
     g->stuck_count = 2;
     g->stuck_total = 5;
     g->stall.psi_seen = true;
-    g->stall.base_pct = 27.125;
+    g->stall.base_pct = 21.5;
+    g->stall.base_peak_pct = 27.125;
 }
 
 static void test_state_round_trip(void **state)
@@ -66,7 +68,8 @@ static void test_state_round_trip(void **state)
     assert_int_equal(back.stuck_count, 2);
     assert_int_equal(back.stuck_total, 5);
     assert_true(back.stall.psi_seen);
-    assert_true(back.stall.base_pct > 27.12 && back.stall.base_pct < 27.13);
+    assert_true(back.stall.base_pct > 21.49 && back.stall.base_pct < 21.51);
+    assert_true(back.stall.base_peak_pct > 27.12 && back.stall.base_peak_pct < 27.13);
     /* What it does not keep: the balloon, levels, snapshots. */
     assert_false(back.actual_known);
     assert_false(back.mem_known);
@@ -79,6 +82,12 @@ static void test_state_round_trip(void **state)
     policy_guest_init(&fresh2, 1 * GIB, 4 * GIB, 100);
     assert_int_equal(policy_state_parse(&cfg, &fresh2, buf, (size_t)n, now2, wall), 0);
     assert_memory_equal(&fresh, &fresh2, sizeof(fresh));
+
+    /* A line written before the peak was kept: the base is the highest measured. */
+    const char *old = "bellows-policy-state=1 wall=1 base=20.5";
+    policy_guest_init(&back, 1 * GIB, 4 * GIB, 100);
+    assert_int_equal(policy_state_parse(&cfg, &back, old, strlen(old), now2, wall), 0);
+    assert_true(back.stall.base_peak_pct > 20.49 && back.stall.base_peak_pct < 20.51);
 }
 
 /* The wall clock a line was written at, for pruning lines of guests gone for good. */
@@ -152,6 +161,8 @@ static void test_state_junk_is_refused(void **state)
         "bellows-policy-state=1 wall=1 dir=sideways",
         "bellows-policy-state=1 wall=1 base=101",
         "bellows-policy-state=1 wall=1 base=nan",
+        "bellows-policy-state=1 wall=1 base=5 peak=-1",
+        "bellows-policy-state=1 wall=1 base=5 peak=",
         "bellows-policy-state=1 wall=1 stuck=1",
         "bellows-policy-state=1 wall=1 deflated=5 need=0",
         "bellows-policy-state=1 wall=1 deflated=5 need=-1",
