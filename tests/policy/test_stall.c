@@ -485,7 +485,7 @@ static void test_at_the_ceiling_the_base_is_the_level(void **state)
 }
 
 /* A fall of the stall by more than its margin is the streaming ending: the base follows
- * at once, so what is left responds to size again. */
+ * at once, so what is left responds to size again, and its peak with it. */
 static void test_the_base_falls_at_once_with_the_stall(void **state)
 {
     (void)state;
@@ -493,6 +493,9 @@ static void test_the_base_falls_at_once_with_the_stall(void **state)
     churn_guest(&r);
     noisy(&r, 65 * SEC, 120 * SEC, 25, 29);
     reports(&r, 125 * SEC, 130 * SEC, 1, 48 * MIB);
+    assert_true(r.g[0].stall.base_pct < 10);
+    /* The peak falls with it: a stall that comes back now is a response, not a spell. */
+    reports(&r, 135 * SEC, 200 * SEC, 20, 48 * MIB);
     assert_true(r.g[0].stall.base_pct < 10);
 }
 
