@@ -572,9 +572,12 @@ def agent(env):
     # middle of the allocation and give the guest memory before it stalled (a fresh
     # machine: 384 to 871 MiB, no PSI frame, a failure). Then bellowsd manages it again and
     # must deflate while the memory is held.
+    # Paused before the balloon goes down too: a CI-like run saw a buffer step 384 to
+    # 864 MiB right after the test's own balloon command, before the allocation.
     qga.ok("mkswap /dev/vdb >/dev/null && swapon /dev/vdb")
-    start = balloon_down(env, g, 384)
     env.ctl("pause", "distro")
+    start = balloon_down(env, g, 384)
+    check(start == 384 * MIB, "the paused guest's balloon settled at %d MiB" % (start // MIB))
     mark = env.tap.mark()
     qga.ok("systemd-run --unit=bellows-alloc --collect /root/workload alloc --mib 400 --hold 120")
     env.tap.wait(is_type("pressure"), 300, "a pressure frame during the allocation", mark)
