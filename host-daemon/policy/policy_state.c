@@ -115,6 +115,18 @@ static bool number(const char **p, uint64_t *ret)
     return true;
 }
 
+/* A percent (0..100, a decimal fraction allowed) at *p; false when there is none. */
+static bool percent(const char **p, double *ret)
+{
+    char *end;
+    double v = strtod(*p, &end);
+    if (end == *p || !(v >= 0 && v <= 100))
+        return false;
+    *p = end;
+    *ret = v;
+    return true;
+}
+
 /* "N@AGE" with AGE in ms. */
 static bool number_at(const char **p, uint64_t *ret, int64_t *ret_age)
 {
@@ -205,20 +217,12 @@ int policy_state_parse(const struct policy_config *cfg, struct policy_guest *g, 
             t.stuck_count = (unsigned)n;
             t.stuck_total = total;
         } else if (klen == 4 && strncmp(p, "base", 4) == 0) {
-            char *end;
-            double b = strtod(v, &end);
-            if (end == v || !(b >= 0 && b <= 100))
+            if (!percent(&v, &t.stall.base_pct))
                 return -EINVAL;
-            v = end;
-            t.stall.base_pct = b;
             t.stall.psi_seen = true;
         } else if (klen == 4 && strncmp(p, "peak", 4) == 0) {
-            char *end;
-            double b = strtod(v, &end);
-            if (end == v || !(b >= 0 && b <= 100))
+            if (!percent(&v, &t.stall.base_peak_pct))
                 return -EINVAL;
-            v = end;
-            t.stall.base_peak_pct = b;
         } else {
             return -EINVAL;
         }
