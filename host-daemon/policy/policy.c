@@ -67,6 +67,7 @@ void policy_guest_init(struct policy_guest *g, uint64_t floor_bytes, uint64_t ce
         .ceiling_bytes = ceiling_bytes,
         .weight = weight,
         .actual_at = POLICY_NEVER,
+        .actual_changed_at = POLICY_NEVER,
         .known_since = POLICY_NEVER,
         .target_at = POLICY_NEVER,
         .target_done_at = POLICY_NEVER,
@@ -191,6 +192,8 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
     uint64_t before = g->actual_bytes;
     if (!had)
         g->known_since = now;
+    if (!had || actual_bytes != before)
+        g->actual_changed_at = now;
     g->actual_known = true;
     g->actual_bytes = actual_bytes;
     g->actual_at = now;
@@ -245,16 +248,21 @@ void policy_note_delivered(struct policy_guest *g, int64_t now)
 static void note_mem(const struct policy_config *cfg, struct policy_guest *g,
                      const struct bp_mem *mem, int64_t now)
 {
-    g->mem = *mem;
-    g->mem_known = true;
-    g->mem_at = now;
     /* The guest sees less than the balloon's size (kernel reservations). Measure the gap
-     * while no move is on its way, when both numbers describe the same state; until then,
-     * any measure beats none. */
-    if (g->actual_known && (!g->overhead_known || !policy__settling(cfg, g, now))) {
+     * only where both numbers describe the same state: the balloon still, for the actual
+     * comes at most once a second (BALLOON_CHANGE is rate-limited) while MemTotal follows
+     * the balloon at once, whoever moves it. Still: no move of ours on its way, the actual
+     * unchanged since the last snapshot, and that snapshot saw the same MemTotal. Until a
+     * first measure, any beats none. */
+    bool still = g->mem_known && g->mem.mem_total_kb == mem->mem_total_kb &&
+                 g->actual_changed_at < g->mem_at && !policy__settling(cfg, g, now);
+    if (g->actual_known && (!g->overhead_known || still)) {
         g->overhead_bytes = sub_sat(g->actual_bytes, kib_bytes(mem->mem_total_kb));
         g->overhead_known = true;
     }
+    g->mem = *mem;
+    g->mem_known = true;
+    g->mem_at = now;
     policy__stall_note(cfg, g, mem, now);
 }
 

@@ -229,8 +229,9 @@ struct policy_guest {
     bool actual_known;
     uint64_t actual_bytes;
     int64_t actual_at;
-    int64_t known_since; /* start of the current stretch with a known actual */
-    bool target_set;     /* a move was committed (target_* describe it) */
+    int64_t actual_changed_at; /* when it last took a new value */
+    int64_t known_since;       /* start of the current stretch with a known actual */
+    bool target_set;           /* a move was committed (target_* describe it) */
     uint64_t target_bytes;
     int64_t target_at;
     bool target_done; /* ... and is over: reached, or the actual moved away from it */
@@ -246,7 +247,7 @@ struct policy_guest {
     bool mem_known;
     struct bp_mem mem;
     int64_t mem_at;
-    bool overhead_known; /* actual minus MemTotal, measured while settled */
+    bool overhead_known; /* actual minus MemTotal, measured while the balloon is still */
     uint64_t overhead_bytes;
     struct policy_stall stall;
 

@@ -675,6 +675,52 @@ static void test_host_pressure_dead_band(void **state)
     }
 }
 
+/* Someone else moves the balloon (an operator's own QMP command): QEMU reports the actual
+ * at most once a second while the guest's MemTotal follows the balloon at once. A snapshot
+ * from the way down paired with the actual of the start would make the overhead hundreds
+ * of MiB, and the buffer rule would give all of it back. The overhead is measured only
+ * where the balloon was still: the same MemTotal in two snapshots in a row, and no new
+ * actual between them. */
+static void test_overhead_measured_while_the_balloon_is_still(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g;
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    policy_guest_init(&g, 256 * MIB, 1 * GIB, 100);
+    policy_note_actual(&cfg, &g, 1 * GIB, 0);
+    struct bp_mem m = snapshot(1 * GIB, 300 * MIB);
+    policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 0);
+    assert_true(g.overhead_known); /* the first measure: any beats none */
+    assert_int_equal(g.overhead_bytes, OVERHEAD);
+
+    /* Ballooned to 384 MiB by someone else: the first event at once, the guest halfway
+     * down half a second later, the last event a second after the first. */
+    policy_note_actual(&cfg, &g, 1000 * MIB, 10000);
+    m = snapshot(500 * MIB, 300 * MIB);
+    policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 10500);
+    assert_int_equal(g.overhead_bytes, OVERHEAD);
+    policy_note_actual(&cfg, &g, 384 * MIB, 11000);
+    struct policy_decision d = decide1(&cfg, &host, &g, 11000);
+    assert_int_not_equal(d.action, POLICY_DEFLATE); /* 300 MiB + 5 % + 32 fit in 384 */
+
+    /* A new overhead (a new kernel after a reboot): not from the first snapshot at 384,
+     * whose predecessor saw another MemTotal, nor from one after a new actual; from the
+     * next with the same MemTotal. */
+    m = snapshot(384 * MIB, 300 * MIB);
+    m.mem_total_kb -= 8 * 1024;
+    policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 15000);
+    assert_int_equal(g.overhead_bytes, OVERHEAD);
+    policy_note_actual(&cfg, &g, 384 * MIB + 4096, 17000);
+    policy_note_actual(&cfg, &g, 384 * MIB, 18000);
+    policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 20000);
+    assert_int_equal(g.overhead_bytes, OVERHEAD);
+    policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 25000);
+    assert_int_equal(g.overhead_bytes, OVERHEAD + 8 * MIB);
+}
+
 /* A critical burst over a guest being inflated quietly: one deflate, and no inflate
  * within the cooldown however the burst's tail and the quiet after it fall. */
 static void test_critical_burst_no_reversal_in_cooldown(void **state)
@@ -998,6 +1044,7 @@ int main(void)
         cmocka_unit_test(test_host_reclaim_order),
         cmocka_unit_test(test_host_pressure_dead_band),
         cmocka_unit_test(test_host_round_counts_memory_in_flight),
+        cmocka_unit_test(test_overhead_measured_while_the_balloon_is_still),
         cmocka_unit_test(test_critical_burst_no_reversal_in_cooldown),
         cmocka_unit_test(test_threshold_guest_converges),
         cmocka_unit_test(test_wobbling_guest_converges),
