@@ -294,7 +294,8 @@ class Guest:
     """One QEMU guest booted from the bellows test image."""
 
     def __init__(self, name, rundir, image, mem_mib=512, agent=True, agent_args=None,
-                 script=None, poweroff=False, swap_mib=0, qemu="qemu-system-x86_64"):
+                 script=None, poweroff=False, swap_mib=0, qemu="qemu-system-x86_64",
+                 balloon_props=""):
         self.name = name
         self.dir = os.path.abspath(rundir)
         self.image = image  # (vmlinuz, initrd)
@@ -305,6 +306,7 @@ class Guest:
         self.poweroff = poweroff
         self.swap_mib = swap_mib
         self.qemu = qemu
+        self.balloon_props = balloon_props  # e.g. "deflate-on-oom=on"
         self.proc = None
         os.makedirs(self.dir, exist_ok=True)
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
@@ -343,7 +345,8 @@ class Guest:
             "-chardev", "socket,id=con,path=%s/console.sock,server=on,wait=off,"
                         "logfile=%s/console.log,logappend=on" % (d, d),
             "-serial", "chardev:con",
-            "-device", "virtio-balloon-pci,id=balloon0",
+            "-device", "virtio-balloon-pci,id=balloon0" + (
+                "," + self.balloon_props if self.balloon_props else ""),
             "-device", "virtio-serial-pci,id=vser0",
             "-chardev", "socket,id=agent,path=%s,server=on,wait=off" % self.channel_path,
             "-device", "virtserialport,chardev=agent,name=%s" % PORT_NAME,

@@ -257,7 +257,16 @@ static void note_mem(const struct policy_config *cfg, struct policy_guest *g,
     bool still = g->mem_known && g->mem.mem_total_kb == mem->mem_total_kb &&
                  g->actual_changed_at < g->mem_at && !policy__settling(cfg, g, now);
     if (g->actual_known && (!g->overhead_known || still)) {
-        g->overhead_bytes = sub_sat(g->actual_bytes, kib_bytes(mem->mem_total_kb));
+        uint64_t total = kib_bytes(mem->mem_total_kb);
+        /* A guest that sees more than the balloon's size counts the balloon as used
+         * (virtio-balloon's deflate-on-oom, libvirt's autodeflate): its MemTotal stays
+         * whole. What it uses is then the balloon's size less what it has available,
+         * its reservations included. */
+        if (total > g->actual_bytes)
+            g->balloon_counted_used = true;
+        if (g->balloon_counted_used)
+            g->counted_used_bytes = sub_sat(g->actual_bytes, kib_bytes(mem->mem_available_kb));
+        g->overhead_bytes = g->balloon_counted_used ? 0 : sub_sat(g->actual_bytes, total);
         g->overhead_known = true;
     }
     g->mem = *mem;
@@ -298,10 +307,13 @@ void policy_note_report(const struct policy_config *cfg, struct policy_guest *g,
     note_level(cfg, g, level > BP_LEVEL_MEDIUM ? BP_LEVEL_MEDIUM : level, now);
 }
 
-/* Guest memory in use, in balloon (QMP) terms: what it cannot free. Only meaningful with a
- * snapshot. */
+/* Guest memory in use: what it cannot free. Only meaningful with a snapshot. A guest that
+ * counts its balloon as used: from the last snapshot where the balloon was still, for it
+ * pairs the actual with the guest's MemAvailable. */
 static uint64_t guest_used(const struct policy_guest *g)
 {
+    if (g->balloon_counted_used)
+        return g->counted_used_bytes;
     return sub_sat(kib_bytes(g->mem.mem_total_kb), kib_bytes(g->mem.mem_available_kb));
 }
 

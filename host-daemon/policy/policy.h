@@ -249,6 +249,10 @@ struct policy_guest {
     int64_t mem_at;
     bool overhead_known; /* actual minus MemTotal, measured while the balloon is still */
     uint64_t overhead_bytes;
+    /* the guest counts the balloon as used (deflate-on-oom: its MemTotal stays whole), and
+     * then what it uses in balloon terms, actual - MemAvailable, while the balloon is still */
+    bool balloon_counted_used;
+    uint64_t counted_used_bytes;
     struct policy_stall stall;
 
     /* state: moves */

@@ -115,6 +115,7 @@ json_t *view_guest(const struct daemon_view *v, const struct guest *g, bool with
     json_object_set_new(j, "mem_available",
                         maybe_u64(g->mem_known, g->mem.mem_available_kb * 1024));
     json_object_set_new(j, "mem_total", maybe_u64(g->mem_known, g->mem.mem_total_kb * 1024));
+    json_object_set_new(j, "balloon_counted_as_used", json_boolean(p->balloon_counted_used));
     json_object_set_new(j, "floor", json_integer((json_int_t)g->cfg.floor_bytes));
     json_object_set_new(j, "ceiling", json_integer((json_int_t)g->cfg.ceiling_bytes));
     json_object_set_new(j, "weight", json_integer(g->cfg.weight));

@@ -719,6 +719,61 @@ static void test_overhead_measured_while_the_balloon_is_still(void **state)
     assert_int_equal(g.overhead_bytes, OVERHEAD);
     policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 25000);
     assert_int_equal(g.overhead_bytes, OVERHEAD + 8 * MIB);
+    assert_false(g.balloon_counted_used); /* its MemTotal was never over the actual when still */
+}
+
+/* A snapshot of a guest that counts its balloon as used (deflate-on-oom): its MemTotal
+ * stays whole (the ceiling less OVERHEAD), and the balloon's pages are not available. */
+static struct bp_mem snapshot_balloon_used(uint64_t ceiling, uint64_t actual, uint64_t used)
+{
+    struct bp_mem m = {0};
+    uint64_t total = ceiling - OVERHEAD;
+    uint64_t taken = used + (ceiling - actual);
+    m.mem_total_kb = total / 1024;
+    m.mem_available_kb = total > taken ? (total - taken) / 1024 : 0;
+    m.mem_free_kb = m.mem_available_kb / 2;
+    return m;
+}
+
+/* An idle guest that counts its balloon as used is walked down to what it uses, its
+ * reservations and its buffer, and never given memory back on the way. Read as a guest
+ * whose use grows with the balloon, it stopped near 60 % of its ceiling (the walk's limit,
+ * used x 1.2 with the balloon in "used", meets the balloon there). */
+static void test_balloon_counted_as_used_is_walked_to_its_need(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g;
+    policy_config_defaults(&cfg);
+    policy_host_init(&host);
+    policy_guest_init(&g, 128 * MIB, 1 * GIB, 100);
+    policy_note_actual(&cfg, &g, 1 * GIB, 0);
+    uint64_t arriving = 0;
+    int deflates = 0, inflates = 0;
+    for (int64_t t = 0; t < 30 * MIN; t += SEC) {
+        if (arriving) { /* the balloon gets there one tick after the command */
+            policy_note_actual(&cfg, &g, arriving, t);
+            arriving = 0;
+        }
+        if (t % (5 * SEC) == 0) {
+            struct bp_mem m = snapshot_balloon_used(1 * GIB, g.actual_bytes, 100 * MIB);
+            policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, t);
+        }
+        struct policy_decision d = decide1(&cfg, &host, &g, t);
+        if (d.action == POLICY_HOLD)
+            continue;
+        policy_commit(&cfg, &g, &d, t);
+        arriving = d.to_bytes;
+        d.action == POLICY_DEFLATE ? deflates++ : inflates++;
+    }
+    print_message("balloon counted as used: %d inflates, %d deflates, at %llu MiB\n", inflates,
+                  deflates, (unsigned long long)(g.actual_bytes / MIB));
+    assert_true(g.balloon_counted_used);
+    assert_int_equal(deflates, 0);
+    /* (100 MiB + its 32 MiB of reservations) x 1.2 = 158.4 MiB, within one step over it. */
+    assert_true(g.actual_bytes >= 158 * MIB);
+    assert_true(g.actual_bytes <= 158 * MIB + INFLATE_STEP);
 }
 
 /* A critical burst over a guest being inflated quietly: one deflate, and no inflate
@@ -1045,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_host_pressure_dead_band),
         cmocka_unit_test(test_host_round_counts_memory_in_flight),
         cmocka_unit_test(test_overhead_measured_while_the_balloon_is_still),
+        cmocka_unit_test(test_balloon_counted_as_used_is_walked_to_its_need),
         cmocka_unit_test(test_critical_burst_no_reversal_in_cooldown),
         cmocka_unit_test(test_threshold_guest_converges),
         cmocka_unit_test(test_wobbling_guest_converges),
