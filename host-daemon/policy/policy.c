@@ -190,8 +190,12 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
 {
     bool had = g->actual_known;
     uint64_t before = g->actual_bytes;
-    if (!had)
+    if (!had) {
         g->known_since = now;
+        /* A new link may be a new QEMU, its balloon device configured anew: measure again. */
+        g->overhead_known = false;
+        g->balloon_counted_used = false;
+    }
     if (!had || actual_bytes != before)
         g->actual_changed_at = now;
     g->actual_known = true;

@@ -774,6 +774,17 @@ static void test_balloon_counted_as_used_is_walked_to_its_need(void **state)
     /* (100 MiB + its 32 MiB of reservations) x 1.2 = 158.4 MiB, within one step over it. */
     assert_true(g.actual_bytes >= 158 * MIB);
     assert_true(g.actual_bytes <= 158 * MIB + INFLATE_STEP);
+
+    /* A new link (QEMU restarted, its balloon device maybe configured anew): measured
+     * again, from the first snapshot. */
+    uint64_t at = g.actual_bytes;
+    policy_forget_actual(&g);
+    policy_note_actual(&cfg, &g, at, 31 * MIN);
+    assert_false(g.balloon_counted_used);
+    struct bp_mem m = snapshot(at, 100 * MIB); /* this device takes pages off MemTotal */
+    policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 31 * MIN + 100);
+    assert_false(g.balloon_counted_used);
+    assert_int_equal(g.overhead_bytes, OVERHEAD);
 }
 
 /* A critical burst over a guest being inflated quietly: one deflate, and no inflate
