@@ -190,6 +190,9 @@ static void print_show(json_t *g)
            json_is_true(json_object_get(json_object_get(g, "channel"), "throttled"))
                ? " (throttled)"
                : "");
+    if (json_is_true(json_object_get(g, "balloon_counted_as_used")))
+        printf("balloon: counted as used in the guest (deflate-on-oom), its use read as the "
+               "balloon's size less MemAvailable\n");
     json_t *last = json_object_get(g, "last_decision");
     if (json_is_object(last))
         printf("last decision: %s (%s), %lld ms ago\n", str(last, "action"), str(last, "reason"),

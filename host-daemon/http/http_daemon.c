@@ -182,6 +182,10 @@ static void on_tick(uv_timer_t *t)
         struct guest_slot *slot = http_slot(m, g);
         bool used_known = g->mem_known && g->mem.mem_total_kb >= g->mem.mem_available_kb;
         uint64_t used = used_known ? (g->mem.mem_total_kb - g->mem.mem_available_kb) * 1024 : 0;
+        /* A guest that counts its balloon as used: the policy's reading, for MemTotal -
+         * MemAvailable would show the balloon as its use. */
+        if (used_known && p->balloon_counted_used)
+            used = p->counted_used_bytes;
         struct history_sample s = {
             .t = now_s,
             .actual_kib = history_kib(p->actual_known, p->actual_bytes),

@@ -401,7 +401,7 @@ def idle_inflate(env):
     check(qmp.actual() >= floor * MIB, "actual below the floor at the end")
 
 
-@test("agent", "bellowsd")
+@test("agent", "bellowsd", "bellowsctl")
 def autodeflate_inflate(env):
     """(2b) A guest whose balloon deflates on its own under OOM (QEMU's deflate-on-oom,
     libvirt's autodeflate) counts the balloon's pages as used: its MemTotal stays whole.
@@ -431,6 +431,10 @@ def autodeflate_inflate(env):
           "the guest's MemTotal shrank with the balloon: not a deflate-on-oom guest")
     check(all(m < 0 for m in moves(sizes)), "the balloon moved up: %s" % mib(sizes))
     check(min(sizes) >= 64 * MIB, "below the floor: %s" % mib(sizes))
+    shown = subprocess.run([env.args.bellowsctl, "--socket", env.control, "show", g.name],
+                           stdout=subprocess.PIPE, text=True, timeout=10).stdout
+    check("balloon: counted as used in the guest" in shown,
+          "bellowsctl show does not say so:\n%s" % shown)
 
 
 @test("agent", "bellowsd")
