@@ -50,6 +50,17 @@ static struct policy_decision decide1(const struct policy_config *cfg, struct po
     return d;
 }
 
+/* Default tunables, a host with no reading, and one guest of weight 100 whose balloon is
+ * known at actual from t=0. */
+static void one_guest(struct policy_config *cfg, struct policy_host *host, struct policy_guest *g,
+                      uint64_t floor, uint64_t ceiling, uint64_t actual)
+{
+    policy_config_defaults(cfg);
+    policy_host_init(host);
+    policy_guest_init(g, floor, ceiling, 100);
+    policy_note_actual(cfg, g, actual, 0);
+}
+
 /* ---------------- table-driven scenarios ---------------- */
 
 enum op {
@@ -687,10 +698,7 @@ static void test_overhead_measured_while_the_balloon_is_still(void **state)
     struct policy_config cfg;
     struct policy_host host;
     struct policy_guest g;
-    policy_config_defaults(&cfg);
-    policy_host_init(&host);
-    policy_guest_init(&g, 256 * MIB, 1 * GIB, 100);
-    policy_note_actual(&cfg, &g, 1 * GIB, 0);
+    one_guest(&cfg, &host, &g, 256 * MIB, 1 * GIB, 1 * GIB);
     struct bp_mem m = snapshot(1 * GIB, 300 * MIB);
     policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, 0);
     assert_true(g.overhead_known); /* the first measure: any beats none */
@@ -745,10 +753,7 @@ static void test_balloon_counted_as_used_is_walked_to_its_need(void **state)
     struct policy_config cfg;
     struct policy_host host;
     struct policy_guest g;
-    policy_config_defaults(&cfg);
-    policy_host_init(&host);
-    policy_guest_init(&g, 128 * MIB, 1 * GIB, 100);
-    policy_note_actual(&cfg, &g, 1 * GIB, 0);
+    one_guest(&cfg, &host, &g, 128 * MIB, 1 * GIB, 1 * GIB);
     uint64_t arriving = 0;
     int deflates = 0, inflates = 0;
     for (int64_t t = 0; t < 30 * MIN; t += SEC) {
@@ -795,10 +800,7 @@ static void test_critical_burst_no_reversal_in_cooldown(void **state)
     struct policy_config cfg;
     struct policy_host host;
     struct policy_guest g;
-    policy_config_defaults(&cfg);
-    policy_host_init(&host);
-    policy_guest_init(&g, 1 * GIB, 4 * GIB, 100);
-    policy_note_actual(&cfg, &g, 4 * GIB, 0);
+    one_guest(&cfg, &host, &g, 1 * GIB, 4 * GIB, 4 * GIB);
 
     int deflates = 0, inflates_before = 0, inflates_in_cooldown = 0;
     int64_t deflated_at = POLICY_NEVER;
@@ -854,10 +856,7 @@ static void simulate(struct sim *s)
     struct policy_config cfg;
     struct policy_host host;
     struct policy_guest g;
-    policy_config_defaults(&cfg);
-    policy_host_init(&host);
-    policy_guest_init(&g, s->floor, s->ceiling, 100);
-    policy_note_actual(&cfg, &g, s->start, 0);
+    one_guest(&cfg, &host, &g, s->floor, s->ceiling, s->start);
     uint64_t pending = 0;
     enum policy_action last = POLICY_HOLD;
     s->min_actual = UINT64_MAX;
