@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "ctl/control_client.h"
+#include "ctl/size_text.h"
 #include "ctl/top.h"
 
 #define DEFAULT_SOCKET "/run/bellowsd/control.sock"
@@ -91,16 +92,11 @@ static json_t *build_request(int argc, char **argv)
 }
 
 /* "768M", "1.5G", "-" for null. */
+/* A size from the reply ("-" when it is not a byte count). */
 static const char *size_text(json_t *v, char *buf, size_t cap)
 {
-    if (!json_is_integer(v))
-        return "-";
-    double bytes = (double)json_integer_value(v);
-    if (bytes >= 1024.0 * 1024 * 1024)
-        snprintf(buf, cap, "%.2fG", bytes / (1024.0 * 1024 * 1024));
-    else
-        snprintf(buf, cap, "%.0fM", bytes / (1024.0 * 1024));
-    return buf;
+    bool known = json_is_integer(v) && json_integer_value(v) >= 0;
+    return ctl_size_text(known, known ? (uint64_t)json_integer_value(v) : 0, buf, cap);
 }
 
 static const char *str(json_t *obj, const char *key)
@@ -150,20 +146,16 @@ static void print_list(json_t *reply)
 {
     json_t *host = json_object_get(reply, "host");
     if (json_is_object(host)) {
-        char avail[32], held[32], budget[32], hold[96] = "";
+        char avail[32], hold[64];
         /* What the guests hold against the host budget, as top shows it. */
-        json_t *budget_v = json_object_get(host, "budget");
-        json_t *held_v = json_object_get(host, "held");
-        if (json_is_integer(held_v) && json_is_integer(budget_v))
-            snprintf(hold, sizeof(hold), ", held %s of budget %s",
-                     size_text(held_v, held, sizeof(held)),
-                     size_text(budget_v, budget, sizeof(budget)));
-        else if (json_is_integer(held_v))
-            snprintf(hold, sizeof(hold), ", held %s, no budget",
-                     size_text(held_v, held, sizeof(held)));
-        printf("host: PSI some avg10 %.2f%%, MemAvailable %s%s, %s%s\n",
+        json_t *held = json_object_get(host, "held"), *budget = json_object_get(host, "budget");
+        ctl_hold_text(json_is_integer(held), (uint64_t)json_integer_value(held),
+                      json_is_integer(budget), (uint64_t)json_integer_value(budget), hold,
+                      sizeof(hold));
+        printf("host: PSI some avg10 %.2f%%, MemAvailable %s%s%s, %s%s\n",
                json_number_value(json_object_get(host, "psi_some_avg10")),
-               size_text(json_object_get(host, "mem_available"), avail, sizeof(avail)), hold,
+               size_text(json_object_get(host, "mem_available"), avail, sizeof(avail)),
+               hold[0] ? ", " : "", hold,
                json_is_true(json_object_get(host, "pressure")) ? "under pressure" : "no pressure",
                json_is_true(json_object_get(reply, "dry_run")) ? ", advisory mode (dry run)" : "");
     }

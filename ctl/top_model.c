@@ -1,6 +1,8 @@
 /* bellowsctl top's rows: read from a `list` reply, sorted, formatted as text. */
 #include "ctl/top_model.h"
 
+#include "ctl/size_text.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -216,18 +218,6 @@ void top_frame_sort(struct top_frame *f, enum top_sort by)
 }
 
 /* "1.25G", "768M", "-". */
-static const char *size_text(bool known, uint64_t bytes, char *buf, size_t cap)
-{
-    if (!known)
-        return "-";
-    double mib = (double)bytes / (1024.0 * 1024.0);
-    if (mib >= 1024)
-        snprintf(buf, cap, "%.2fG", mib / 1024);
-    else
-        snprintf(buf, cap, "%.0fM", mib);
-    return buf;
-}
-
 /* "12s", "5m", "3h", "2d", "-". */
 static const char *age_text(bool known, int64_t then_ms, int64_t now_ms, char *buf, size_t cap)
 {
@@ -265,19 +255,11 @@ void top_format_summary(const struct top_frame *f, int64_t now_ms, enum top_sort
         snprintf(line2, cap, "host: not read yet");
         return;
     }
-    char avail[24], total[24], held[24], budget[24], hold[80] = "";
-    /* What the guests hold against the budget: "held X of budget Y", or "held X, no
-     * budget" while none is in force (off, or not computed yet). */
-    if (f->held_known && f->budget_known)
-        snprintf(hold, sizeof(hold), "  held %s of budget %s",
-                 size_text(true, f->held, held, sizeof(held)),
-                 size_text(true, f->budget, budget, sizeof(budget)));
-    else if (f->held_known)
-        snprintf(hold, sizeof(hold), "  held %s, no budget",
-                 size_text(true, f->held, held, sizeof(held)));
-    snprintf(line2, cap, "host: PSI some 10s %.2f%%  available %s of %s%s  %s", f->host_psi,
-             size_text(true, f->host_avail, avail, sizeof(avail)),
-             size_text(true, f->host_total, total, sizeof(total)), hold,
+    char avail[24], total[24], hold[64];
+    ctl_hold_text(f->held_known, f->held, f->budget_known, f->budget, hold, sizeof(hold));
+    snprintf(line2, cap, "host: PSI some 10s %.2f%%  available %s of %s%s%s  %s", f->host_psi,
+             ctl_size_text(true, f->host_avail, avail, sizeof(avail)),
+             ctl_size_text(true, f->host_total, total, sizeof(total)), hold[0] ? "  " : "", hold,
              f->host_pressure ? "UNDER PRESSURE" : "calm");
 }
 
@@ -297,10 +279,11 @@ void top_format_row(const struct top_guest *g, int64_t now_ms, char *buf, size_t
     if (g->psi_known)
         snprintf(psi, sizeof(psi), "%.2f", g->psi);
     snprintf(buf, cap, ROW_FORMAT, g->name, level_names[g->level], psi,
-             size_text(g->actual_known, g->actual, a, sizeof(a)),
-             size_text(g->target_known, g->target, t, sizeof(t)),
-             size_text(true, g->floor, fl, sizeof(fl)), size_text(true, g->ceiling, c, sizeof(c)),
-             size_text(g->used_known, g->used, u, sizeof(u)), g->last_known ? g->action : "-",
+             ctl_size_text(g->actual_known, g->actual, a, sizeof(a)),
+             ctl_size_text(g->target_known, g->target, t, sizeof(t)),
+             ctl_size_text(true, g->floor, fl, sizeof(fl)),
+             ctl_size_text(true, g->ceiling, c, sizeof(c)),
+             ctl_size_text(g->used_known, g->used, u, sizeof(u)), g->last_known ? g->action : "-",
              g->last_known ? g->reason : "-", age_text(g->last_known, g->last_ms, now_ms, age, 16),
              g->state);
 }
