@@ -1,11 +1,11 @@
 /* The host budget: cgroup number parsers, a cgroup reader, and the budget arithmetic. */
 #include "host-daemon/host/budget.h"
 
+#include "host-daemon/util/small_file.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 /* See budget.h. */
 int budget_parse_number(const char *text, size_t len, uint64_t *ret)
@@ -37,25 +37,7 @@ static ssize_t read_file(const char *dir, const char *name, char *buf, size_t ca
     char path[4096];
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
         return -ENAMETOOLONG;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t len = 0;
-    while (len < cap) {
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int err = -errno;
-            close(fd);
-            return err;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    return len == cap ? -EFBIG : (ssize_t)len;
+    return small_file_read(path, buf, cap);
 }
 
 static int read_number(const char *dir, const char *name, uint64_t *ret)

@@ -1,12 +1,12 @@
 /* Parsers for /proc/pressure/memory and /proc/meminfo, and their file reader. */
 #include "host-daemon/host/hostmem.h"
 
+#include "host-daemon/util/small_file.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Parse "avg10=X avg60=Y avg300=Z total=T" (the part after "some "/"full "). */
 static int parse_psi_fields(const char *p, const char *end, struct hostmem_psi_line *ret)
@@ -125,32 +125,6 @@ int hostmem_parse_meminfo(const char *text, size_t len, struct hostmem_meminfo *
     return 0;
 }
 
-/* Read a whole small proc file into buf; returns its length or a negative errno. */
-static ssize_t read_small_file(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t len = 0;
-    while (len < cap) {
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int err = -errno;
-            close(fd);
-            return err;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    if (len == cap)
-        return -EFBIG;
-    return (ssize_t)len;
-}
-
 /* Read both files under proc_dir; see hostmem.h. */
 int hostmem_read(const char *proc_dir, struct hostmem_sample *ret_sample)
 {
@@ -160,14 +134,14 @@ int hostmem_read(const char *proc_dir, struct hostmem_sample *ret_sample)
     ssize_t len;
 
     snprintf(path, sizeof(path), "%s/pressure/memory", proc_dir);
-    len = read_small_file(path, buf, sizeof(buf));
+    len = small_file_read(path, buf, sizeof(buf));
     if (len < 0)
         return (int)len;
     if (hostmem_parse_psi(buf, (size_t)len, &out.psi) < 0)
         return -EINVAL;
 
     snprintf(path, sizeof(path), "%s/meminfo", proc_dir);
-    len = read_small_file(path, buf, sizeof(buf));
+    len = small_file_read(path, buf, sizeof(buf));
     if (len < 0)
         return (int)len;
     if (hostmem_parse_meminfo(buf, (size_t)len, &out.meminfo) < 0)
