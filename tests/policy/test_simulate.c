@@ -228,27 +228,37 @@ static void test_idle_cache_guest_goes_down_to_its_buffer(void **state)
 
 /* A working set the policy cannot see (no base stall; stall climbs steeply below it): it
  * backs off when the stall answers, and stays just above; once the size it hurt at is
- * forgotten (hurt_memory_ms) it tries one step below again: two reversals per try. */
+ * forgotten (hurt_memory_ms) it tries one step below again: two reversals per try. The
+ * wait before a try doubles with each reversal within flip_forget_ms, so two hours hold
+ * the first back-off and three tries at most (at about 19, 49 and 103 min with seed 2):
+ * 7 reversals. Whatever the noise: one seed alone once passed with a bound of 6 that
+ * most seeds exceed, and an end at the working set that two seeds end 2-3 MiB under (a
+ * stall 0.15 points higher there: inside the dead band, not a response). */
 static void test_hidden_working_set_guest_stays_just_above_it(void **state)
 {
     (void)state;
-    struct model m = {
-        .name = "hidden working set",
-        .ceiling = 4 * GIB,
-        .floor = 256 * MIB,
-        .used = 512 * MIB,
-        .ws = 2 * GIB,
-        .base = 0.02,
-        .jitter = 0.02,
-        .slope = 0.05,
-        .knee = 0,
-        .minutes = 120,
-    };
-    run(&m);
-    assert_true(m.end >= m.ws);
-    assert_true(m.end <= m.ws + 256 * MIB);
-    assert_true(m.lowest >= m.ws - 128 * MIB);
-    assert_true(m.reversals <= 6);
+    struct policy_config cfg;
+    policy_config_defaults(&cfg);
+    for (uint64_t k = 0; k <= 24; k++) {
+        struct model m = {
+            .name = "hidden working set",
+            .ceiling = 4 * GIB,
+            .floor = 256 * MIB,
+            .used = 512 * MIB,
+            .ws = 2 * GIB,
+            .base = 0.02,
+            .jitter = 0.02,
+            .slope = 0.05,
+            .knee = 0,
+            .minutes = 120,
+            .seed = k ? (0x9E3779B97F4A7C15ull * k) | 1 : 0,
+        };
+        run(&m);
+        assert_true(m.end + cfg.min_change_bytes >= m.ws);
+        assert_true(m.end <= m.ws + 256 * MIB);
+        assert_true(m.lowest >= m.ws - 128 * MIB);
+        assert_true(m.reversals <= 7);
+    }
 }
 
 /* A balloon that refuses every page: tried, found stuck, skipped with a doubling backoff
