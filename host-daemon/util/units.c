@@ -23,6 +23,27 @@ static int suffix_shift(char c)
     }
 }
 
+/* The number that starts *p, after blanks: *p is left past its digits. Returns 0,
+ * -EINVAL (no digit) or -ERANGE (over UINT64_MAX). */
+static int leading_number(const char **p, uint64_t *ret_value)
+{
+    const char *q = *p;
+    uint64_t value = 0;
+    while (*q == ' ' || *q == '\t')
+        q++;
+    if (!isdigit((unsigned char)*q))
+        return -EINVAL;
+    for (; isdigit((unsigned char)*q); q++) {
+        unsigned digit = (unsigned)(*q - '0');
+        if (value > (UINT64_MAX - digit) / 10)
+            return -ERANGE;
+        value = value * 10 + digit;
+    }
+    *p = q;
+    *ret_value = value;
+    return 0;
+}
+
 /* Parse "digits[K|M|G|T][i][B]"; see units.h. */
 int units_parse_size(const char *text, uint64_t *ret_bytes)
 {
@@ -30,16 +51,9 @@ int units_parse_size(const char *text, uint64_t *ret_bytes)
     uint64_t value = 0;
     int shift = 0;
 
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (!isdigit((unsigned char)*p))
-        return -EINVAL;
-    for (; isdigit((unsigned char)*p); p++) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (value > (UINT64_MAX - digit) / 10)
-            return -ERANGE;
-        value = value * 10 + digit;
-    }
+    int err = leading_number(&p, &value);
+    if (err < 0)
+        return err;
     if (*p && suffix_shift(*p) >= 0) {
         shift = suffix_shift(*p++);
         if (*p == 'i' || *p == 'I')
@@ -83,16 +97,9 @@ int units_parse_duration_ms(const char *text, uint64_t *ret_ms)
     const char *p = text;
     uint64_t value = 0;
 
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (!isdigit((unsigned char)*p))
-        return -EINVAL;
-    for (; isdigit((unsigned char)*p); p++) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (value > (UINT64_MAX - digit) / 10)
-            return -ERANGE;
-        value = value * 10 + digit;
-    }
+    int err = leading_number(&p, &value);
+    if (err < 0)
+        return err;
     size_t ulen = strspn(p, "abcdefghijklmnopqrstuvwxyz");
     const char *rest = p + ulen;
     while (*rest == ' ' || *rest == '\t')
