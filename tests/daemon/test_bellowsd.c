@@ -11,14 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <uv.h>
 #include <cmocka.h>
 
+#include "tests/harness/control_client.h"
+#include "tests/harness/daemon_proc.h"
+#include "tests/harness/fake_chardev.h"
+#include "tests/harness/loop_wait.h"
+#include "tests/harness/qmp_peer.h"
 #include "tests/protocol/samples.h"
 
 #define MIB (UINT64_C(1) << 20)
@@ -26,305 +29,37 @@
 
 static uv_loop_t loop;
 
-/* ---- a scripted QMP peer ---- */
-
-struct qmp_peer {
-    uv_pipe_t server;
-    uv_pipe_t client;
-    char path[256];
-    int accepts;
-    bool connected;
-    bool client_closing;
-    int64_t actual;
-    int queries;
-    int balloons;
-    int64_t last_balloon;
-    char buf[65536];
-    size_t len;
-};
-
-static void peer_send(struct qmp_peer *p, json_t *msg)
+/* A well-behaved QEMU's monitor at dir/file with a balloon of actual bytes: one connection
+ * at a time, every reply written whole. */
+static void peer_listen(struct qmp_peer *p, const char *dir, const char *file, int64_t actual)
 {
-    char *text = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    size_t len = strlen(text);
-    char *line = malloc(len + 3);
-    memcpy(line, text, len);
-    memcpy(line + len, "\r\n", 3);
-    free(text);
-    uv_buf_t b = uv_buf_init(line, (unsigned)(len + 2));
-    assert_int_equal(uv_try_write((uv_stream_t *)&p->client, &b, 1), (int)(len + 2));
-    free(line);
-}
-
-static void peer_line(struct qmp_peer *p, const char *line, size_t len)
-{
-    json_t *msg = json_loadb(line, len, 0, NULL);
-    assert_non_null(msg);
-    const char *cmd = json_string_value(json_object_get(msg, "execute"));
-    json_t *id = json_object_get(msg, "id");
-    assert_non_null(cmd);
-    if (strcmp(cmd, "query-balloon") == 0) {
-        p->queries++;
-        peer_send(p, json_pack("{s{sI}sO}", "return", "actual", (json_int_t)p->actual, "id", id));
-    } else if (strcmp(cmd, "balloon") == 0) {
-        p->balloons++;
-        p->last_balloon =
-            json_integer_value(json_object_get(json_object_get(msg, "arguments"), "value"));
-        peer_send(p, json_pack("{s{}sO}", "return", "id", id));
-        p->actual = p->last_balloon;
-        peer_send(p, json_pack("{ss s{sI} s{sIsI}}", "event", "BALLOON_CHANGE", "data", "actual",
-                               (json_int_t)p->actual, "timestamp", "seconds", (json_int_t)1,
-                               "microseconds", (json_int_t)0));
-    } else {
-        peer_send(p, json_pack("{s{}sO}", "return", "id", id));
-    }
-    json_decref(msg);
-}
-
-static void peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct qmp_peer *p = h->data;
-    *buf = uv_buf_init(p->buf + p->len, (unsigned)(sizeof(p->buf) - p->len));
-}
-
-static void peer_client_closed(uv_handle_t *h)
-{
-    struct qmp_peer *p = h->data;
-    p->client_closing = false;
-}
-
-static void peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    struct qmp_peer *p = s->data;
-    if (nread < 0) {
-        p->connected = false;
-        p->client_closing = true;
-        uv_close((uv_handle_t *)&p->client, peer_client_closed);
-        return;
-    }
-    p->len += (size_t)nread;
-    char *nl;
-    while ((nl = memchr(p->buf, '\n', p->len))) {
-        size_t n = (size_t)(nl - p->buf);
-        peer_line(p, p->buf, n);
-        memmove(p->buf, nl + 1, p->len - n - 1);
-        p->len -= n + 1;
-    }
-}
-
-static void peer_connection(uv_stream_t *server, int status)
-{
-    struct qmp_peer *p = server->data;
-    assert_int_equal(status, 0);
-    assert_false(p->connected);
-    /* The previous connection's close callback must have run. */
-    while (p->client_closing)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_pipe_init(&loop, &p->client, 0);
-    p->client.data = p;
-    assert_int_equal(uv_accept(server, (uv_stream_t *)&p->client), 0);
-    p->accepts++;
-    p->connected = true;
-    p->len = 0;
-    peer_send(p, json_pack("{s{s{s{sisisi}ss}s[s]}}", "QMP", "version", "qemu", "micro", 0, "minor",
-                           2, "major", 7, "package", "", "capabilities", "oob"));
-    uv_read_start((uv_stream_t *)&p->client, peer_alloc, peer_read);
-}
-
-static void peer_listen(struct qmp_peer *p, const char *dir, const char *name, int64_t actual)
-{
-    memset(p, 0, sizeof(*p));
-    snprintf(p->path, sizeof(p->path), "%s/%s", dir, name);
+    qmp_peer_init(p, &loop, dir, file, QMP_NORMAL);
+    p->strict = true;
     p->actual = actual;
-    uv_pipe_init(&loop, &p->server, 0);
-    p->server.data = p;
-    assert_int_equal(uv_pipe_bind(&p->server, p->path), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&p->server, 4, peer_connection), 0);
+    qmp_peer_listen(p);
 }
 
-/* ---- a fake QEMU chardev (the guest's side of the agent channel) ---- */
-
-struct chardev {
-    uv_pipe_t server;
-    uv_pipe_t client;
-    char path[256];
-    int accepts;
-    bool connected;
-};
-
-static void chardev_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void chardev_listen(struct fake_chardev *c, const char *dir, const char *file)
 {
-    (void)h;
-    (void)suggested;
-    static char sink[4096];
-    *buf = uv_buf_init(sink, sizeof(sink));
+    fake_chardev_listen(c, &loop, dir, file, 4);
 }
-
-static void chardev_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    struct chardev *c = s->data;
-    if (nread < 0 && c->connected) {
-        c->connected = false;
-        uv_close((uv_handle_t *)&c->client, NULL);
-    }
-}
-
-static void chardev_connection(uv_stream_t *server, int status)
-{
-    struct chardev *c = server->data;
-    assert_int_equal(status, 0);
-    uv_pipe_init(&loop, &c->client, 0);
-    c->client.data = c;
-    assert_int_equal(uv_accept(server, (uv_stream_t *)&c->client), 0);
-    c->accepts++;
-    c->connected = true;
-    uv_read_start((uv_stream_t *)&c->client, chardev_alloc, chardev_read);
-}
-
-static void chardev_listen(struct chardev *c, const char *dir, const char *name)
-{
-    memset(c, 0, sizeof(*c));
-    snprintf(c->path, sizeof(c->path), "%s/%s", dir, name);
-    uv_pipe_init(&loop, &c->server, 0);
-    c->server.data = c;
-    assert_int_equal(uv_pipe_bind(&c->server, c->path), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&c->server, 4, chardev_connection), 0);
-}
-
-static void chardev_send(struct chardev *c, const struct bp_msg *msg)
-{
-    char frame[BP_MAX_FRAME];
-    size_t len;
-    assert_int_equal(bp_encode(msg, frame, sizeof(frame), &len), BP_OK);
-    uv_buf_t b = uv_buf_init(frame, (unsigned)len);
-    assert_int_equal(uv_try_write((uv_stream_t *)&c->client, &b, 1), (int)len);
-}
-
-/* ---- the daemon process ---- */
-
-struct daemon_proc {
-    uv_process_t proc;
-    uv_pipe_t err;
-    bool exited;
-    int64_t exit_status;
-    int term_signal;
-    char log[1 << 20];
-    size_t log_len;
-};
-
-static void proc_exit(uv_process_t *p, int64_t status, int sig)
-{
-    struct daemon_proc *d = p->data;
-    d->exited = true;
-    d->exit_status = status;
-    d->term_signal = sig;
-    uv_close((uv_handle_t *)p, NULL);
-}
-
-static void log_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct daemon_proc *d = h->data;
-    size_t room = sizeof(d->log) - 1 - d->log_len;
-    *buf = uv_buf_init(d->log + d->log_len, (unsigned)(room > 4096 ? 4096 : room));
-}
-
-static void log_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct daemon_proc *d = s->data;
-    if (nread < 0) {
-        uv_close((uv_handle_t *)s, NULL);
-        return;
-    }
-    fwrite(buf->base, 1, (size_t)nread, stderr); /* the daemon's log, for the test log */
-    d->log_len += (size_t)nread;
-    d->log[d->log_len] = '\0';
-}
-
-/* The daemon of the running test, so a failed test does not leave it behind. */
-static struct daemon_proc *spawned;
 
 /* nofile: 0, or run the daemon under that soft RLIMIT_NOFILE (and hard) with prlimit. */
 static void spawn_daemon_limited(struct daemon_proc *d, const char *config, bool dry_run,
                                  unsigned nofile, unsigned hard)
 {
-    const char *daemon = getenv("BELLOWSD");
-    if (!daemon)
-        fail_msg("BELLOWSD is not set (run through meson test)");
-    memset(d, 0, sizeof(*d));
+    const char *daemon = bellowsd_path();
     char limit[64];
     snprintf(limit, sizeof(limit), "--nofile=%u:%u", nofile, hard);
     char *plain[] = {(char *)daemon, "--config", (char *)config, dry_run ? "--dry-run" : NULL,
                      NULL};
     char *limited[] = {"prlimit", limit, (char *)daemon, "--config", (char *)config, NULL};
-    char **args = nofile ? limited : plain;
-    const char *exe = args[0];
-    uv_pipe_init(&loop, &d->err, 0);
-    d->err.data = d;
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_INHERIT_FD, .data.fd = 2},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&d->err},
-    };
-    uv_process_options_t opts = {
-        .file = exe, .args = args, .exit_cb = proc_exit, .stdio = stdio, .stdio_count = 3};
-    d->proc.data = d;
-    assert_int_equal(uv_spawn(&loop, &d->proc, &opts), 0);
-    spawned = d;
-    uv_read_start((uv_stream_t *)&d->err, log_alloc, log_read);
+    daemon_proc_spawn(d, &loop, nofile ? limited : plain, PROC_STDOUT_TO_STDERR);
 }
 
 static void spawn_daemon(struct daemon_proc *d, const char *config, bool dry_run)
 {
     spawn_daemon_limited(d, config, dry_run, 0, 0);
-}
-
-/* Run the loop until cond holds; fail after WAIT_MS. */
-static uv_timer_t deadline; /* one, reused by every WAIT_FOR */
-static bool deadline_expired;
-
-static void on_deadline(uv_timer_t *t)
-{
-    (void)t;
-    deadline_expired = true;
-}
-
-#define WAIT_FOR(cond)                                                                             \
-    do {                                                                                           \
-        deadline_expired = false;                                                                  \
-        uv_timer_start(&deadline, on_deadline, WAIT_MS, 0);                                        \
-        while (!(cond) && !deadline_expired)                                                       \
-            uv_run(&loop, UV_RUN_ONCE);                                                            \
-        uv_timer_stop(&deadline);                                                                  \
-        if (!(cond))                                                                               \
-            fail_msg("timed out waiting for: %s", #cond);                                          \
-    } while (0)
-
-/* One control request, blocking (the daemon is another process). */
-static json_t *control(const char *path, const char *request)
-{
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    assert_int_equal(write(fd, request, strlen(request)), (ssize_t)strlen(request));
-    assert_int_equal(write(fd, "\n", 1), 1);
-    static char buf[1 << 20];
-    size_t used = 0;
-    while (!memchr(buf, '\n', used)) {
-        ssize_t n = read(fd, buf + used, sizeof(buf) - used - 1);
-        assert_true(n > 0);
-        used += (size_t)n;
-    }
-    close(fd);
-    json_t *reply = json_loadb(buf, used, JSON_DISABLE_EOF_CHECK, NULL);
-    assert_non_null(reply);
-    return reply;
 }
 
 static void write_file(const char *path, const char *text)
@@ -384,16 +119,9 @@ static struct bp_msg critical_event(void)
     return m;
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (h != (uv_handle_t *)&deadline && !uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 static void finish(struct world *w)
 {
-    uv_walk(&loop, close_walk, NULL);
+    loop_wait_close_handles();
     uv_run(&loop, UV_RUN_DEFAULT);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", w->dir);
@@ -406,7 +134,7 @@ static void moves_reload_and_clean_stop(void **state)
     struct world w;
     world_init(&w);
     struct qmp_peer q1, q2, q3;
-    struct chardev c1, c2, c3;
+    struct fake_chardev c1, c2, c3;
     peer_listen(&q1, w.dir, "g1.qmp", 512 * MIB);
     peer_listen(&q2, w.dir, "g2.qmp", 512 * MIB);
     peer_listen(&q3, w.dir, "g3.qmp", 600 * MIB);
@@ -424,10 +152,10 @@ static void moves_reload_and_clean_stop(void **state)
     /* g1's agent: hello, then a critical event. The daemon deflates it by the critical
      * step (256M) at once: QMP balloon to 768M. */
     struct bp_msg hello = sample_hello();
-    chardev_send(&c1, &hello);
+    fake_chardev_send(&c1, &hello);
     struct bp_msg crit = critical_event();
     uint64_t t0 = uv_hrtime();
-    chardev_send(&c1, &crit);
+    fake_chardev_send(&c1, &crit);
     WAIT_FOR(q1.balloons >= 1);
     double reaction_ms = (double)(uv_hrtime() - t0) / 1e6;
     print_message("critical event -> QMP balloon command: %.2f ms\n", reaction_ms);
@@ -437,7 +165,7 @@ static void moves_reload_and_clean_stop(void **state)
     assert_int_equal(q2.balloons, 0);
     WAIT_FOR(strstr(d.log, "guest g1: deflate 512.0 MiB -> 768.0 MiB (critical)"));
 
-    json_t *reply = control(w.ctl, "{\"cmd\":\"show\",\"name\":\"g1\"}");
+    json_t *reply = control_call(w.ctl, "{\"cmd\":\"show\",\"name\":\"g1\"}");
     json_t *g = json_object_get(reply, "guest");
     json_t *last = json_object_get(g, "last_move");
     assert_string_equal(json_string_value(json_object_get(last, "action")), "deflate");
@@ -456,7 +184,7 @@ static void moves_reload_and_clean_stop(void **state)
     assert_int_equal(q1.accepts, 1);
     assert_int_equal(c1.accepts, 1);
     assert_true(q1.connected && c1.connected);
-    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    reply = control_call(w.ctl, "{\"cmd\":\"list\"}");
     json_t *guests = json_object_get(reply, "guests");
     assert_int_equal(json_array_size(guests), 2);
     size_t i;
@@ -480,7 +208,7 @@ static void moves_reload_and_clean_stop(void **state)
     assert_int_equal(uv_process_kill(&d.proc, SIGHUP), 0);
     WAIT_FOR(strstr(d.log, "the running configuration is kept"));
     assert_non_null(strstr(d.log, "bellowsd.conf:2: floor = 'lots' is not a size"));
-    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    reply = control_call(w.ctl, "{\"cmd\":\"list\"}");
     assert_int_equal(json_array_size(json_object_get(reply, "guests")), 2);
     json_decref(reply);
     assert_true(q1.connected && q3.connected && c1.connected && c3.connected);
@@ -505,7 +233,7 @@ static void dry_run_case(bool by_flag)
     struct world w;
     world_init(&w);
     struct qmp_peer q1;
-    struct chardev c1;
+    struct fake_chardev c1;
     peer_listen(&q1, w.dir, "g1.qmp", 512 * MIB);
     chardev_listen(&c1, w.dir, "g1.chan");
     char live_section[2048];
@@ -519,14 +247,14 @@ static void dry_run_case(bool by_flag)
     spawn_daemon(&d, w.config, by_flag);
     WAIT_FOR(q1.queries >= 1 && c1.connected && strstr(d.log, "guest g1: QMP"));
     struct bp_msg crit = critical_event();
-    chardev_send(&c1, &crit);
+    fake_chardev_send(&c1, &crit);
     /* The decision is made and logged as advisory... */
     WAIT_FOR(strstr(d.log, "guest g1: deflate 512.0 MiB -> 768.0 MiB (critical) [dry run"));
-    json_t *reply = control(w.ctl, "{\"cmd\":\"show\",\"name\":\"g1\"}");
+    json_t *reply = control_call(w.ctl, "{\"cmd\":\"show\",\"name\":\"g1\"}");
     json_t *last = json_object_get(json_object_get(reply, "guest"), "last_move");
     assert_string_equal(json_string_value(json_object_get(last, "result")), "advisory");
     json_decref(reply);
-    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    reply = control_call(w.ctl, "{\"cmd\":\"list\"}");
     assert_true(json_is_true(json_object_get(reply, "dry_run")));
     json_decref(reply);
     /* ... and nothing reached QEMU. */
@@ -537,7 +265,7 @@ static void dry_run_case(bool by_flag)
     write_config(&w, (const char *[]){"g1"}, (unsigned[]){100}, 1);
     assert_int_equal(uv_process_kill(&d.proc, SIGHUP), 0);
     WAIT_FOR(strstr(d.log, "reloaded"));
-    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    reply = control_call(w.ctl, "{\"cmd\":\"list\"}");
     assert_true(json_is_true(json_object_get(reply, "dry_run")) == by_flag);
     json_decref(reply);
     if (!by_flag) /* leaving advisory mode: the real size is read again */
@@ -573,21 +301,8 @@ static void check_config_explains_errors(void **state)
     write_file(w.config, "[daemon]\nlog_level = loud\n[guest a]\nqmp = /q\nchannel = /c\n"
                          "floor = 2G\nceiling = 1G\n");
     static struct daemon_proc d;
-    memset(&d, 0, sizeof(d));
-    const char *exe = getenv("BELLOWSD");
-    char *args[] = {(char *)exe, "--check-config", "--config", w.config, NULL};
-    uv_pipe_init(&loop, &d.err, 0);
-    d.err.data = &d;
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_IGNORE},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&d.err},
-    };
-    uv_process_options_t opts = {
-        .file = exe, .args = args, .exit_cb = proc_exit, .stdio = stdio, .stdio_count = 3};
-    d.proc.data = &d;
-    assert_int_equal(uv_spawn(&loop, &d.proc, &opts), 0);
-    uv_read_start((uv_stream_t *)&d.err, log_alloc, log_read);
+    char *args[] = {(char *)bellowsd_path(), "--check-config", "--config", w.config, NULL};
+    daemon_proc_spawn(&d, &loop, args, PROC_STDOUT_IGNORED);
     WAIT_FOR(d.exited && uv_is_closing((uv_handle_t *)&d.err));
     assert_int_equal(d.exit_status, 1);
     char expect[400];
@@ -612,7 +327,7 @@ static void libvirt_domains_are_managed(void **state)
     struct world w;
     world_init(&w);
     struct qmp_peer q1;
-    struct chardev c1, cw, cb;
+    struct fake_chardev c1, cw, cb;
     peer_listen(&q1, w.dir, "g1.qmp", 512 * MIB);
     chardev_listen(&c1, w.dir, "g1.chan");
     chardev_listen(&cw, w.dir, "web-1.chan");
@@ -659,7 +374,7 @@ static void libvirt_domains_are_managed(void **state)
     assert_non_null(strstr(d.log, "weight=\"heavy\""));
     assert_null(strstr(d.log, "guest plain"));
 
-    json_t *reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    json_t *reply = control_call(w.ctl, "{\"cmd\":\"list\"}");
     json_t *guests = json_object_get(reply, "guests");
     assert_int_equal(json_array_size(guests), 3); /* g1, web-1, bad; not plain */
     size_t i;
@@ -695,16 +410,16 @@ static void libvirt_domains_are_managed(void **state)
     /* web-1's agent: a critical event. Deflate by the critical step (25 % of its 900M
      * ceiling: 225M) through libvirt, at once; the static guest is not touched. */
     struct bp_msg hello = sample_hello();
-    chardev_send(&cw, &hello);
+    fake_chardev_send(&cw, &hello);
     struct bp_msg crit = critical_event();
-    chardev_send(&cw, &crit);
+    fake_chardev_send(&cw, &crit);
     WAIT_FOR(strstr(d.log, "guest web-1: deflate 256.0 MiB -> 481.0 MiB (critical) [libvirt]"));
     /* The line is logged when the move is decided; libvirt's answer comes from its worker
      * thread a moment later (it was asserted at once and failed 1 run in 6): ask again
      * until the move is over, within the usual deadline. */
     json_t *last = NULL;
     for (int tries = 0; tries * 20 < WAIT_MS; tries++) {
-        reply = control(w.ctl, "{\"cmd\":\"show\",\"name\":\"web-1\"}");
+        reply = control_call(w.ctl, "{\"cmd\":\"show\",\"name\":\"web-1\"}");
         last = json_object_get(json_object_get(reply, "guest"), "last_move");
         const char *result = json_string_value(json_object_get(last, "result"));
         if (result && strcmp(result, "pending") != 0)
@@ -721,15 +436,15 @@ static void libvirt_domains_are_managed(void **state)
     assert_int_equal(q1.balloons, 0);
 
     /* The hook's nudge is answered and rescans: nothing new, nothing gone. */
-    reply = control(w.ctl, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":"
-                           "\"6695eb01-f6a4-8304-79aa-97f2502e193f\",\"domain\":\"web-1\"}");
+    reply = control_call(w.ctl, "{\"cmd\":\"libvirt-event\",\"event\":\"started\",\"uuid\":"
+                                "\"6695eb01-f6a4-8304-79aa-97f2502e193f\",\"domain\":\"web-1\"}");
     assert_true(json_is_true(json_object_get(reply, "ok")));
     json_decref(reply);
     WAIT_FOR(strstr(d.log, "libvirt hook: started web-1"));
-    reply = control(w.ctl, "{\"cmd\":\"remove\",\"name\":\"web-1\"}");
+    reply = control_call(w.ctl, "{\"cmd\":\"remove\",\"name\":\"web-1\"}");
     assert_true(json_is_false(json_object_get(reply, "ok")));
     json_decref(reply);
-    reply = control(w.ctl, "{\"cmd\":\"list\"}");
+    reply = control_call(w.ctl, "{\"cmd\":\"list\"}");
     assert_int_equal(json_array_size(json_object_get(reply, "guests")), 3);
     json_decref(reply);
     assert_int_equal(cw.accepts, 1);
@@ -777,10 +492,8 @@ static void descriptor_limit_is_checked(void **state)
 static int kill_leftover(void **state)
 {
     (void)state;
-    if (spawned && !spawned->exited)
-        uv_process_kill(&spawned->proc, SIGKILL);
-    spawned = NULL;
-    uv_walk(&loop, close_walk, NULL);
+    daemon_proc_kill_leftover();
+    loop_wait_close_handles();
     uv_run(&loop, UV_RUN_DEFAULT);
     return 0;
 }
@@ -789,7 +502,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
-    uv_timer_init(&loop, &deadline);
+    loop_wait_init(&loop, WAIT_MS);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(moves_reload_and_clean_stop, kill_leftover),
         cmocka_unit_test_teardown(dry_run_by_flag_moves_nothing, kill_leftover),
@@ -799,7 +512,7 @@ int main(void)
         cmocka_unit_test_teardown(descriptor_limit_is_checked, kill_leftover),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    uv_close((uv_handle_t *)&deadline, NULL);
+    loop_wait_close();
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return r;

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "host-daemon/control/control.h"
+#include "tests/harness/loop_wait.h"
 
 #define WAIT_MS 5000
 #define NOBODY 65534
@@ -117,26 +118,6 @@ static void client_close(struct client *c)
         uv_close((uv_handle_t *)&c->pipe, NULL);
 }
 
-static uv_timer_t deadline;
-static bool deadline_expired;
-
-static void on_deadline(uv_timer_t *t)
-{
-    (void)t;
-    deadline_expired = true;
-}
-
-#define WAIT_FOR(cond)                                                                             \
-    do {                                                                                           \
-        deadline_expired = false;                                                                  \
-        uv_timer_start(&deadline, on_deadline, WAIT_MS, 0);                                        \
-        while (!(cond) && !deadline_expired)                                                       \
-            uv_run(&loop, UV_RUN_ONCE);                                                            \
-        uv_timer_stop(&deadline);                                                                  \
-        if (!(cond))                                                                               \
-            fail_msg("timed out waiting for %s", #cond);                                           \
-    } while (0)
-
 /* ---- world ---- */
 
 struct world {
@@ -153,7 +134,7 @@ static int setup(void **state)
     assert_non_null(mkdtemp(w.dir));
     snprintf(w.path, sizeof(w.path), "%s/control.sock", w.dir);
     assert_int_equal(uv_loop_init(&loop), 0);
-    uv_timer_init(&loop, &deadline);
+    loop_wait_init(&loop, WAIT_MS);
     lists = pauses = 0;
     *state = &w;
     return 0;
@@ -164,7 +145,7 @@ static int teardown(void **state)
     struct world *w = *state;
     if (w->server)
         control_server_close(w->server);
-    uv_close((uv_handle_t *)&deadline, NULL);
+    loop_wait_close();
     while (uv_run(&loop, UV_RUN_DEFAULT) != 0)
         ;
     assert_int_equal(uv_loop_close(&loop), 0);

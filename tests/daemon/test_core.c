@@ -17,243 +17,33 @@
 
 #include "host-daemon/core/daemon.h"
 #include "host-daemon/views/views.h"
+#include "tests/harness/fake_balloon.h"
+#include "tests/harness/fake_chardev.h"
+#include "tests/harness/loop_wait.h"
 
 #define WAIT_MS 5000
 #define MIB (UINT64_C(1) << 20)
 
 static uv_loop_t loop;
 
-/* ---- a fake balloon backend ---- */
+/* ---- the agent's frames, on each guest's fake chardev ---- */
 
-struct fake_balloon {
-    struct balloon base;
-    char guest[CONFIG_NAME_MAX + 1];
-    bool started;
-    bool closed;
-    int sets, queries;
-    uint64_t target, token;
-    bool pending;
-    balloon_done_cb done;
-    void *done_opaque;
-    int set_result; /* < 0: refuse set_target with it */
-    uv_timer_t close_timer;
-    balloon_closed_cb closed_cb;
-    void *closed_opaque;
-};
-
-#define MAX_BALLOONS 8
-static struct fake_balloon *balloons[MAX_BALLOONS];
-static size_t n_balloons;
-static int balloons_freed;
-
-static struct fake_balloon *fb(struct balloon *b)
-{
-    return (struct fake_balloon *)b;
-}
-
-static int fake_start(struct balloon *b)
-{
-    fb(b)->started = true;
-    return 0;
-}
-
-static int fake_set_target(struct balloon *b, uint64_t target_bytes, uint64_t token,
-                           balloon_done_cb done, void *opaque, char *error, size_t error_cap)
-{
-    struct fake_balloon *f = fb(b);
-    if (f->set_result < 0) {
-        snprintf(error, error_cap, "fake refused");
-        return f->set_result;
-    }
-    f->sets++;
-    f->target = target_bytes;
-    f->token = token;
-    f->pending = true;
-    f->done = done;
-    f->done_opaque = opaque;
-    return 0;
-}
-
-static int fake_query(struct balloon *b, balloon_query_cb done, void *opaque)
-{
-    (void)done;
-    (void)opaque;
-    fb(b)->queries++;
-    return -EAGAIN;
-}
-
-/* The test completes a pending move (from its own code: a later loop turn). */
-static void fake_complete(struct fake_balloon *f, int status, const char *error)
-{
-    assert_true(f->pending);
-    f->pending = false;
-    f->done(f->done_opaque, f->token, status, error);
-}
-
-static void on_fake_closed(uv_handle_t *h)
-{
-    struct fake_balloon *f = h->data;
-    if (f->closed_cb)
-        f->closed_cb(f->closed_opaque);
-    for (size_t i = 0; i < n_balloons; i++)
-        if (balloons[i] == f)
-            balloons[i] = NULL;
-    balloons_freed++;
-    free(f);
-}
-
-static void fake_close(struct balloon *b, balloon_closed_cb closed, void *opaque)
-{
-    struct fake_balloon *f = fb(b);
-    f->closed = true;
-    if (f->pending) {
-        f->pending = false;
-        f->done(f->done_opaque, f->token, -ECANCELED, "closed");
-    }
-    f->closed_cb = closed;
-    f->closed_opaque = opaque;
-    uv_close((uv_handle_t *)&f->close_timer, on_fake_closed); /* a later turn */
-}
-
-static void fake_describe(const struct balloon *b, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "fake balloon of %s", ((const struct fake_balloon *)b)->guest);
-}
-
-static void fake_view(const struct balloon *b, json_t *guest)
-{
-    (void)b;
-    json_object_set_new(guest, "qmp", json_pack("{ss}", "path", "fake"));
-}
-
-static const struct balloon_ops fake_ops = {
-    .kind = "fake",
-    .move_note = " [fake]",
-    .fds = 1,
-    .start = fake_start,
-    .set_target = fake_set_target,
-    .query = fake_query,
-    .close = fake_close,
-    .describe = fake_describe,
-    .view = fake_view,
-};
-
-static struct fake_balloon *fake_new(const char *guest)
-{
-    struct fake_balloon *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    balloon_init(&f->base, &fake_ops);
-    snprintf(f->guest, sizeof(f->guest), "%s", guest);
-    uv_timer_init(&loop, &f->close_timer);
-    f->close_timer.data = f;
-    assert_true(n_balloons < MAX_BALLOONS);
-    balloons[n_balloons++] = f;
-    return f;
-}
-
-static int fake_open(uv_loop_t *l, const struct config_guest *cfg,
-                     const struct config_daemon *daemon_cfg, struct balloon **ret)
-{
-    (void)l;
-    (void)daemon_cfg;
-    *ret = &fake_new(cfg->name)->base;
-    return 0;
-}
-
-static const struct balloon_factory fake_factory = {.kind = "fake", .open = fake_open};
-
-/* The fake balloon of a guest, by name. */
-static struct fake_balloon *balloon_of(const char *guest)
-{
-    for (size_t i = 0; i < n_balloons; i++)
-        if (balloons[i] && strcmp(balloons[i]->guest, guest) == 0 && !balloons[i]->closed)
-            return balloons[i];
-    fail_msg("no balloon for %s", guest);
-    return NULL;
-}
-
-/* ---- a fake QEMU chardev: the guest's end of the agent channel ---- */
-
-struct chardev {
-    uv_pipe_t server;
-    uv_pipe_t client;
-    char path[256];
-    bool connected;
-    uint64_t seq;
-};
-
-static void chardev_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    (void)suggested;
-    static char sink[4096];
-    *buf = uv_buf_init(sink, sizeof(sink));
-}
-
-static void chardev_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    struct chardev *c = s->data;
-    if (nread < 0 && c->connected) {
-        c->connected = false;
-        uv_close((uv_handle_t *)&c->client, NULL);
-    }
-}
-
-static void chardev_connection(uv_stream_t *server, int status)
-{
-    struct chardev *c = server->data;
-    assert_int_equal(status, 0);
-    uv_pipe_init(&loop, &c->client, 0);
-    c->client.data = c;
-    assert_int_equal(uv_accept(server, (uv_stream_t *)&c->client), 0);
-    c->connected = true;
-    uv_read_start((uv_stream_t *)&c->client, chardev_alloc, chardev_read);
-}
-
-static void chardev_listen(struct chardev *c, const char *path)
-{
-    memset(c, 0, sizeof(*c));
-    snprintf(c->path, sizeof(c->path), "%s", path);
-    uv_pipe_init(&loop, &c->server, 0);
-    c->server.data = c;
-    assert_int_equal(uv_pipe_bind(&c->server, c->path), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&c->server, 4, chardev_connection), 0);
-}
-
-static void chardev_close(struct chardev *c)
-{
-    if (c->connected)
-        uv_close((uv_handle_t *)&c->client, NULL);
-    c->connected = false;
-    uv_close((uv_handle_t *)&c->server, NULL);
-}
-
-static void chardev_send(struct chardev *c, const struct bp_msg *msg)
-{
-    char frame[BP_MAX_FRAME];
-    size_t len;
-    assert_int_equal(bp_encode(msg, frame, sizeof(frame), &len), BP_OK);
-    uv_buf_t b = uv_buf_init(frame, (unsigned)len);
-    assert_int_equal(uv_try_write((uv_stream_t *)&c->client, &b, 1), (int)len);
-}
-
-static void send_hello_boot(struct chardev *c, const char *boot_id)
+static void send_hello_boot(struct fake_chardev *c, const char *boot_id)
 {
     struct bp_msg m = {.type = BP_MSG_HELLO};
     m.u.hello.protocol_version = BP_PROTOCOL_VERSION;
     snprintf(m.u.hello.agent, sizeof(m.u.hello.agent), "fake-agent 1");
     snprintf(m.u.hello.boot_id, sizeof(m.u.hello.boot_id), "%s", boot_id);
     m.u.hello.sources = 1u << BP_SOURCE_PSI;
-    chardev_send(c, &m);
+    fake_chardev_send(c, &m);
 }
 
-static void send_hello(struct chardev *c)
+static void send_hello(struct fake_chardev *c)
 {
     send_hello_boot(c, "boot-1");
 }
 
-static void send_pressure(struct chardev *c, enum bp_level level)
+static void send_pressure(struct fake_chardev *c, enum bp_level level)
 {
     struct bp_msg m = {.type = BP_MSG_PRESSURE};
     m.u.pressure.seq = c->seq++;
@@ -263,7 +53,7 @@ static void send_pressure(struct chardev *c, enum bp_level level)
     m.u.pressure.mem.mem_total_kb = 500000;
     m.u.pressure.mem.mem_available_kb = 10000;
     m.u.pressure.mem.psi_some_avg10 = 42.5;
-    chardev_send(c, &m);
+    fake_chardev_send(c, &m);
 }
 
 /* ---- observers ---- */
@@ -330,29 +120,9 @@ static const struct daemon_observer_ops observer_ops = {
 struct world {
     char dir[64];
     struct daemon *d;
-    struct chardev c1, c2;
+    struct fake_chardev c1, c2;
     struct seen seen;
 };
-
-static uv_timer_t deadline;
-static bool deadline_expired;
-
-static void on_deadline(uv_timer_t *t)
-{
-    (void)t;
-    deadline_expired = true;
-}
-
-#define WAIT_FOR(cond)                                                                             \
-    do {                                                                                           \
-        deadline_expired = false;                                                                  \
-        uv_timer_start(&deadline, on_deadline, WAIT_MS, 0);                                        \
-        while (!(cond) && !deadline_expired)                                                       \
-            uv_run(&loop, UV_RUN_ONCE);                                                            \
-        uv_timer_stop(&deadline);                                                                  \
-        if (!(cond))                                                                               \
-            fail_msg("timed out waiting for %s", #cond);                                           \
-    } while (0)
 
 /* Let every round that is due now run (kicks are 0 ms timers). */
 static void settle(void)
@@ -394,17 +164,13 @@ static void start(struct world *w, const char *config, int guests)
     expand(w, config, text, sizeof(text));
     if (config_parse_buffer(text, strlen(text), &cfg, &errs) < 0)
         fail_msg("config: line %d: %s", errs.items[0].line, errs.items[0].message);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/g1.chan", w->dir);
-    chardev_listen(&w->c1, path);
-    if (guests == 2) {
-        snprintf(path, sizeof(path), "%s/g2.chan", w->dir);
-        chardev_listen(&w->c2, path);
-    }
+    fake_chardev_listen(&w->c1, &loop, w->dir, "g1.chan", 4);
+    if (guests == 2)
+        fake_chardev_listen(&w->c2, &loop, w->dir, "g2.chan", 4);
     w->d = daemon_new();
     assert_non_null(w->d);
     assert_int_equal(daemon_add_observer(w->d, &observer_ops, &w->seen), 0);
-    assert_int_equal(daemon_start(w->d, &loop, &cfg, NULL, false, &fake_factory), 0);
+    assert_int_equal(daemon_start(w->d, &loop, &cfg, NULL, false, &fake_balloon_factory), 0);
     if (guests == 0)
         return;
     WAIT_FOR(w->c1.connected && (guests < 2 || w->c2.connected));
@@ -429,9 +195,8 @@ static int setup(void **state)
     snprintf(w.dir, sizeof(w.dir), "/tmp/bellows-core-XXXXXX");
     assert_non_null(mkdtemp(w.dir));
     assert_int_equal(uv_loop_init(&loop), 0);
-    uv_timer_init(&loop, &deadline);
-    n_balloons = 0;
-    balloons_freed = 0;
+    loop_wait_init(&loop, WAIT_MS);
+    fake_balloons_reset(0);
     *state = &w;
     return 0;
 }
@@ -442,10 +207,10 @@ static int teardown(void **state)
     if (w->d)
         daemon_stop(w->d);
     if (w->c1.server.loop)
-        chardev_close(&w->c1);
+        fake_chardev_close(&w->c1);
     if (w->c2.server.loop)
-        chardev_close(&w->c2);
-    uv_close((uv_handle_t *)&deadline, NULL);
+        fake_chardev_close(&w->c2);
+    loop_wait_close();
     while (uv_run(&loop, UV_RUN_DEFAULT) != 0)
         ;
     daemon_free(w->d);
@@ -483,7 +248,7 @@ static void lost_balloon_forgets_its_size(void **state)
 {
     struct world *w = *state;
     start(w, CALM GUEST_G1, 1);
-    struct fake_balloon *b = balloon_of("g1");
+    struct fake_balloon *b = fake_balloon_of("g1");
     assert_true(b->started);
     balloon_emit_ready(&b->base, 1024 * MIB);
     settle();
@@ -525,7 +290,7 @@ static void one_move_in_flight(void **state)
 {
     struct world *w = *state;
     start(w, CALM "[policy]\ncritical_window_ms = 10ms\n" GUEST_G1, 1);
-    struct fake_balloon *b = balloon_of("g1");
+    struct fake_balloon *b = fake_balloon_of("g1");
     balloon_emit_ready(&b->base, 1024 * MIB);
     send_pressure(&w->c1, BP_LEVEL_CRITICAL);
     WAIT_FOR(b->sets == 1);
@@ -547,7 +312,7 @@ static void one_move_in_flight(void **state)
     assert_int_equal(b->sets, 1);                              /* ...not sent */
 
     /* The reply: the first move is done; the deflate goes out with the next round. */
-    fake_complete(b, 0, NULL);
+    fake_balloon_complete(b, 0, NULL);
     assert_int_equal(w->seen.last_move.result, MOVE_DONE);
     assert_int_equal(w->seen.last_move.seq, 1);
     send_pressure(&w->c1, BP_LEVEL_CRITICAL);
@@ -564,7 +329,7 @@ static void host_rounds_keep_their_interval(void **state)
     struct world *w = *state;
     start(w, BUSY "[policy]\nhost_reclaim_interval_ms = 1h\nquiet_ms = 300ms\n" GUEST_G1 GUEST_G2,
           2);
-    struct fake_balloon *b1 = balloon_of("g1"), *b2 = balloon_of("g2");
+    struct fake_balloon *b1 = fake_balloon_of("g1"), *b2 = fake_balloon_of("g2");
     balloon_emit_ready(&b1->base, 2048 * MIB);
     balloon_emit_ready(&b2->base, 2048 * MIB);
     WAIT_FOR(b1->sets + b2->sets >= 1);
@@ -575,7 +340,7 @@ static void host_rounds_keep_their_interval(void **state)
     for (size_t i = 0; i < 2; i++) {
         if (!bs[i]->pending)
             continue;
-        fake_complete(bs[i], 0, NULL);
+        fake_balloon_complete(bs[i], 0, NULL);
         balloon_emit_actual(&bs[i]->base, bs[i]->target);
     }
     settle();
@@ -595,12 +360,12 @@ static void a_rebooted_guest_is_just_booted(void **state)
 {
     struct world *w = *state;
     start(w, BUSY "[policy]\nquiet_ms = 2s\n" GUEST_G1, 1);
-    struct fake_balloon *b = balloon_of("g1");
+    struct fake_balloon *b = fake_balloon_of("g1");
     balloon_emit_ready(&b->base, 2048 * MIB);
     /* Known for quiet_ms, it gives to the busy host. */
     WAIT_FOR(b->sets == 1);
     assert_int_equal(w->seen.last_move.reason, POLICY_R_HOST_PRESSURE);
-    fake_complete(b, 0, NULL);
+    fake_balloon_complete(b, 0, NULL);
     balloon_emit_actual(&b->base, b->target);
     settle();
     const struct guest *g = daemon_find_guest(w->d, "g1");
@@ -629,7 +394,7 @@ static void dry_run_simulates_the_move(void **state)
           "[daemon]\nproc_dir = @SRC@/tests/daemon/data/proc-calm\nstate_dir = "
           "@DIR@/state\ndry_run = true\n" GUEST_G1,
           1);
-    struct fake_balloon *b = balloon_of("g1");
+    struct fake_balloon *b = fake_balloon_of("g1");
     balloon_emit_ready(&b->base, 512 * MIB);
     send_pressure(&w->c1, BP_LEVEL_CRITICAL);
     WAIT_FOR(w->seen.moves == 1);
@@ -658,7 +423,7 @@ static void completions_and_observers(void **state)
     start(w, CALM GUEST_G1, 1);
     assert_int_equal(w->seen.added, 1);
     assert_string_equal(w->seen.last_guest, "g1");
-    struct fake_balloon *b = balloon_of("g1");
+    struct fake_balloon *b = fake_balloon_of("g1");
     balloon_emit_ready(&b->base, 512 * MIB);
     assert_int_equal(w->seen.actuals, 1);
     assert_int_equal(w->seen.last_actual, 512 * MIB);
@@ -685,7 +450,7 @@ static void completions_and_observers(void **state)
     assert_int_equal(b->token, w->seen.last_move.seq);
     assert_int_equal(b->token, 2);
 
-    fake_complete(b, -EREMOTEIO, "DeviceNotActive: no balloon");
+    fake_balloon_complete(b, -EREMOTEIO, "DeviceNotActive: no balloon");
     assert_int_equal(w->seen.moves, 3);
     assert_int_equal(w->seen.last_move.seq, 2);
     assert_int_equal(w->seen.last_move.result, MOVE_FAILED);
@@ -710,7 +475,7 @@ static void sources_own_their_guests(void **state)
     struct config_guest cfg = {.floor_bytes = 256 * MIB, .ceiling_bytes = 2048 * MIB, .weight = 7};
     snprintf(cfg.name, sizeof(cfg.name), "dom");
     snprintf(cfg.channel_path, sizeof(cfg.channel_path), "%s/g1.chan", w->dir);
-    struct fake_balloon *b = fake_new("dom");
+    struct fake_balloon *b = fake_balloon_new(&loop, "dom");
     struct daemon_guest_spec spec = {
         .cfg = &cfg, .balloon = &b->base, .source = "fakevirt", .detail = "fake domain dom"};
     char err[240];
@@ -725,7 +490,7 @@ static void sources_own_their_guests(void **state)
     json_decref(j);
 
     /* A second guest on the same channel path is refused, and its balloon closed. */
-    struct fake_balloon *b2 = fake_new("dup");
+    struct fake_balloon *b2 = fake_balloon_new(&loop, "dup");
     snprintf(cfg.name, sizeof(cfg.name), "dup");
     spec.balloon = &b2->base;
     assert_int_equal(daemon_add_guest(w->d, &spec, NULL, err, sizeof(err)), -EINVAL);
@@ -740,13 +505,13 @@ static void sources_own_their_guests(void **state)
     balloon_emit_ready(&b->base, 512 * MIB);
     send_pressure(&w->c1, BP_LEVEL_CRITICAL);
     WAIT_FOR(b->sets == 1);
-    int freed = balloons_freed;
+    int freed = fake_balloons_freed();
     assert_int_equal(daemon_remove_guest(w->d, g, "fakevirt", err, sizeof(err)), 0);
     assert_null(daemon_find_guest(w->d, "dom"));
     assert_int_equal(w->seen.removed, 1);
     assert_true(b->closed);
     assert_int_equal(w->seen.moves, 1); /* the cancelled move is not reported after removal */
-    WAIT_FOR(balloons_freed == freed + 1);
+    WAIT_FOR(fake_balloons_freed() == freed + 1);
 }
 
 /* Pause and new limits go through the daemon's functions, into the policy state. */
@@ -755,7 +520,7 @@ static void pause_and_limits(void **state)
     struct world *w = *state;
     start(w, CALM GUEST_G1, 1);
     struct guest *g = daemon_find_guest(w->d, "g1");
-    struct fake_balloon *b = balloon_of("g1");
+    struct fake_balloon *b = fake_balloon_of("g1");
     balloon_emit_ready(&b->base, 512 * MIB);
     daemon_set_paused(w->d, g, true);
     send_pressure(&w->c1, BP_LEVEL_CRITICAL);

@@ -18,105 +18,9 @@
 
 #include "host-daemon/core/daemon.h"
 #include "host-daemon/state/state_store.h"
+#include "tests/harness/fake_balloon.h"
 
 static uv_loop_t loop;
-
-/* ---- a fake balloon: starts, refuses moves, closes on a later turn ---- */
-
-struct fake_balloon {
-    struct balloon base;
-    uv_timer_t close_timer;
-    balloon_closed_cb closed_cb;
-    void *closed_opaque;
-};
-
-static int fake_start(struct balloon *b)
-{
-    (void)b;
-    return 0;
-}
-
-static int fake_set_target(struct balloon *b, uint64_t target_bytes, uint64_t token,
-                           balloon_done_cb done, void *opaque, char *error, size_t error_cap)
-{
-    (void)b;
-    (void)target_bytes;
-    (void)token;
-    (void)done;
-    (void)opaque;
-    snprintf(error, error_cap, "fake");
-    return -ENOTCONN;
-}
-
-static int fake_query(struct balloon *b, balloon_query_cb done, void *opaque)
-{
-    (void)b;
-    (void)done;
-    (void)opaque;
-    return -EAGAIN;
-}
-
-static void on_fake_closed(uv_handle_t *h)
-{
-    struct fake_balloon *f = h->data;
-    if (f->closed_cb)
-        f->closed_cb(f->closed_opaque);
-    free(f);
-}
-
-static void fake_close(struct balloon *b, balloon_closed_cb closed, void *opaque)
-{
-    struct fake_balloon *f = (struct fake_balloon *)b;
-    f->closed_cb = closed;
-    f->closed_opaque = opaque;
-    uv_close((uv_handle_t *)&f->close_timer, on_fake_closed);
-}
-
-static void fake_describe(const struct balloon *b, char *buf, size_t cap)
-{
-    (void)b;
-    snprintf(buf, cap, "fake balloon");
-}
-
-static void fake_view(const struct balloon *b, json_t *guest)
-{
-    (void)b;
-    (void)guest;
-}
-
-static const struct balloon_ops fake_ops = {
-    .kind = "fake",
-    .move_note = "",
-    .fds = 0,
-    .start = fake_start,
-    .set_target = fake_set_target,
-    .query = fake_query,
-    .close = fake_close,
-    .describe = fake_describe,
-    .view = fake_view,
-};
-
-static struct balloon *fake_new(void)
-{
-    struct fake_balloon *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    balloon_init(&f->base, &fake_ops);
-    uv_timer_init(&loop, &f->close_timer);
-    f->close_timer.data = f;
-    return &f->base;
-}
-
-static int fake_open(uv_loop_t *l, const struct config_guest *cfg,
-                     const struct config_daemon *daemon_cfg, struct balloon **ret)
-{
-    (void)l;
-    (void)cfg;
-    (void)daemon_cfg;
-    *ret = fake_new();
-    return 0;
-}
-
-static const struct balloon_factory fake_factory = {.kind = "fake", .open = fake_open};
 
 /* ---- the daemon ---- */
 
@@ -136,7 +40,7 @@ static struct daemon *start(void)
     assert_int_equal(config_parse_buffer(text, strlen(text), &cfg, &errs), 0);
     struct daemon *d = daemon_new();
     assert_non_null(d);
-    assert_int_equal(daemon_start(d, &loop, &cfg, NULL, false, &fake_factory), 0);
+    assert_int_equal(daemon_start(d, &loop, &cfg, NULL, false, &fake_balloon_factory), 0);
     return d;
 }
 
@@ -153,8 +57,9 @@ static struct guest *vm_appears(struct daemon *d, const char *name)
     struct config_guest cfg = {.floor_bytes = 128 << 20, .ceiling_bytes = 1 << 30, .weight = 100};
     snprintf(cfg.name, sizeof(cfg.name), "%s", name);
     snprintf(cfg.channel_path, sizeof(cfg.channel_path), "%s/%s.chan", dir, name);
+    struct balloon *balloon = &fake_balloon_new(&loop, name)->base;
     struct daemon_guest_spec spec = {
-        .cfg = &cfg, .balloon = fake_new(), .source = "fakevirt", .vm_id = UUID};
+        .cfg = &cfg, .balloon = balloon, .source = "fakevirt", .vm_id = UUID};
     struct guest *g = NULL;
     char err[200];
     assert_int_equal(daemon_add_guest(d, &spec, &g, err, sizeof(err)), 0);
@@ -350,6 +255,7 @@ static int setup(void **state)
     (void)state;
     snprintf(dir, sizeof(dir), "/tmp/bellows-opstate-XXXXXX");
     assert_non_null(mkdtemp(dir));
+    fake_balloons_reset(-ENOTCONN); /* its balloons refuse moves (none is ever ready here) */
     return uv_loop_init(&loop);
 }
 
