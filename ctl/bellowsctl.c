@@ -167,6 +167,73 @@ static void print_list(json_t *reply)
         print_guest_row(g);
 }
 
+/* "45s", "8m20s", "2h05m". */
+static const char *duration_text(json_t *ms_v, char *buf, size_t cap)
+{
+    long long s = (long long)(json_integer_value(ms_v) + 999) / 1000;
+    if (s < 60)
+        snprintf(buf, cap, "%llds", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%lldm%02llds", s / 60, s % 60);
+    else
+        snprintf(buf, cap, "%lldh%02lldm", s / 3600, s / 60 % 60);
+    return buf;
+}
+
+static double num(json_t *obj, const char *key)
+{
+    return json_number_value(json_object_get(obj, key));
+}
+
+/* The policy's reading of the guest (docs/control.md, "sizing"): what it uses and needs,
+ * its stall against the base and margin, and what holds its inflates back. */
+static void print_sizing(json_t *z)
+{
+    if (!json_is_object(z))
+        return;
+    char a[32], b[32], c[32], d[32];
+    if (json_is_integer(json_object_get(z, "need")))
+        printf("sizing: uses %s, overhead %s, needs %s with its buffer; working set %s\n",
+               size_text(json_object_get(z, "used"), a, sizeof(a)),
+               size_text(json_object_get(z, "overhead"), b, sizeof(b)),
+               size_text(json_object_get(z, "need"), c, sizeof(c)),
+               size_text(json_object_get(z, "working_set"), d, sizeof(d)));
+    else
+        printf("sizing: use not known yet (no snapshot, or the overhead not measured); "
+               "working set %s\n",
+               size_text(json_object_get(z, "working_set"), d, sizeof(d)));
+    json_t *stall = json_object_get(z, "stall");
+    if (json_is_object(stall)) {
+        printf("stall: %.2f %% last interval, %.2f average, %.2f level", num(stall, "last_pct"),
+               num(stall, "avg_pct"), num(stall, "level_pct"));
+        if (num(stall, "base_pct") > 0)
+            printf("; base %.2f %% (does not respond to size)", num(stall, "base_pct"));
+        printf("; margin %.2f points%s\n", num(stall, "margin_pct"),
+               json_is_true(json_object_get(stall, "measuring"))
+                   ? "; measuring the last move's effect"
+                   : "");
+    } else
+        printf("stall: not measured yet\n");
+    json_t *hurt = json_object_get(z, "hurt");
+    if (json_is_object(hurt))
+        printf("hurt at %s: inflates stop a step above it for %s more\n",
+               size_text(json_object_get(hurt, "size"), a, sizeof(a)),
+               duration_text(json_object_get(hurt, "forgotten_in_ms"), b, sizeof(b)));
+    long long flips = (long long)json_integer_value(json_object_get(z, "flips"));
+    if (json_integer_value(json_object_get(z, "inflate_wait_ms")) > 0) {
+        printf("given memory: no inflate for %s more",
+               duration_text(json_object_get(z, "inflate_wait_ms"), a, sizeof(a)));
+        if (flips > 0)
+            printf(" (the wait after a deflate, doubled for each of %lld recent reversals)", flips);
+        printf("\n");
+    }
+    json_t *stuck = json_object_get(z, "stuck");
+    if (json_is_object(stuck))
+        printf("stuck: its balloon did not follow %lld moves in a row; tried again in %s\n",
+               (long long)json_integer_value(json_object_get(stuck, "count")),
+               duration_text(json_object_get(stuck, "retry_in_ms"), a, sizeof(a)));
+}
+
 static void print_show(json_t *g)
 {
     printf("%-16s %-8s %6s %8s %8s %8s %8s %6s %-8s %s\n", "NAME", "LEVEL", "PSI", "ACTUAL",
@@ -185,6 +252,7 @@ static void print_show(json_t *g)
     if (json_is_true(json_object_get(g, "balloon_counted_as_used")))
         printf("balloon: counted as used in the guest (deflate-on-oom), its use read as the "
                "balloon's size less MemAvailable\n");
+    print_sizing(json_object_get(g, "sizing"));
     json_t *last = json_object_get(g, "last_decision");
     if (json_is_object(last))
         printf("last decision: %s (%s), %lld ms ago\n", str(last, "action"), str(last, "reason"),

@@ -503,7 +503,8 @@ static void stall_backoff(const struct policy_config *cfg, const struct policy_g
  * (a guest that hurt keeps hurt_memory_ms of protection: bursts, churn), and its stall is
  * measured, so every step down is judged. (A quality run's grower freed 320 MiB and kept
  * a 425 MiB balloon for the rest of the run, the block doubled by an early reversal.) */
-static bool given_unused(const struct policy_config *cfg, const struct policy_guest *g, int64_t now)
+bool policy__given_unused(const struct policy_config *cfg, const struct policy_guest *g,
+                          int64_t now)
 {
     return g->last_deflate_need > 0 && !policy__hurt_live(cfg, g, now) && g->stall.psi_seen &&
            policy__stall_fresh(cfg, g, now) && snapshot_usable(cfg, g, now) &&
@@ -697,7 +698,7 @@ void policy_decide_guest(const struct policy_config *cfg, const struct policy_ho
     }
     if (g->last_deflate_at != POLICY_NEVER &&
         now - g->last_deflate_at < policy__inflate_wait(cfg, g, now) &&
-        !given_unused(cfg, g, now)) {
+        !policy__given_unused(cfg, g, now)) {
         hold(d, live_flips(cfg, g, now) > 0 ? POLICY_R_BACKOFF : POLICY_R_COOLDOWN);
         return;
     }

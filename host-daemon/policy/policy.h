@@ -349,6 +349,34 @@ enum bp_level policy_guest_level(const struct policy_config *cfg, const struct p
 uint64_t policy_guest_working_set(const struct policy_config *cfg, const struct policy_guest *g,
                                   int64_t now);
 
+/* What the policy knows about sizing one guest, for its operator: why it holds a guest
+ * where it does (bellowsctl show, the HTTP API). Sizes in balloon terms. */
+struct policy_sizing {
+    bool need_known;            /* a snapshot and a measured overhead: the four below */
+    uint64_t used_bytes;        /* what the guest uses, as the policy reads it */
+    uint64_t overhead_bytes;    /* the balloon's size over the guest's MemTotal */
+    uint64_t need_bytes;        /* used + buffer_pct + overhead: where a quiet walk stops */
+    uint64_t working_set_bytes; /* policy_guest_working_set(): what host rounds leave it */
+    bool stall_known;           /* a clean interval was measured: the stall fields */
+    double stall_pct;           /* the last interval's stall (% of its length) */
+    double stall_avg_pct;       /* its moving average */
+    double stall_level_pct;     /* its slow mean (about ten intervals) */
+    double stall_base_pct;      /* the part that does not respond to size (0: none) */
+    double stall_margin_pct;    /* a rise over the base beyond this is a response */
+    bool measuring;             /* the last move's effect is being measured */
+    bool hurt_live;             /* it needed memory at hurt_bytes, still remembered */
+    uint64_t hurt_bytes;
+    int64_t hurt_left_ms;    /* until it is forgotten */
+    unsigned flips;          /* reversals counted toward the backoff */
+    int64_t inflate_wait_ms; /* after a deflate, no inflate for this long (flips double it) */
+    unsigned stuck_count;    /* moves in a row its balloon did not follow */
+    int64_t stuck_left_ms;   /* skipped this much longer (0: not skipped) */
+};
+
+/* Fill out from g's state at now. Pure. */
+void policy_guest_sizing(const struct policy_config *cfg, const struct policy_guest *g, int64_t now,
+                         struct policy_sizing *out);
+
 /* Record a host reading: memory PSI some avg10 (%), MemTotal and MemAvailable (bytes). */
 void policy_host_input(struct policy_host *host, double psi_some_avg10, uint64_t mem_total_bytes,
                        uint64_t mem_available_bytes);

@@ -122,6 +122,10 @@ uint64_t policy__held_after(const struct policy_config *cfg, const struct policy
  * Only meaningful when g->mem_known. */
 uint64_t policy__guest_need(const struct policy_guest *g, double pct);
 
+/* The direction block after the last deflate ends early: the guest's workload ended. */
+bool policy__given_unused(const struct policy_config *cfg, const struct policy_guest *g,
+                          int64_t now);
+
 /* How long after the last deflate an inflate must wait at now, flip backoff included. */
 int64_t policy__inflate_wait(const struct policy_config *cfg, const struct policy_guest *g,
                              int64_t now);

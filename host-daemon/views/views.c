@@ -86,6 +86,40 @@ json_t *view_decisions(const struct guest *g)
     return list;
 }
 
+/* A percentage rounded to hundredths: the measure's noise is in points, not in the 15th
+ * digit a double prints. */
+static json_t *pct_json(double pct)
+{
+    return json_real((double)(int64_t)(pct * 100.0 + 0.5) / 100.0);
+}
+
+/* See views.h. */
+json_t *view_sizing(const struct daemon_view *v, const struct policy_guest *p)
+{
+    struct policy_sizing z;
+    policy_guest_sizing(v->policy, p, v->now, &z);
+    json_t *stall = json_null();
+    if (z.stall_known)
+        stall = json_pack("{sosososososb}", "last_pct", pct_json(z.stall_pct), "avg_pct",
+                          pct_json(z.stall_avg_pct), "level_pct", pct_json(z.stall_level_pct),
+                          "base_pct", pct_json(z.stall_base_pct), "margin_pct",
+                          pct_json(z.stall_margin_pct), "measuring", z.measuring);
+    json_t *hurt = json_null();
+    if (z.hurt_live)
+        hurt = json_pack("{sIsI}", "size", (json_int_t)z.hurt_bytes, "forgotten_in_ms",
+                         (json_int_t)z.hurt_left_ms);
+    json_t *stuck = json_null();
+    if (z.stuck_left_ms > 0)
+        stuck = json_pack("{sIsI}", "count", (json_int_t)z.stuck_count, "retry_in_ms",
+                          (json_int_t)z.stuck_left_ms);
+    return json_pack("{sosososososIsosIso}", "used", maybe_u64(z.need_known, z.used_bytes),
+                     "overhead", maybe_u64(z.need_known, z.overhead_bytes), "need",
+                     maybe_u64(z.need_known, z.need_bytes), "working_set",
+                     json_integer((json_int_t)z.working_set_bytes), "stall", stall, "flips",
+                     (json_int_t)z.flips, "hurt", hurt, "inflate_wait_ms",
+                     (json_int_t)z.inflate_wait_ms, "stuck", stuck);
+}
+
 /* See views.h. */
 json_t *view_guest(const struct daemon_view *v, const struct guest *g, bool with_decisions)
 {
@@ -141,8 +175,10 @@ json_t *view_guest(const struct daemon_view *v, const struct guest *g, bool with
     json_object_set_new(j, "counters", counters_json(g, p));
     if (!j)
         return NULL;
-    if (with_decisions)
+    if (with_decisions) {
+        json_object_set_new(j, "sizing", view_sizing(v, p));
         json_object_set_new(j, "decisions", view_decisions(g));
+    }
     return j;
 }
 

@@ -156,6 +156,54 @@ static void show_has_recent_decisions_bounded(void **state)
     json_decref(guest);
 }
 
+/* show's "sizing": the policy's reading of the guest, null where it knows nothing yet;
+ * not in list. */
+static void show_has_the_policy_sizing(void **state)
+{
+    struct world *w = *state;
+    struct guest *g = registry_find(&w->reg, "web1");
+    struct policy_guest *p = registry_policy(&w->reg, g);
+    json_t *j = view_guest(&w->view, g, true);
+    json_t *z = json_object_get(j, "sizing");
+    assert_true(json_is_object(z));
+    assert_true(json_is_null(json_object_get(z, "need")));
+    assert_true(json_is_null(json_object_get(z, "used")));
+    assert_true(json_is_null(json_object_get(z, "stall")));
+    assert_true(json_is_null(json_object_get(z, "hurt")));
+    assert_true(json_is_null(json_object_get(z, "stuck")));
+    assert_int_equal(json_integer_value(json_object_get(z, "working_set")), 256 << 20);
+    assert_int_equal(json_integer_value(json_object_get(z, "inflate_wait_ms")), 0);
+    json_decref(j);
+
+    /* A snapshot of a guest using 300 MiB of its 1 GiB (24 MiB of overhead), then a
+     * critical deflate at 90 s that it hurt at 1 GiB for (past its first quiet_ms). */
+    policy_note_actual(&w->pc, p, 1u << 30, 0);
+    struct bp_mem m = {.mem_total_kb = 1000 << 10, .mem_available_kb = 700 << 10};
+    policy_note_report(&w->pc, p, BP_LEVEL_NONE, &m, 1000);
+    struct policy_decision d = {.action = POLICY_DEFLATE,
+                                .reason = POLICY_R_CRITICAL,
+                                .from_bytes = 768u << 20,
+                                .to_bytes = 1u << 30};
+    w->pc.quiet_ms = 1000;
+    policy_commit(&w->pc, p, &d, 90000);
+    j = view_guest(&w->view, g, true);
+    z = json_object_get(j, "sizing");
+    assert_int_equal(json_integer_value(json_object_get(z, "used")), 300 << 20);
+    assert_int_equal(json_integer_value(json_object_get(z, "overhead")), 24 << 20);
+    assert_int_equal(json_integer_value(json_object_get(z, "need")), (360 + 24) << 20);
+    json_t *hurt = json_object_get(z, "hurt");
+    assert_int_equal(json_integer_value(json_object_get(hurt, "size")), 768 << 20);
+    assert_int_equal(json_integer_value(json_object_get(hurt, "forgotten_in_ms")),
+                     w->pc.hurt_memory_ms - 10000);
+    assert_int_equal(json_integer_value(json_object_get(z, "inflate_wait_ms")),
+                     w->pc.deflate_cooldown_ms - 10000);
+    json_decref(j);
+
+    j = view_guest(&w->view, g, false);
+    assert_null(json_object_get(j, "sizing")); /* only show has it */
+    json_decref(j);
+}
+
 /* The backend's key comes from its view; the other backend key stays null. A guest of a
  * source shows the source's name. */
 static void backend_part_and_source(void **state)
@@ -223,6 +271,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(list_shows_every_guest, setup, teardown),
         cmocka_unit_test_setup_teardown(show_has_recent_decisions_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(show_has_the_policy_sizing, setup, teardown),
         cmocka_unit_test_setup_teardown(backend_part_and_source, setup, teardown),
         cmocka_unit_test_setup_teardown(registry_removal_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(host_budget_and_held, setup, teardown),

@@ -80,6 +80,18 @@ def check_api(s):
     assert one["decisions"][0]["action"] == "deflate", one["decisions"]
     assert one["decisions"][0]["reason"] == "critical", one["decisions"]
     assert one["mem_total"] > 0 and one["mem_available"] > 0, one
+    # show's "sizing": the policy's reading of the guest (docs/control.md). Just given
+    # memory on a critical event, it may not be inflated for the cooldown; bellowsctl show
+    # says so in words.
+    z = one["sizing"]
+    assert set(z) == {"used", "overhead", "need", "working_set", "stall", "flips", "hurt",
+                      "inflate_wait_ms", "stuck"}, z
+    assert 0 < z["inflate_wait_ms"] <= 200000 and z["stuck"] is None, z
+    assert z["need"] is None or z["need"] >= z["used"], z
+    text = subprocess.run([os.path.join(s.build, "ctl", "bellowsctl"), "--socket", s.control,
+                           "show", "web-1"], stdout=subprocess.PIPE, text=True, timeout=10,
+                          check=True).stdout
+    assert "\nsizing: " in text and "\ngiven memory: no inflate for " in text, text
 
     # History: one sample a second, the move with its reason; `since` filters.
     deadline = time.monotonic() + 10

@@ -792,6 +792,61 @@ static void test_balloon_counted_as_used_is_walked_to_its_need(void **state)
     assert_int_equal(g.overhead_bytes, OVERHEAD);
 }
 
+/* What policy_guest_sizing() tells the operator follows the state the rules act on: the
+ * need from a snapshot, the hurt size and the direction block a critical deflate leaves
+ * (and when each ends), a balloon that did not follow and when it is tried again. */
+static void test_sizing_says_what_holds_a_guest(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g;
+    struct policy_sizing z;
+    one_guest(&cfg, &host, &g, 256 * MIB, 4 * GIB, 2 * GIB);
+    policy_guest_sizing(&cfg, &g, 0, &z);
+    assert_false(z.need_known);
+    assert_false(z.stall_known);
+    assert_false(z.hurt_live);
+    assert_int_equal(z.working_set_bytes, 256 * MIB); /* the floor: nothing else known */
+    assert_int_equal(z.inflate_wait_ms, 0);
+    assert_int_equal(z.stuck_left_ms, 0);
+
+    struct bp_mem m = snapshot(2 * GIB, 1 * GIB);
+    policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, SEC);
+    policy_guest_sizing(&cfg, &g, SEC, &z);
+    assert_true(z.need_known);
+    assert_int_equal(z.used_bytes, 1 * GIB);
+    assert_int_equal(z.overhead_bytes, OVERHEAD);
+    assert_int_equal(z.need_bytes, NEED(1 * GIB, 20));
+    assert_int_equal(z.working_set_bytes, NEED(1 * GIB, 10)); /* host_buffer_pct */
+
+    /* A critical deflate once the guest is past its first quiet_ms: a hurt size. Its
+     * balloon does not follow. */
+    int64_t t = 3 * MIN;
+    policy_note_event(&cfg, &g, BP_LEVEL_CRITICAL, &m, t);
+    struct policy_decision d = decide1(&cfg, &host, &g, t);
+    assert_int_equal(d.action, POLICY_DEFLATE);
+    policy_commit(&cfg, &g, &d, t);
+    policy_guest_sizing(&cfg, &g, t + MIN, &z);
+    assert_true(z.hurt_live);
+    assert_int_equal(z.hurt_bytes, 2 * GIB);
+    assert_int_equal(z.hurt_left_ms, cfg.hurt_memory_ms - MIN);
+    assert_int_equal(z.working_set_bytes, 2 * GIB);
+    assert_int_equal(z.inflate_wait_ms, cfg.deflate_cooldown_ms - MIN);
+    assert_int_equal(z.flips, 0);
+    assert_int_equal(z.stuck_left_ms, cfg.stuck_backoff_ms - MIN);
+
+    /* It arrives late: nothing stuck any more. Once the hurt size is forgotten, nothing
+     * holds the guest back but its need. */
+    policy_note_actual(&cfg, &g, d.to_bytes, t + MIN + SEC);
+    policy_guest_sizing(&cfg, &g, t + MIN + SEC, &z);
+    assert_int_equal(z.stuck_left_ms, 0);
+    policy_guest_sizing(&cfg, &g, t + cfg.hurt_memory_ms, &z);
+    assert_false(z.hurt_live);
+    assert_int_equal(z.inflate_wait_ms, 0);
+    assert_int_equal(z.working_set_bytes, NEED(1 * GIB, 10));
+}
+
 /* A critical burst over a guest being inflated quietly: one deflate, and no inflate
  * within the cooldown however the burst's tail and the quiet after it fall. */
 static void test_critical_burst_no_reversal_in_cooldown(void **state)
@@ -1111,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_host_round_counts_memory_in_flight),
         cmocka_unit_test(test_overhead_measured_while_the_balloon_is_still),
         cmocka_unit_test(test_balloon_counted_as_used_is_walked_to_its_need),
+        cmocka_unit_test(test_sizing_says_what_holds_a_guest),
         cmocka_unit_test(test_critical_burst_no_reversal_in_cooldown),
         cmocka_unit_test(test_threshold_guest_converges),
         cmocka_unit_test(test_wobbling_guest_converges),
