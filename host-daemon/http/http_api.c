@@ -75,6 +75,8 @@ static void fill_guest(const struct http_module *m, const struct daemon_view *v,
     const struct policy_guest *p = registry_policy_of(v->reg, g);
     static const struct guest_channel_stats none;
     const struct guest_channel_stats *s = g->channel ? guest_channel_stats(g->channel) : &none;
+    struct policy_sizing z;
+    policy_guest_sizing(v->policy, p, v->now, &z);
     backend_ids(g, st);
     *mg = (struct metrics_guest){
         .name = g->name,
@@ -99,6 +101,12 @@ static void fill_guest(const struct http_module *m, const struct daemon_view *v,
         .psi_full_avg10 = g->mem.psi_full_avg10,
         .psi_some_total_us = g->mem.psi_some_total_us,
         .psi_full_total_us = g->mem.psi_full_total_us,
+        .need_known = z.need_known,
+        .need_bytes = z.need_bytes,
+        .working_set_bytes = z.working_set_bytes,
+        .stall_known = z.stall_known,
+        .stall_pct = z.stall_pct,
+        .stall_base_pct = z.stall_base_pct,
         .channel_connected = g->channel && guest_channel_connected(g->channel),
         .backend_connected = g->balloon_ready,
         .channel_connects = s->connects,

@@ -33,6 +33,14 @@ static bool has_mem(const struct metrics_guest *g)
 {
     return g->mem_known;
 }
+static bool has_need(const struct metrics_guest *g)
+{
+    return g->need_known;
+}
+static bool has_stall(const struct metrics_guest *g)
+{
+    return g->stall_known;
+}
 
 static double v_actual(const struct metrics_guest *g)
 {
@@ -114,6 +122,22 @@ static double v_reversals(const struct metrics_guest *g)
 {
     return (double)g->reversals;
 }
+static double v_need(const struct metrics_guest *g)
+{
+    return (double)g->need_bytes;
+}
+static double v_working_set(const struct metrics_guest *g)
+{
+    return (double)g->working_set_bytes;
+}
+static double v_stall(const struct metrics_guest *g)
+{
+    return g->stall_pct / 100.0;
+}
+static double v_stall_base(const struct metrics_guest *g)
+{
+    return g->stall_base_pct / 100.0;
+}
 
 /* clang-format off */
 static const struct guest_family guest_families[] = {
@@ -169,6 +193,18 @@ static const struct guest_family guest_families[] = {
      always, v_move_failures, true},
     {"bellows_guest_reversals_total", PROM_COUNTER,
      "Moves in the direction opposite to the guest's previous move.", always, v_reversals, true},
+    {"bellows_guest_need_bytes", PROM_GAUGE,
+     "What the policy reckons the guest needs: what it uses plus buffer_pct plus the balloon's overhead; quiet inflates stop there. Absent until a snapshot and a measured overhead.",
+     has_need, v_need, true},
+    {"bellows_guest_working_set_bytes", PROM_GAUGE,
+     "The least host rounds and funding leave the guest: its floor, its use plus host_buffer_pct, a size it hurt at while remembered.",
+     always, v_working_set, true},
+    {"bellows_guest_stall_ratio", PROM_GAUGE,
+     "The guest's stall in the policy's last clean interval, 0..1 (PSI 'some' time, or major faults when those say more). Absent until measured.",
+     has_stall, v_stall, false},
+    {"bellows_guest_stall_base_ratio", PROM_GAUGE,
+     "The part of the guest's stall that does not respond to its size, 0..1 (0: all of it does). Absent until measured.",
+     has_stall, v_stall_base, false},
 };
 /* clang-format on */
 #define N_GUEST_FAMILIES (sizeof(guest_families) / sizeof(guest_families[0]))

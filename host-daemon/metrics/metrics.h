@@ -58,6 +58,14 @@ struct metrics_guest {
     uint64_t psi_some_total_us;
     uint64_t psi_full_total_us;
 
+    /* the policy's sizing of it (policy_guest_sizing()) */
+    bool need_known;            /* a snapshot and a measured overhead */
+    uint64_t need_bytes;        /* what it uses plus its buffer and the overhead */
+    uint64_t working_set_bytes; /* the least host rounds leave it */
+    bool stall_known;           /* a clean stall interval was measured */
+    double stall_pct;           /* the last interval's stall, percent */
+    double stall_base_pct;      /* the part that does not respond to size, percent */
+
     /* links */
     bool channel_connected;
     bool backend_connected; /* QMP ready, or libvirt connected */

@@ -10,8 +10,8 @@ static int64_t left_until(int64_t then, int64_t now)
 }
 
 /* See policy.h. */
-void policy_guest_sizing(const struct policy_config *cfg, const struct policy_guest *g,
-                         int64_t now, struct policy_sizing *out)
+void policy_guest_sizing(const struct policy_config *cfg, const struct policy_guest *g, int64_t now,
+                         struct policy_sizing *out)
 {
     memset(out, 0, sizeof(*out));
     out->need_known = g->mem_known && g->overhead_known;

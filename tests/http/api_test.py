@@ -226,6 +226,8 @@ def check_metrics(s, promtool):
     assert value('bellows_guest_frames_total{guest="idle",outcome="accepted"}') >= 1
     assert value('bellows_guest_balloon_actual_bytes{guest="idle"}') > 1024 * 2**20
     assert value('bellows_guest_pressure_level{guest="idle"}') == 3
+    # The policy's sizing: a working set for every guest, at least its floor (docs/control.md).
+    assert value('bellows_guest_working_set_bytes{guest="idle"}') >= 256 * 2**20
     assert value('bellows_guest_channel_connected{guest="db"}') == 1
     assert value('bellows_guest_backend_connected{guest="db"}') == 1
     assert value('bellows_guests') == len(NAMES)

@@ -51,6 +51,12 @@ static struct metrics_guest guests[] = {
         .psi_full_avg10 = 12.5,
         .psi_some_total_us = 2500000,
         .psi_full_total_us = 1000000,
+        .need_known = true,
+        .need_bytes = 1464 * MIB,
+        .working_set_bytes = 1344 * MIB,
+        .stall_known = true,
+        .stall_pct = 2.5,
+        .stall_base_pct = 1.25,
         .channel_connected = true,
         .backend_connected = true,
         .channel_connects = 1,
@@ -250,6 +256,10 @@ static void values(void **state)
         value_of(text, "bellows_guest_frames_total{guest=\"web-1\",outcome=\"invalid_json\"}") ==
         2);
     assert_true(value_of(text, "bellows_guest_reversals_total{guest=\"web-1\"}") == 2);
+    assert_true(value_of(text, "bellows_guest_need_bytes{guest=\"web-1\"}") == 1464.0 * MIB);
+    assert_true(value_of(text, "bellows_guest_working_set_bytes{guest=\"web-1\"}") == 1344.0 * MIB);
+    assert_true(value_of(text, "bellows_guest_stall_ratio{guest=\"web-1\"}") == 0.025);
+    assert_true(value_of(text, "bellows_guest_stall_base_ratio{guest=\"web-1\"}") == 0.0125);
     assert_true(value_of(text, "bellows_http_requests_total{code=\"4xx\"}") == 2);
     assert_true(value_of(text, "bellows_http_event_streams_dropped_total") == 3);
     assert_true(value_of(text, "bellows_http_connections") == 5);
@@ -270,6 +280,11 @@ static void unknown_values_absent(void **state)
     assert_null(find_line(text, "bellows_guest_balloon_target_bytes{guest=\"db\"}"));
     assert_null(find_line(text, "bellows_guest_memory_available_bytes{guest=\"db\"}"));
     assert_null(find_line(text, "bellows_guest_memory_pressure_some_avg10_ratio{guest=\"db\"}"));
+    /* Nor its need and stall; its working set always has a value (at least its floor). */
+    assert_null(find_line(text, "bellows_guest_need_bytes{guest=\"db\"}"));
+    assert_null(find_line(text, "bellows_guest_stall_ratio{guest=\"db\"}"));
+    assert_null(find_line(text, "bellows_guest_stall_base_ratio{guest=\"db\"}"));
+    assert_non_null(find_line(text, "bellows_guest_working_set_bytes{guest=\"db\"}"));
     assert_non_null(find_line(text, "bellows_guest_memory_available_bytes{guest=\"web-1\"}"));
     /* No host sample yet: no host series. */
     assert_null(strstr(text, "bellows_host_"));
