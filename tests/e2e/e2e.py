@@ -309,15 +309,22 @@ def ctl_guest(env, name):
     raise Failure("bellowsctl list has no guest %s" % name)
 
 
-def ctl_moves(env, name):
-    """The guest's recent moves as bellowsd recorded them (`bellowsctl --json show`,
-    docs/control.md), oldest first, or None when bellowsctl is not built."""
+def ctl_show(env, name):
+    """The guest as `bellowsctl --json show` gives it (docs/control.md), or None when
+    bellowsctl is not built."""
     if not env.args.bellowsctl:
         return None
     out = subprocess.run([env.args.bellowsctl, "--socket", env.control, "--json", "show", name],
                          stdout=subprocess.PIPE, text=True, timeout=10)
     check(out.returncode == 0, "bellowsctl show %s failed (%d)" % (name, out.returncode))
-    return list(reversed(json.loads(out.stdout)["guest"]["decisions"]))
+    return json.loads(out.stdout)["guest"]
+
+
+def ctl_moves(env, name):
+    """The guest's recent moves as bellowsd recorded them, oldest first, or None when
+    bellowsctl is not built."""
+    shown = ctl_show(env, name)
+    return None if shown is None else list(reversed(shown["decisions"]))
 
 
 def run_workload(g, command, timeout):
@@ -437,6 +444,16 @@ def autodeflate_inflate(env):
                            stdout=subprocess.PIPE, text=True, timeout=10).stdout
     check("balloon: counted as used in the guest" in shown,
           "bellowsctl show does not say so:\n%s" % shown)
+    # show's sizing agrees with where the walk ended: at what the guest needs with its
+    # buffer (or its floor), within the dead band (16 MiB) and what MemAvailable moved
+    # since (docs/control.md, "SIZING"). Read the usual way (MemTotal 470, MemAvailable
+    # about 21 MiB) it would be about 540 MiB.
+    z = ctl_show(env, g.name)["sizing"]
+    log("sizing: %s" % z)
+    check(z["used"] is not None and z["need"] is not None, "show has no need: %s" % z)
+    check(abs(qmp.actual() - max(z["need"], 64 * MIB)) <= 24 * MIB,
+          "the walk did not end at its need: %d MiB, need %d MiB"
+          % (qmp.actual() // MIB, z["need"] // MIB))
 
     # Running short: 250 MiB at 50 MiB/s where about 96 MiB are left. The guest's driver
     # deflates on its own at OOM (measured without bellowsd: 96 -> 265 MiB, no OOM kill),
