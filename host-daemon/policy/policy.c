@@ -198,6 +198,19 @@ void policy_note_actual(const struct policy_config *cfg, struct policy_guest *g,
     }
     if (!had || actual_bytes != before)
         g->actual_changed_at = now;
+    /* A balloon that grew past anything we asked for was deflated by someone else: the
+     * guest's own driver at OOM (QEMU's deflate-on-oom, libvirt's autodeflate), or an
+     * operator giving it memory. Either way it needed memory at the size it left: that is
+     * remembered as a hurt size, so that walks and host rounds do not take it straight
+     * back (without an agent, a guest's working set is otherwise only its floor). Not
+     * while just known, as for a deflate of ours. */
+    uint64_t asked = g->target_set ? max_u64(before, g->target_bytes) : before;
+    if (had && actual_bytes > add_sat(asked, cfg->min_change_bytes) &&
+        !policy__just_known(cfg, g, now)) {
+        g->hurt_known = true;
+        g->hurt_bytes = before;
+        g->hurt_at = now;
+    }
     g->actual_known = true;
     g->actual_bytes = actual_bytes;
     g->actual_at = now;

@@ -792,6 +792,60 @@ static void test_balloon_counted_as_used_is_walked_to_its_need(void **state)
     assert_int_equal(g.overhead_bytes, OVERHEAD);
 }
 
+/* A balloon that grew past anything the policy asked for (the guest's driver deflating
+ * it at OOM, or an operator) leaves a hurt size at the size it left: the walk stops a
+ * step above it until it is forgotten, the working set holds it. Not while the guest is
+ * just known (a rise then is boot's), and not for a rise the policy asked for. */
+static void test_an_unexplained_deflate_is_remembered_as_hurt(void **state)
+{
+    (void)state;
+    struct policy_config cfg;
+    struct policy_host host;
+    struct policy_guest g;
+    struct policy_sizing z;
+    one_guest(&cfg, &host, &g, 256 * MIB, 4 * GIB, 2 * GIB);
+    /* Just known (quiet_ms from t=0): not counted. */
+    policy_note_actual(&cfg, &g, 2 * GIB + 512 * MIB, 30 * SEC);
+    policy_guest_sizing(&cfg, &g, 30 * SEC, &z);
+    assert_false(z.hurt_live);
+    policy_note_actual(&cfg, &g, 2 * GIB, 31 * SEC); /* back, as if by an operator */
+
+    int64_t t0 = 3 * MIN;
+    policy_note_actual(&cfg, &g, 2 * GIB + 512 * MIB, t0);
+    policy_guest_sizing(&cfg, &g, t0, &z);
+    assert_true(z.hurt_live);
+    assert_int_equal(z.hurt_bytes, 2 * GIB);
+    assert_int_equal(z.working_set_bytes, 2 * GIB);
+
+    /* Quiet, using 1 GiB: walked down to a step over the size it left, not under, while
+     * that is remembered; then to its buffer over what it uses. No deflate of ours on the
+     * way (the walk's rises are none; a deflate we ask for leaves no hurt by this rule). */
+    uint64_t arriving = 0, lowest_held = 4 * GIB;
+    for (int64_t t = t0 + SEC; t < t0 + 20 * MIN; t += SEC) {
+        if (arriving) {
+            policy_note_actual(&cfg, &g, arriving, t);
+            arriving = 0;
+        }
+        if (t % (5 * SEC) == 0) {
+            struct bp_mem m = snapshot(g.actual_bytes, 1 * GIB);
+            policy_note_report(&cfg, &g, BP_LEVEL_NONE, &m, t);
+        }
+        struct policy_decision d = decide1(&cfg, &host, &g, t);
+        if (d.action == POLICY_HOLD)
+            continue;
+        assert_int_equal(d.action, POLICY_INFLATE);
+        policy_commit(&cfg, &g, &d, t);
+        arriving = d.to_bytes;
+        if (t < t0 + cfg.hurt_memory_ms && d.to_bytes < lowest_held)
+            lowest_held = d.to_bytes;
+    }
+    print_message("unexplained deflate: lowest %llu MiB while remembered, %llu MiB at the end\n",
+                  (unsigned long long)(lowest_held / MIB),
+                  (unsigned long long)(g.actual_bytes / MIB));
+    assert_true(lowest_held >= 2 * GIB + INFLATE_STEP);
+    assert_true(g.actual_bytes <= NEED(1 * GIB, 20) + cfg.min_change_bytes);
+}
+
 /* What policy_guest_sizing() tells the operator follows the state the rules act on: the
  * need from a snapshot, the hurt size and the direction block a critical deflate leaves
  * (and when each ends), a balloon that did not follow and when it is tried again. */
@@ -1166,6 +1220,7 @@ int main(void)
         cmocka_unit_test(test_host_round_counts_memory_in_flight),
         cmocka_unit_test(test_overhead_measured_while_the_balloon_is_still),
         cmocka_unit_test(test_balloon_counted_as_used_is_walked_to_its_need),
+        cmocka_unit_test(test_an_unexplained_deflate_is_remembered_as_hurt),
         cmocka_unit_test(test_sizing_says_what_holds_a_guest),
         cmocka_unit_test(test_critical_burst_no_reversal_in_cooldown),
         cmocka_unit_test(test_threshold_guest_converges),
