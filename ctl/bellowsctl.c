@@ -91,7 +91,6 @@ static json_t *build_request(int argc, char **argv)
     return NULL;
 }
 
-/* "768M", "1.5G", "-" for null. */
 /* A size from the reply ("-" when it is not a byte count). */
 static const char *size_text(json_t *v, char *buf, size_t cap)
 {

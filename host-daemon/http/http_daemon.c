@@ -181,11 +181,9 @@ static void on_tick(uv_timer_t *t)
         const struct policy_guest *p = registry_policy_of(v.reg, g);
         struct guest_slot *slot = http_slot(m, g);
         bool used_known = g->mem_known && g->mem.mem_total_kb >= g->mem.mem_available_kb;
-        uint64_t used = used_known ? (g->mem.mem_total_kb - g->mem.mem_available_kb) * 1024 : 0;
-        /* A guest that counts its balloon as used: the policy's reading, for MemTotal -
+        /* The policy's reading: for a guest that counts its balloon as used, MemTotal -
          * MemAvailable would show the balloon as its use. */
-        if (used_known && p->balloon_counted_used)
-            used = p->counted_used_bytes;
+        uint64_t used = used_known ? policy_guest_used(p) : 0;
         struct history_sample s = {
             .t = now_s,
             .actual_kib = history_kib(p->actual_known, p->actual_bytes),

@@ -324,10 +324,9 @@ void policy_note_report(const struct policy_config *cfg, struct policy_guest *g,
     note_level(cfg, g, level > BP_LEVEL_MEDIUM ? BP_LEVEL_MEDIUM : level, now);
 }
 
-/* Guest memory in use: what it cannot free. Only meaningful with a snapshot. A guest that
- * counts its balloon as used: from the last snapshot where the balloon was still, for it
- * pairs the actual with the guest's MemAvailable. */
-static uint64_t guest_used(const struct policy_guest *g)
+/* See policy.h. A guest that counts its balloon as used: from the last snapshot where
+ * the balloon was still, for it pairs the actual with the guest's MemAvailable. */
+uint64_t policy_guest_used(const struct policy_guest *g)
 {
     if (g->balloon_counted_used)
         return g->counted_used_bytes;
@@ -336,7 +335,7 @@ static uint64_t guest_used(const struct policy_guest *g)
 
 uint64_t policy__guest_need(const struct policy_guest *g, double pct)
 {
-    uint64_t used = guest_used(g);
+    uint64_t used = policy_guest_used(g);
     return add_sat(add_sat(used, pct_of(used, pct)), g->overhead_bytes);
 }
 
@@ -344,8 +343,8 @@ uint64_t policy__guest_need(const struct policy_guest *g, double pct)
  * not respond to size, whatever it swapped out it may need back. */
 static uint64_t guest_need_with_swap(const struct policy_guest *g, double pct)
 {
-    uint64_t used = add_sat(
-        guest_used(g), sub_sat(kib_bytes(g->mem.swap_total_kb), kib_bytes(g->mem.swap_free_kb)));
+    uint64_t used = add_sat(policy_guest_used(g), sub_sat(kib_bytes(g->mem.swap_total_kb),
+                                                          kib_bytes(g->mem.swap_free_kb)));
     return add_sat(add_sat(used, pct_of(used, pct)), g->overhead_bytes);
 }
 

@@ -349,6 +349,11 @@ enum bp_level policy_guest_level(const struct policy_config *cfg, const struct p
 uint64_t policy_guest_working_set(const struct policy_config *cfg, const struct policy_guest *g,
                                   int64_t now);
 
+/* What the guest uses, as the policy reads it: MemTotal - MemAvailable of its latest
+ * snapshot, or for a guest that counts its balloon as used, the balloon's size less
+ * MemAvailable. Only meaningful with a snapshot (g->mem_known). */
+uint64_t policy_guest_used(const struct policy_guest *g);
+
 /* What the policy knows about sizing one guest, for its operator: why it holds a guest
  * where it does (bellowsctl show, the HTTP API). Sizes in balloon terms. */
 struct policy_sizing {
@@ -368,7 +373,8 @@ struct policy_sizing {
     uint64_t hurt_bytes;
     int64_t hurt_left_ms;    /* until it is forgotten */
     unsigned flips;          /* reversals counted toward the backoff */
-    int64_t inflate_wait_ms; /* after a deflate, no inflate for this long (flips double it) */
+    int64_t inflate_wait_ms; /* no inflate for this much longer: the block after its last
+                              * deflate, doubled per flip (0: none, over, ended early) */
     unsigned stuck_count;    /* moves in a row its balloon did not follow */
     int64_t stuck_left_ms;   /* skipped this much longer (0: not skipped) */
 };

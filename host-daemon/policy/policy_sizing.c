@@ -17,7 +17,7 @@ void policy_guest_sizing(const struct policy_config *cfg, const struct policy_gu
     out->need_known = g->mem_known && g->overhead_known;
     if (out->need_known) {
         out->overhead_bytes = g->overhead_bytes;
-        out->used_bytes = sub_sat(policy__guest_need(g, 0), g->overhead_bytes);
+        out->used_bytes = policy_guest_used(g);
         out->need_bytes = policy__guest_need(g, cfg->buffer_pct);
     }
     out->working_set_bytes = policy_guest_working_set(cfg, g, now);

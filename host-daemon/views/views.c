@@ -93,8 +93,8 @@ static json_t *pct_json(double pct)
     return json_real((double)(int64_t)(pct * 100.0 + 0.5) / 100.0);
 }
 
-/* See views.h. */
-json_t *view_sizing(const struct daemon_view *v, const struct policy_guest *p)
+/* What the policy knows about sizing the guest (struct policy_sizing): show's "sizing". */
+static json_t *view_sizing(const struct daemon_view *v, const struct policy_guest *p)
 {
     struct policy_sizing z;
     policy_guest_sizing(v->policy, p, v->now, &z);

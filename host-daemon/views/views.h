@@ -13,13 +13,9 @@
 #include "host-daemon/core/daemon.h"
 
 /* One guest (what `list` shows per guest); with_decisions adds "decisions", its ring,
- * newest first (what `show` adds). New reference; NULL only when out of memory. */
+ * newest first, and "sizing", the policy's reading of it (what `show` adds). New reference; NULL
+ * only when out of memory. */
 json_t *view_guest(const struct daemon_view *v, const struct guest *g, bool with_decisions);
-
-/* What the policy knows about sizing the guest whose policy state is p (struct
- * policy_sizing): used, overhead, need, working_set, stall, flips, hurt, inflate_wait_ms,
- * stuck. In `show` as "sizing". New reference; NULL only when out of memory. */
-json_t *view_sizing(const struct daemon_view *v, const struct policy_guest *p);
 
 /* One move of a ring: seq, time (ISO 8601 UTC), action, reason, from, to, result, error. */
 json_t *view_decision(const struct decision_entry *e);
