@@ -13,8 +13,8 @@
 #include "host-daemon/core/daemon.h"
 
 /* One guest (what `list` shows per guest); with_decisions adds "decisions", its ring,
- * newest first, and "sizing", the policy's reading of it (what `show` adds). New reference; NULL
- * only when out of memory. */
+ * newest first, and "sizing", the policy's reading of it (what `show` adds). New
+ * reference; NULL only when out of memory. */
 json_t *view_guest(const struct daemon_view *v, const struct guest *g, bool with_decisions);
 
 /* One move of a ring: seq, time (ISO 8601 UTC), action, reason, from, to, result, error. */
